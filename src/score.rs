@@ -1,0 +1,310 @@
+//! ΔEnergy and the baseline OOD scores, on cosine similarities (`../shared/docs/METHOD.md`).
+//!
+//! Every score is "higher = more in-distribution". Arithmetic is in f64 with the maximum
+//! subtracted inside every log-sum-exp, so τ = 0.01 on cosines never overflows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Parameters of the scores. `tau` is the temperature on cosines (CLIP's learned logit scale
+/// is 100, hence 0.01); `c` the number of top similarities cropped; `crop_value` what they are
+/// cropped to; `mcm_tau` the temperature of MCM's softmax (1 in the MCM paper).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreParams {
+    pub tau: f64,
+    pub c: usize,
+    pub crop_value: f64,
+    pub mcm_tau: f64,
+}
+
+impl Default for ScoreParams {
+    fn default() -> Self {
+        Self {
+            tau: 0.01,
+            c: 1,
+            crop_value: 0.0,
+            mcm_tau: 1.0,
+        }
+    }
+}
+
+impl ScoreParams {
+    pub fn validate(&self) -> Result<()> {
+        for (name, t) in [("tau", self.tau), ("mcm_tau", self.mcm_tau)] {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::Input(format!(
+                    "{name} must be a positive number, got {t}"
+                )));
+            }
+        }
+        if !self.crop_value.is_finite() {
+            return Err(Error::Input(format!(
+                "crop value must be finite, got {}",
+                self.crop_value
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// All four scores for one image, plus what the teaching view shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// ΔE_c = LSE(s/τ) − LSE(s'/τ).
+    pub delta_energy: f64,
+    /// Negative energy, LSE(s/τ).
+    pub energy: f64,
+    pub mcm: f64,
+    pub max_logit: f64,
+    /// Index of the largest similarity (ties: lowest index).
+    pub label: usize,
+    /// `s'`: the similarities with the top c cropped.
+    pub cropped: Vec<f64>,
+    /// Negative energy after cropping, LSE(s'/τ).
+    pub energy_cropped: f64,
+}
+
+/// `log Σ exp(x_k / τ)` with the maximum factored out.
+pub fn log_sum_exp(x: &[f64], tau: f64) -> f64 {
+    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = x.iter().map(|&v| ((v - m) / tau).exp()).sum();
+    m / tau + sum.ln()
+}
+
+/// Indices of the `c` largest entries, ties broken by the lowest index.
+pub fn top_indices(s: &[f64], c: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..s.len()).collect();
+    // Stable sort on descending value keeps lower indices first among equals.
+    idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+    idx.truncate(c.min(s.len()));
+    idx
+}
+
+/// `s` with its `c` largest entries replaced by `value`. `c ≥ K` crops everything.
+pub fn crop_top(s: &[f64], c: usize, value: f64) -> Vec<f64> {
+    let mut out = s.to_vec();
+    for i in top_indices(s, c) {
+        out[i] = value;
+    }
+    out
+}
+
+fn check_similarities(s: &[f64]) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::Input("no classes: the class list is empty".into()));
+    }
+    if let Some(v) = s.iter().find(|v| !v.is_finite()) {
+        return Err(Error::Input(format!("similarity is not finite: {v}")));
+    }
+    Ok(())
+}
+
+/// ΔE_c. With `c = 0` nothing is cropped and ΔE = 0; with `c ≥ K` every similarity becomes
+/// `crop_value`, so ΔE = LSE(s/τ) − (v/τ + ln K). Both are defined, finite and documented
+/// rather than errors, because a class list can shrink below `c` while a user edits it.
+pub fn delta_energy(s: &[f64], p: &ScoreParams) -> Result<f64> {
+    p.validate()?;
+    check_similarities(s)?;
+    Ok(log_sum_exp(s, p.tau) - log_sum_exp(&crop_top(s, p.c, p.crop_value), p.tau))
+}
+
+pub fn scores(s: &[f64], p: &ScoreParams) -> Result<Scores> {
+    p.validate()?;
+    check_similarities(s)?;
+    let energy = log_sum_exp(s, p.tau);
+    let cropped = crop_top(s, p.c, p.crop_value);
+    let energy_cropped = log_sum_exp(&cropped, p.tau);
+    let label = top_indices(s, 1)[0];
+    let max = s[label];
+    // max softmax = exp(max/τ) / Σ exp(s_k/τ) = 1 / Σ exp((s_k − max)/τ)
+    let mcm = 1.0
+        / s.iter()
+            .map(|&v| ((v - max) / p.mcm_tau).exp())
+            .sum::<f64>();
+    Ok(Scores {
+        delta_energy: energy - energy_cropped,
+        energy,
+        mcm,
+        max_logit: max / p.tau,
+        label,
+        cropped,
+        energy_cropped,
+    })
+}
+
+/// Cosine similarities between L2-normalised rows: `images [N, D]`, `texts [K, D]` → `[N][K]`.
+pub fn cosine_similarities(images: &[Vec<f32>], texts: &[Vec<f32>]) -> Vec<Vec<f64>> {
+    let norm = |v: &[f32]| -> Vec<f64> {
+        let n = v
+            .iter()
+            .map(|&x| (x as f64) * (x as f64))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
+        v.iter().map(|&x| x as f64 / n).collect()
+    };
+    let texts: Vec<Vec<f64>> = texts.iter().map(|t| norm(t)).collect();
+    images
+        .iter()
+        .map(|img| {
+            let f = norm(img);
+            texts
+                .iter()
+                .map(|t| f.iter().zip(t).map(|(a, b)| a * b).sum())
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: [f64; 4] = [0.30, 0.22, 0.20, 0.18];
+    const OOD: [f64; 4] = [0.23, 0.22, 0.21, 0.20];
+
+    fn params(tau: f64, c: usize) -> ScoreParams {
+        ScoreParams {
+            tau,
+            c,
+            ..Default::default()
+        }
+    }
+
+    fn close(a: f64, b: f64, tol: f64) {
+        assert!((a - b).abs() <= tol, "{a} vs {b}");
+    }
+
+    /// The worked example of METHOD.md, numbers given to 6 decimals there.
+    #[test]
+    fn worked_example() {
+        close(delta_energy(&ID, &params(0.01, 1)).unwrap(), 7.857455, 5e-6);
+        close(
+            delta_energy(&OOD, &params(0.01, 1)).unwrap(),
+            1.032584,
+            5e-6,
+        );
+        close(log_sum_exp(&ID, 0.01), 30.000387, 5e-6);
+        close(log_sum_exp(&crop_top(&ID, 1, 0.0), 0.01), 22.142932, 5e-6);
+        close(delta_energy(&ID, &params(1.0, 1)).unwrap(), 0.072322, 5e-6);
+        close(delta_energy(&OOD, &params(1.0, 1)).unwrap(), 0.053548, 5e-6);
+        close(delta_energy(&ID, &params(0.01, 2)).unwrap(), 9.873459, 5e-6);
+        close(
+            delta_energy(&OOD, &params(0.01, 2)).unwrap(),
+            2.126928,
+            5e-6,
+        );
+    }
+
+    /// METHOD.md's closed form for v = 0: ΔE_c = −log(1 − Σ_top p + c·exp(E(s))).
+    #[test]
+    fn closed_form_oracle() {
+        let cases: [&[f64]; 5] = [
+            &ID,
+            &OOD,
+            &[0.5, -0.3, 0.1, 0.1, 0.0, 0.49],
+            &[-0.2, -0.1, -0.3],
+            &[0.9],
+        ];
+        for s in cases {
+            for tau in [0.01, 0.05, 1.0] {
+                for c in 1..=s.len() {
+                    let lse = log_sum_exp(s, tau);
+                    // 1 − Σ_top p written as Σ_rest p: the same closed form without the
+                    // cancellation that makes `1 − Σ_top p` meaningless when the top holds ~all mass.
+                    let top = top_indices(s, c);
+                    let rest: f64 = (0..s.len())
+                        .filter(|i| !top.contains(i))
+                        .map(|i| (s[i] / tau - lse).exp())
+                        .sum();
+                    let oracle = -(rest + c as f64 * (-lse).exp()).ln();
+                    let got = delta_energy(s, &params(tau, c)).unwrap();
+                    close(got, oracle, 1e-9 * oracle.abs().max(1.0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn id_scores_above_ood_for_every_score() {
+        let (a, b) = (
+            scores(&ID, &Default::default()).unwrap(),
+            scores(&OOD, &Default::default()).unwrap(),
+        );
+        assert!(a.delta_energy > b.delta_energy);
+        assert!(a.energy > b.energy);
+        assert!(a.mcm > b.mcm);
+        assert!(a.max_logit > b.max_logit);
+        close(a.max_logit, 30.0, 1e-9);
+        assert_eq!(a.label, 0);
+    }
+
+    #[test]
+    fn ties_crop_the_lowest_index_and_label_the_first() {
+        let s = [0.2, 0.5, 0.5, 0.1];
+        assert_eq!(crop_top(&s, 1, 0.0), vec![0.2, 0.0, 0.5, 0.1]);
+        assert_eq!(crop_top(&s, 2, -1.0), vec![0.2, -1.0, -1.0, 0.1]);
+        assert_eq!(scores(&s, &Default::default()).unwrap().label, 1);
+        // With a tie at the top, cropping one of the two leaves the energy nearly unchanged.
+        let d = delta_energy(&s, &params(0.01, 1)).unwrap();
+        close(d, std::f64::consts::LN_2, 1e-6);
+    }
+
+    #[test]
+    fn k_equals_one_and_c_at_least_k_are_defined() {
+        // K = 1: ΔE = (s − v)/τ.
+        close(delta_energy(&[0.3], &params(0.01, 1)).unwrap(), 30.0, 1e-9);
+        let s1 = scores(&[0.3], &Default::default()).unwrap();
+        close(s1.mcm, 1.0, 1e-12);
+        // c ≥ K: everything cropped, ΔE = LSE(s/τ) − (v/τ + ln K).
+        for c in [4, 5, 100] {
+            let d = delta_energy(&ID, &params(0.01, c)).unwrap();
+            close(d, log_sum_exp(&ID, 0.01) - 4f64.ln(), 1e-9);
+            assert!(d.is_finite());
+        }
+        // c = 0 crops nothing.
+        assert_eq!(delta_energy(&ID, &params(0.01, 0)).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn extreme_values_stay_finite() {
+        let s = [1.0, -1.0, 0.999999, -0.5];
+        for tau in [1e-4, 1e-2, 10.0] {
+            let r = scores(&s, &params(tau, 1)).unwrap();
+            for v in [
+                r.delta_energy,
+                r.energy,
+                r.mcm,
+                r.max_logit,
+                r.energy_cropped,
+            ] {
+                assert!(v.is_finite(), "tau {tau}: {r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(scores(&[], &Default::default()).is_err());
+        assert!(scores(&[0.1, f64::NAN], &Default::default()).is_err());
+        assert!(scores(&ID, &params(0.0, 1)).is_err());
+        assert!(scores(&ID, &params(-1.0, 1)).is_err());
+        let p = ScoreParams {
+            crop_value: f64::INFINITY,
+            ..Default::default()
+        };
+        assert!(scores(&ID, &p).is_err());
+    }
+
+    #[test]
+    fn cosine_similarity_normalises_both_sides() {
+        let s = cosine_similarities(
+            &[vec![3.0, 4.0]],
+            &[vec![1.0, 0.0], vec![0.0, 2.0], vec![-6.0, -8.0]],
+        );
+        close(s[0][0], 0.6, 1e-12);
+        close(s[0][1], 0.8, 1e-12);
+        close(s[0][2], -1.0, 1e-12);
+    }
+}
