@@ -1,0 +1,93 @@
+//! Backend selection. Both backends live in one binary and one wasm: `flex` (pure-Rust CPU,
+//! always available) and `wgpu` (WebGPU in the browser; Vulkan, Metal or DX12 natively).
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Cpu,
+    Wgpu,
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Ok(Backend::Cpu),
+            "wgpu" | "gpu" | "webgpu" | "vulkan" => Ok(Backend::Wgpu),
+            other => Err(Error::Input(format!(
+                "unknown backend `{other}` (use cpu or wgpu)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
+        })
+    }
+}
+
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// The wgpu device, initialised once per process: burn refuses a second initialisation, so
+/// every caller (tests run many in one process) shares the first result, failure included.
+#[cfg(not(target_family = "wasm"))]
+pub fn wgpu() -> Result<Device> {
+    use std::sync::OnceLock;
+    static DEVICE: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            // wgpu can panic inside adapter discovery on broken drivers; report it as an error.
+            std::panic::catch_unwind(|| Device::wgpu_options().init().map_err(|e| format!("{e:?}")))
+                .unwrap_or_else(|_| Err("wgpu initialisation panicked".into()))
+        })
+        .clone()
+        .map_err(|e| Error::Device(format!("no usable wgpu adapter: {e}")))
+}
+
+#[cfg(not(target_family = "wasm"))]
+pub fn device(backend: Backend) -> Result<Device> {
+    match backend {
+        Backend::Cpu => Ok(cpu()),
+        Backend::Wgpu => wgpu(),
+    }
+}
+
+/// Reads a float tensor back to the host. Native only: the browser must use the async read.
+#[cfg(not(target_family = "wasm"))]
+pub fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .try_into_data()
+        .map_err(|e| Error::Device(format!("reading a tensor back failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("unexpected tensor data: {e:?}")))
+}
+
+/// Reads a float tensor back without blocking: the only read allowed in a browser.
+pub async fn read_f32_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Device(format!("reading a tensor back failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("unexpected tensor data: {e:?}")))
+}
+
+/// Splits a row-major `[rows, cols]` buffer into rows.
+pub fn rows(flat: Vec<f32>, cols: usize) -> Vec<Vec<f32>> {
+    flat.chunks(cols.max(1)).map(<[f32]>::to_vec).collect()
+}

@@ -1,0 +1,105 @@
+//! From inputs to features: the glue between preprocessing, the tokenizer and the model that the
+//! CLI, the evaluation and the browser share.
+
+use burn::tensor::{Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::model::Clip;
+use crate::preprocess::PreprocessConfig;
+use crate::tokenizer::ClipTokenizer;
+
+impl Clip {
+    /// The preprocessing this model expects (CLIP's mean/std at the model's image size).
+    pub fn preprocess_config(&self) -> PreprocessConfig {
+        PreprocessConfig::clip(self.image_size() as u32)
+    }
+
+    /// Stacks preprocessed images (`3·S·S` values each, CHW) into `[B, 3, S, S]`.
+    pub fn pixels_tensor(&self, images: &[Vec<f32>]) -> Result<Tensor<4>> {
+        if images.is_empty() {
+            return Err(Error::Input("no images to encode".into()));
+        }
+        let s = self.image_size();
+        let c = self.config.vision_config.num_channels;
+        let per = c * s * s;
+        let mut flat = Vec::with_capacity(images.len() * per);
+        for (i, img) in images.iter().enumerate() {
+            if img.len() != per {
+                return Err(Error::Input(format!(
+                    "image {i} has {} values, the model needs {c}×{s}×{s} = {per}",
+                    img.len()
+                )));
+            }
+            flat.extend_from_slice(img);
+        }
+        let device = self.logit_scale.device();
+        Ok(Tensor::from_data(
+            TensorData::new(flat, [images.len(), c, s, s]),
+            &device,
+        ))
+    }
+
+    /// Preprocessed images → `[B, projection_dim]` un-normalised image features.
+    pub fn embed_pixels(&self, images: &[Vec<f32>]) -> Result<Tensor<2>> {
+        Ok(self.encode_images(self.pixels_tensor(images)?))
+    }
+
+    /// Texts → `[B, projection_dim]` un-normalised text features.
+    pub fn embed_texts(&self, tokenizer: &ClipTokenizer, texts: &[String]) -> Result<Tensor<2>> {
+        let ctx = self.text.context_length();
+        let ids: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| tokenizer.encode_with_max_len(t, ctx))
+            .collect();
+        self.encode_token_ids(&ids)
+    }
+}
+
+/// `template` with `{}` replaced by each class name: the zero-shot prompts.
+pub fn prompts(template: &str, classes: &[String]) -> Result<Vec<String>> {
+    if !template.contains("{}") {
+        return Err(Error::Input(format!(
+            "prompt template `{template}` has no `{{}}` for the class name"
+        )));
+    }
+    if classes.is_empty() {
+        return Err(Error::Input("the class list is empty".into()));
+    }
+    Ok(classes
+        .iter()
+        .map(|c| template.replacen("{}", c, 1))
+        .collect())
+}
+
+/// Splits a comma-separated class list, trimming blanks; an empty result is an error.
+pub fn parse_classes(list: &str) -> Result<Vec<String>> {
+    let classes: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::Input("the class list is empty".into()));
+    }
+    Ok(classes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_lists_and_templates() {
+        assert_eq!(
+            parse_classes(" cat, dog ,,bird ").unwrap(),
+            ["cat", "dog", "bird"]
+        );
+        assert!(parse_classes(" , ,").is_err());
+        assert!(parse_classes("").is_err());
+        let p = prompts("a photo of a {}.", &["cat".into(), "big dog".into()]).unwrap();
+        assert_eq!(p, ["a photo of a cat.", "a photo of a big dog."]);
+        assert!(prompts("no placeholder", &["cat".into()]).is_err());
+        assert!(prompts("{}", &[]).is_err());
+    }
+}

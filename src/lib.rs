@@ -1,0 +1,21 @@
+//! ΔEnergy: out-of-distribution scoring for CLIP, on WebGPU in the browser and natively.
+//!
+//! The crate is organised the way the data flows: [`tokenizer`] and [`preprocess`] turn text and
+//! images into tensors, [`model`] is CLIP as burn modules (built by [`loader`] from Hugging Face
+//! weights), [`score`] turns cosine similarities into ΔEnergy and its baselines, and [`metrics`]
+//! evaluates scores. See ARCHITECTURE.md for the design and its constraints.
+
+pub mod config;
+pub mod device;
+pub mod embed;
+pub mod error;
+pub mod loader;
+pub mod metrics;
+pub mod model;
+pub mod preprocess;
+pub mod score;
+pub mod tokenizer;
+
+pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use error::{Error, Result};
+pub use model::Clip;

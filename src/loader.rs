@@ -1,0 +1,416 @@
+//! Builds [`Clip`] from weights: Hugging Face `config.json` + `model.safetensors` (from bytes, so
+//! the same code runs in the browser), or seeded random weights for benchmarks and training.
+//!
+//! Every tensor is requested by its Hugging Face name with the shape the config implies; a
+//! [`WeightSource`] either supplies it or says precisely what is wrong. Modules are built
+//! directly from the supplied tensors, never initialised first and overwritten, so loading
+//! holds the file plus one tensor in flight, not two models.
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::config::ClipConfig;
+use crate::error::{Error, Result};
+use crate::model::{Clip, EncoderLayer, Mlp, SelfAttention, TextTransformer, VisionTransformer};
+
+/// What a tensor is, so a random source can initialise it sensibly.
+#[derive(Clone, Copy, Debug)]
+pub enum Init {
+    Normal(f32),
+    Ones,
+    Zeros,
+    Const(f32),
+}
+
+/// A provider of named f32 tensors in Hugging Face (PyTorch) layout.
+pub trait WeightSource {
+    /// Returns the values of `key`, row-major, after checking its shape is `shape`.
+    fn take(&mut self, key: &str, shape: &[usize], init: Init) -> Result<Vec<f32>>;
+}
+
+/// Tensors from a safetensors file held in memory.
+pub struct SafetensorsSource<'a> {
+    tensors: SafeTensors<'a>,
+}
+
+impl<'a> SafetensorsSource<'a> {
+    pub fn new(bytes: &'a [u8]) -> Result<Self> {
+        let tensors = SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
+        Ok(Self { tensors })
+    }
+}
+
+impl WeightSource for SafetensorsSource<'_> {
+    fn take(&mut self, key: &str, shape: &[usize], _init: Init) -> Result<Vec<f32>> {
+        let view = self.tensors.tensor(key).map_err(|_| Error::MissingTensor {
+            key: key.to_string(),
+            expected: shape.to_vec(),
+        })?;
+        // A scalar such as `logit_scale` is stored with shape [] and requested as [1].
+        let found = view.shape();
+        let same = found == shape || (found.is_empty() && shape == [1]);
+        if !same {
+            return Err(Error::ShapeMismatch {
+                key: key.to_string(),
+                expected: shape.to_vec(),
+                found: found.to_vec(),
+            });
+        }
+        let values = decode_values(key, view.dtype(), view.data())?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                key: key.to_string(),
+            });
+        }
+        Ok(values)
+    }
+}
+
+fn decode_values(key: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
+    // safetensors stores little-endian values with no alignment promise, so read bytewise.
+    let values = match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(Error::UnsupportedDtype {
+                key: key.to_string(),
+                dtype: format!("{other:?}"),
+            })
+        }
+    };
+    Ok(values)
+}
+
+/// Seeded random weights (normal, std 0.02, LayerNorms at identity), for benchmarks and as the
+/// starting point of training. The same seed gives the same model on every platform.
+pub struct RandomSource {
+    state: u64,
+}
+
+impl RandomSource {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        // splitmix64: tiny, portable and good enough for initialisation.
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    }
+
+    /// Standard normal via Box–Muller.
+    pub fn normal(&mut self) -> f32 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    }
+}
+
+impl WeightSource for RandomSource {
+    fn take(&mut self, _key: &str, shape: &[usize], init: Init) -> Result<Vec<f32>> {
+        let n = shape.iter().product();
+        Ok(match init {
+            Init::Normal(std) => (0..n).map(|_| self.normal() * std).collect(),
+            Init::Ones => vec![1.0; n],
+            Init::Zeros => vec![0.0; n],
+            Init::Const(v) => vec![v; n],
+        })
+    }
+}
+
+/// Builds CLIP from a Hugging Face `config.json` string and `model.safetensors` bytes.
+pub fn load_hf(config_json: &str, safetensors: &[u8], device: &Device) -> Result<Clip> {
+    let config = ClipConfig::from_json(config_json)?;
+    build_clip(&config, &mut SafetensorsSource::new(safetensors)?, device)
+}
+
+/// Reads an HF-layout directory (`config.json` + `model.safetensors`).
+#[cfg(not(target_family = "wasm"))]
+pub fn load_hf_dir(dir: &std::path::Path, device: &Device) -> Result<Clip> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let config = read("config.json")?;
+    let config =
+        String::from_utf8(config).map_err(|_| Error::Config("config.json is not UTF-8".into()))?;
+    let weights = read("model.safetensors")?;
+    load_hf(&config, &weights, device)
+}
+
+/// A model with seeded random weights.
+pub fn random(config: &ClipConfig, seed: u64, device: &Device) -> Result<Clip> {
+    config.validate()?;
+    build_clip(config, &mut RandomSource::new(seed), device)
+}
+
+pub fn build_clip(
+    config: &ClipConfig,
+    src: &mut dyn WeightSource,
+    device: &Device,
+) -> Result<Clip> {
+    config.validate()?;
+    let vision = build_vision(config, src, device)?;
+    let text = build_text(config, src, device)?;
+    let scale = src.take(
+        "logit_scale",
+        &[1],
+        Init::Const(config.logit_scale_init_value as f32),
+    )?;
+    Ok(Clip {
+        vision,
+        text,
+        logit_scale: param(scale, [1], device),
+        config: config.clone(),
+    })
+}
+
+fn build_vision(
+    config: &ClipConfig,
+    src: &mut dyn WeightSource,
+    device: &Device,
+) -> Result<VisionTransformer> {
+    let v = &config.vision_config;
+    let (d, c, p) = (v.hidden_size, v.num_channels, v.patch_size);
+    let prefix = "vision_model";
+    let patch = src.take(
+        &format!("{prefix}.embeddings.patch_embedding.weight"),
+        &[d, c, p, p],
+        Init::Normal(0.02),
+    )?;
+    let class = src.take(
+        &format!("{prefix}.embeddings.class_embedding"),
+        &[d],
+        Init::Normal(0.02),
+    )?;
+    let n = v.num_patches() + 1;
+    let pos = src.take(
+        &format!("{prefix}.embeddings.position_embedding.weight"),
+        &[n, d],
+        Init::Normal(0.02),
+    )?;
+    let mut layers = Vec::with_capacity(v.num_hidden_layers);
+    for i in 0..v.num_hidden_layers {
+        layers.push(build_layer(
+            src,
+            &format!("{prefix}.encoder.layers.{i}"),
+            d,
+            v.intermediate_size,
+            v.num_attention_heads,
+            v.hidden_act,
+            v.layer_norm_eps,
+            device,
+        )?);
+    }
+    Ok(VisionTransformer {
+        patch_embedding: linear_from(patch, c * p * p, d, None, device),
+        class_embedding: param(class, [d], device),
+        position_embedding: param(pos, [n, d], device),
+        // transformers spells this one "pre_layrnorm".
+        pre_layernorm: layer_norm(
+            src,
+            &format!("{prefix}.pre_layrnorm"),
+            d,
+            v.layer_norm_eps,
+            device,
+        )?,
+        layers,
+        post_layernorm: layer_norm(
+            src,
+            &format!("{prefix}.post_layernorm"),
+            d,
+            v.layer_norm_eps,
+            device,
+        )?,
+        projection: linear(
+            src,
+            "visual_projection",
+            d,
+            config.projection_dim,
+            false,
+            device,
+        )?,
+        patch_size: p,
+        image_size: v.image_size,
+    })
+}
+
+fn build_text(
+    config: &ClipConfig,
+    src: &mut dyn WeightSource,
+    device: &Device,
+) -> Result<TextTransformer> {
+    let t = &config.text_config;
+    let d = t.hidden_size;
+    let prefix = "text_model";
+    let tokens = src.take(
+        &format!("{prefix}.embeddings.token_embedding.weight"),
+        &[t.vocab_size, d],
+        Init::Normal(0.02),
+    )?;
+    let pos = src.take(
+        &format!("{prefix}.embeddings.position_embedding.weight"),
+        &[t.max_position_embeddings, d],
+        Init::Normal(0.01),
+    )?;
+    let mut layers = Vec::with_capacity(t.num_hidden_layers);
+    for i in 0..t.num_hidden_layers {
+        layers.push(build_layer(
+            src,
+            &format!("{prefix}.encoder.layers.{i}"),
+            d,
+            t.intermediate_size,
+            t.num_attention_heads,
+            t.hidden_act,
+            t.layer_norm_eps,
+            device,
+        )?);
+    }
+    Ok(TextTransformer {
+        token_embedding: Embedding {
+            weight: param(tokens, [t.vocab_size, d], device),
+        },
+        position_embedding: param(pos, [t.max_position_embeddings, d], device),
+        layers,
+        final_layer_norm: layer_norm(
+            src,
+            &format!("{prefix}.final_layer_norm"),
+            d,
+            t.layer_norm_eps,
+            device,
+        )?,
+        projection: linear(
+            src,
+            "text_projection",
+            d,
+            config.projection_dim,
+            false,
+            device,
+        )?,
+        eos_token_id: t.eos_token_id,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_layer(
+    src: &mut dyn WeightSource,
+    prefix: &str,
+    d: usize,
+    hidden: usize,
+    heads: usize,
+    act: crate::config::Activation,
+    eps: f64,
+    device: &Device,
+) -> Result<EncoderLayer> {
+    let attn = |name: &str, src: &mut dyn WeightSource| {
+        linear(
+            src,
+            &format!("{prefix}.self_attn.{name}"),
+            d,
+            d,
+            true,
+            device,
+        )
+    };
+    Ok(EncoderLayer {
+        layer_norm1: layer_norm(src, &format!("{prefix}.layer_norm1"), d, eps, device)?,
+        self_attn: SelfAttention {
+            q_proj: attn("q_proj", src)?,
+            k_proj: attn("k_proj", src)?,
+            v_proj: attn("v_proj", src)?,
+            out_proj: attn("out_proj", src)?,
+            n_heads: heads,
+        },
+        layer_norm2: layer_norm(src, &format!("{prefix}.layer_norm2"), d, eps, device)?,
+        mlp: Mlp {
+            fc1: linear(src, &format!("{prefix}.mlp.fc1"), d, hidden, true, device)?,
+            fc2: linear(src, &format!("{prefix}.mlp.fc2"), hidden, d, true, device)?,
+            activation: act,
+        },
+    })
+}
+
+fn param<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
+}
+
+/// PyTorch stores linear weights `[out, in]`; burn multiplies by `[in, out]`. Transposing once
+/// on the host keeps the device tensor contiguous for every later matmul.
+fn linear_from(
+    weight: Vec<f32>,
+    d_in: usize,
+    d_out: usize,
+    bias: Option<Vec<f32>>,
+    device: &Device,
+) -> Linear {
+    let mut t = vec![0.0f32; weight.len()];
+    for o in 0..d_out {
+        for i in 0..d_in {
+            t[i * d_out + o] = weight[o * d_in + i];
+        }
+    }
+    Linear {
+        weight: param(t, [d_in, d_out], device),
+        bias: bias.map(|b| param(b, [d_out], device)),
+    }
+}
+
+fn linear(
+    src: &mut dyn WeightSource,
+    prefix: &str,
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    device: &Device,
+) -> Result<Linear> {
+    let w = src.take(
+        &format!("{prefix}.weight"),
+        &[d_out, d_in],
+        Init::Normal(0.02),
+    )?;
+    let b = if bias {
+        Some(src.take(&format!("{prefix}.bias"), &[d_out], Init::Zeros)?)
+    } else {
+        None
+    };
+    Ok(linear_from(w, d_in, d_out, b, device))
+}
+
+fn layer_norm(
+    src: &mut dyn WeightSource,
+    prefix: &str,
+    d: usize,
+    eps: f64,
+    device: &Device,
+) -> Result<LayerNorm> {
+    let gamma = src.take(&format!("{prefix}.weight"), &[d], Init::Ones)?;
+    let beta = src.take(&format!("{prefix}.bias"), &[d], Init::Zeros)?;
+    let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(device);
+    ln.gamma = param(gamma, [d], device);
+    ln.beta = Some(param(beta, [d], device));
+    Ok(ln)
+}

@@ -1,0 +1,260 @@
+//! CLIP as plain burn modules: one implementation for every `CLIPConfig`.
+//!
+//! Construction lives in `loader.rs` (from Hugging Face weights or random ones); this file only
+//! says what the network computes. Tensors are batch-first: images `[B, C, H, W]`, token
+//! embeddings `[B, L, D]`.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::config::{Activation, ClipConfig};
+use crate::error::{Error, Result};
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.fc1.forward(x);
+        let h = match self.activation {
+            Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
+            Activation::Gelu => gelu(h),
+        };
+        self.fc2.forward(h)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    pub n_heads: usize,
+}
+
+impl SelfAttention {
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let (h, hd) = (self.n_heads, d / self.n_heads);
+        let heads = |t: Tensor<3>| t.reshape([b, n, h, hd]).swap_dims(1, 2);
+        let q = heads(self.q_proj.forward(x.clone()));
+        let k = heads(self.k_proj.forward(x.clone()));
+        let v = heads(self.v_proj.forward(x));
+        // Default scale is 1/sqrt(head_dim), the same as transformers' CLIPAttention.
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: causal,
+        };
+        let out = attention(q, k, v, None, None, options);
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([b, n, d]))
+    }
+}
+
+/// Pre-LN residual block, as in CLIP.
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    pub layer_norm1: LayerNorm,
+    pub self_attn: SelfAttention,
+    pub layer_norm2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl EncoderLayer {
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), causal);
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct VisionTransformer {
+    /// The patch convolution as a linear map on flattened `(channel, row, col)` patches: stride
+    /// equals kernel, so this is exact, and it lets the patch embedding share the linear path
+    /// (and its quantization) with every other layer.
+    pub patch_embedding: Linear,
+    pub class_embedding: Param<Tensor<1>>,
+    pub position_embedding: Param<Tensor<2>>,
+    pub pre_layernorm: LayerNorm,
+    pub layers: Vec<EncoderLayer>,
+    pub post_layernorm: LayerNorm,
+    pub projection: Linear,
+    pub patch_size: usize,
+    pub image_size: usize,
+}
+
+impl VisionTransformer {
+    /// `[B, C, S, S]` normalised pixels → `[B, projection_dim]` projected, un-normalised features.
+    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
+        let [b, c, hgt, wid] = pixels.dims();
+        let p = self.patch_size;
+        let (gh, gw) = (hgt / p, wid / p);
+        let patches = pixels
+            .reshape([b, c, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b, gh * gw, c * p * p]);
+        let x = self.patch_embedding.forward(patches);
+        let [_, n, d] = x.dims();
+        let cls = self
+            .class_embedding
+            .val()
+            .reshape([1, 1, d])
+            .expand([b, 1, d]);
+        let x = Tensor::cat(vec![cls, x], 1);
+        let x = x + self
+            .position_embedding
+            .val()
+            .slice([0..n + 1])
+            .unsqueeze_dim::<3>(0);
+        let mut x = self.pre_layernorm.forward(x);
+        for layer in &self.layers {
+            x = layer.forward(x, false);
+        }
+        let pooled = x.slice([0..b, 0..1]).reshape([b, d]);
+        self.projection.forward(self.post_layernorm.forward(pooled))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct TextTransformer {
+    pub token_embedding: Embedding,
+    pub position_embedding: Param<Tensor<2>>,
+    pub layers: Vec<EncoderLayer>,
+    pub final_layer_norm: LayerNorm,
+    pub projection: Linear,
+    #[module(skip)]
+    pub eos_token_id: i64,
+}
+
+impl TextTransformer {
+    pub fn context_length(&self) -> usize {
+        self.position_embedding.dims()[0]
+    }
+
+    pub fn width(&self) -> usize {
+        self.position_embedding.dims()[1]
+    }
+
+    /// Token embeddings `[B, L]` → `[B, L, D]`, before position embeddings. Prompt tuning
+    /// splices learned context vectors into this before calling [`Self::forward_embeddings`].
+    pub fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.token_embedding.forward(ids)
+    }
+
+    /// Runs the causal transformer on token embeddings and returns the projected features at
+    /// each sequence's EOT position: `[B, L, D]` → `[B, projection_dim]`.
+    pub fn forward_embeddings(&self, embeddings: Tensor<3>, eot_positions: &[usize]) -> Tensor<2> {
+        let [b, l, d] = embeddings.dims();
+        assert_eq!(eot_positions.len(), b, "one EOT position per sequence");
+        let mut x = embeddings
+            + self
+                .position_embedding
+                .val()
+                .slice([0..l])
+                .unsqueeze_dim::<3>(0);
+        for layer in &self.layers {
+            x = layer.forward(x, true);
+        }
+        // Causal attention means nothing after EOT reaches it, and LayerNorm is per token, so
+        // gathering first and normalising one row per sequence is exact and cheaper.
+        let rows: Vec<i64> = eot_positions
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i * l + p) as i64)
+            .collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &x.device());
+        let pooled = x.reshape([b * l, d]).select(0, index);
+        self.projection
+            .forward(self.final_layer_norm.forward(pooled))
+    }
+
+    /// Where transformers takes the text feature: the first EOT, or for old configs
+    /// (`eos_token_id == 2`) the largest id, which is EOT for CLIP's vocabulary.
+    pub fn eot_position(&self, ids: &[u32]) -> usize {
+        if self.eos_token_id == 2 {
+            let max = ids.iter().copied().max().unwrap_or(0);
+            ids.iter().position(|&t| t == max).unwrap_or(0)
+        } else {
+            ids.iter()
+                .position(|&t| t as i64 == self.eos_token_id)
+                .unwrap_or(ids.len().saturating_sub(1))
+        }
+    }
+
+    /// Token id sequences (each SOT … EOT, any lengths) → `[B, projection_dim]`.
+    pub fn forward_ids(&self, sequences: &[Vec<u32>]) -> Result<Tensor<2>> {
+        let (ids, eot) = self.batch_ids(sequences)?;
+        Ok(self.forward_embeddings(self.embed_tokens(ids), &eot))
+    }
+
+    /// Pads a batch of id sequences (padding after EOT is never attended to: the mask is causal)
+    /// and finds each EOT position.
+    pub fn batch_ids(&self, sequences: &[Vec<u32>]) -> Result<(Tensor<2, Int>, Vec<usize>)> {
+        if sequences.is_empty() {
+            return Err(Error::Input("no text to encode".into()));
+        }
+        let vocab = self.token_embedding.weight.dims()[0];
+        let len = sequences.iter().map(Vec::len).max().unwrap_or(0);
+        if len == 0 {
+            return Err(Error::Input("empty token sequence".into()));
+        }
+        if len > self.context_length() {
+            return Err(Error::Input(format!(
+                "token sequence of length {len} exceeds the context length {}",
+                self.context_length()
+            )));
+        }
+        let mut flat = Vec::with_capacity(sequences.len() * len);
+        for seq in sequences {
+            if let Some(&bad) = seq.iter().find(|&&t| t as usize >= vocab) {
+                return Err(Error::Input(format!(
+                    "token id {bad} outside the vocabulary of {vocab}"
+                )));
+            }
+            flat.extend(seq.iter().map(|&t| t as i64));
+            flat.extend(std::iter::repeat_n(0i64, len - seq.len()));
+        }
+        let eot = sequences.iter().map(|s| self.eot_position(s)).collect();
+        let device = self.position_embedding.device();
+        let ids =
+            Tensor::<2, Int>::from_data(TensorData::new(flat, [sequences.len(), len]), &device);
+        Ok((ids, eot))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Clip {
+    pub vision: VisionTransformer,
+    pub text: TextTransformer,
+    /// Learned log of the inverse temperature (CLIP's is ln 100).
+    pub logit_scale: Param<Tensor<1>>,
+    #[module(skip)]
+    pub config: ClipConfig,
+}
+
+impl Clip {
+    pub fn image_size(&self) -> usize {
+        self.vision.image_size
+    }
+
+    /// `[B, C, S, S]` normalised pixels → `[B, projection_dim]`.
+    pub fn encode_images(&self, pixels: Tensor<4>) -> Tensor<2> {
+        self.vision.forward(pixels)
+    }
+
+    /// Token id sequences → `[B, projection_dim]`.
+    pub fn encode_token_ids(&self, sequences: &[Vec<u32>]) -> Result<Tensor<2>> {
+        self.text.forward_ids(sequences)
+    }
+}

@@ -1,0 +1,115 @@
+//! Shared helpers for the integration tests: fixture paths, the reference files written by
+//! `tools/reference/make_models.py`, tolerances, and the one-body-per-backend macro.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Embedding tolerances from the issue: after L2 normalisation, cosine ≥ 0.99999 and
+/// max abs error ≤ 1e-4 against transformers.
+pub const MIN_COSINE: f64 = 0.99999;
+pub const MAX_ABS: f64 = 1e-4;
+
+pub const MODELS: [&str; 2] = ["tiny-quickgelu-p8", "tiny-gelu-p16"];
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("DELTAENERGY_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    root().join("tests/fixtures/models").join(name)
+}
+
+#[derive(Deserialize)]
+pub struct RefImage {
+    pub source: String,
+    pub pixel_values: Vec<f32>,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+pub struct RefText {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+pub struct Reference {
+    pub image_size: usize,
+    pub logit_scale: f32,
+    pub images: Vec<RefImage>,
+    pub texts: Vec<RefText>,
+}
+
+pub fn reference(name: &str) -> Reference {
+    let text = std::fs::read_to_string(model_dir(name).join("reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn normalised(v: &[f32]) -> Vec<f64> {
+    let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    v.iter().map(|&x| x as f64 / n).collect()
+}
+
+/// (cosine, max abs difference after normalisation).
+pub fn compare(got: &[f32], want: &[f32]) -> (f64, f64) {
+    assert_eq!(got.len(), want.len(), "embedding lengths differ");
+    let (a, b) = (normalised(got), normalised(want));
+    let cos = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    (cos, max)
+}
+
+pub fn assert_close(what: &str, got: &[f32], want: &[f32]) -> (f64, f64) {
+    let (cos, max) = compare(got, want);
+    assert!(
+        cos >= MIN_COSINE && max <= MAX_ABS,
+        "{what}: cosine {cos:.8} (need ≥ {MIN_COSINE}), max abs {max:.2e} (need ≤ {MAX_ABS})"
+    );
+    (cos, max)
+}
+
+/// The device for a backend. wgpu must work where tests run (CI installs lavapipe); set
+/// DELTAENERGY_SKIP_WGPU=1 to skip the wgpu half explicitly on a machine without Vulkan.
+pub fn device(backend: deltaenergy::device::Backend) -> Option<burn::tensor::Device> {
+    use deltaenergy::device::Backend;
+    if backend == Backend::Wgpu && std::env::var_os("DELTAENERGY_SKIP_WGPU").is_some() {
+        eprintln!("skipping wgpu: DELTAENERGY_SKIP_WGPU is set");
+        return None;
+    }
+    Some(deltaenergy::device::device(backend).expect("backend unavailable"))
+}
+
+/// One test body, run once per shipped backend (candle's `test_device!` idea).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn cpu() {
+                if let Some(d) = common::device(deltaenergy::device::Backend::Cpu) {
+                    ($body)(d)
+                }
+            }
+            #[test]
+            fn wgpu() {
+                if let Some(d) = common::device(deltaenergy::device::Backend::Wgpu) {
+                    ($body)(d)
+                }
+            }
+        }
+    };
+}

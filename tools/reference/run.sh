@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs a reference script in a private virtualenv (created on first use from requirements.txt).
+# The reference tools are run by hand; CI only reads the fixtures they write.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+venv="${DELTAENERGY_REF_VENV:-$here/.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r "$here/requirements.txt"
+fi
+script="$1"; shift
+exec "$venv/bin/python" "$here/$script" "$@"
