@@ -1,0 +1,148 @@
+//! `deltaenergy bench`: medians of the image and text towers on each backend, random weights.
+//! Timings include reading the result back, so queued GPU work is counted.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use deltaenergy::device::{self, read_f32, Backend};
+use deltaenergy::{loader, ClipConfig, Error, Result};
+
+use super::model_source;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// A Hugging Face config.json (default: the real ViT-B/32 one in $DELTAENERGY_DATA).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_delimiter = ',', default_value = "cpu,wgpu")]
+    pub backends: Vec<Backend>,
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub batches: Vec<usize>,
+    /// Timed runs per case (after one untimed warm-up run).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Tokens per text (77 is CLIP's full context).
+    #[arg(long, default_value_t = 77)]
+    pub text_len: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn time<F: FnMut() -> Result<()>>(iters: usize, mut f: F) -> Result<(f64, f64)> {
+    f()?; // warm-up: kernel compilation and allocation happen here
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters.max(1) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    Ok((median(times), min))
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| model_source::data_dir().join("clip-tokenizer/config.json"));
+    let json = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let config = ClipConfig::from_json(&json)?;
+    let v = &config.vision_config;
+    let t = &config.text_config;
+    if args.text_len < 2 || args.text_len > t.max_position_embeddings {
+        return Err(Error::Input(format!(
+            "--text-len must be between 2 and {}",
+            t.max_position_embeddings
+        )));
+    }
+    if !args.json {
+        println!(
+            "config {}: image {}px/{} width {} depth {}, text width {} depth {}; {} timed runs, medians in ms",
+            path.display(),
+            v.image_size,
+            v.patch_size,
+            v.hidden_size,
+            v.num_hidden_layers,
+            t.hidden_size,
+            t.num_hidden_layers,
+            args.iters
+        );
+        println!(
+            "{:<6} {:<6} {:>5} {:>12} {:>12} {:>12}",
+            "backend", "tower", "batch", "median_ms", "min_ms", "ms/item"
+        );
+    }
+    for &backend in &args.backends {
+        let dev = match device::device(backend) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{backend}: skipped: {e}");
+                continue;
+            }
+        };
+        let load = Instant::now();
+        let model = loader::random(&config, 0, &dev)?;
+        let load_ms = load.elapsed().as_secs_f64() * 1e3;
+        let s = v.image_size;
+        let per = v.num_channels * s * s;
+        for &batch in &args.batches {
+            let pixels: Vec<Vec<f32>> = (0..batch)
+                .map(|b| {
+                    (0..per)
+                        .map(|i| (((i * 7 + b * 13) % 255) as f32 / 127.5) - 1.0)
+                        .collect()
+                })
+                .collect();
+            let ids: Vec<Vec<u32>> = (0..batch)
+                .map(|b| {
+                    let mut seq = vec![49406u32];
+                    seq.extend(
+                        (1..args.text_len - 1).map(|i| ((i * 31 + b * 7) % 49000) as u32 + 256),
+                    );
+                    seq.push(49407);
+                    seq
+                })
+                .collect();
+            let image = time(args.iters, || {
+                read_f32(model.embed_pixels(&pixels)?).map(|_| ())
+            })?;
+            let text = time(args.iters, || {
+                read_f32(model.encode_token_ids(&ids)?).map(|_| ())
+            })?;
+            for (tower, (med, min)) in [("image", image), ("text", text)] {
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"backend": backend, "tower": tower, "batch": batch,
+                            "median_ms": med, "min_ms": min, "load_ms": load_ms, "text_len": args.text_len})
+                    );
+                } else {
+                    println!(
+                        "{:<6} {:<6} {:>5} {:>12.1} {:>12.1} {:>12.1}",
+                        backend.to_string(),
+                        tower,
+                        batch,
+                        med,
+                        min,
+                        med / batch as f64
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,93 @@
+//! Command-line parsing and the subcommands.
+
+mod bench;
+mod embed;
+mod model_source;
+mod score;
+
+use std::process::ExitCode;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use deltaenergy::device::Backend;
+use deltaenergy::Result;
+
+#[derive(Parser, Debug)]
+#[command(name = "deltaenergy", version, about = "ΔEnergy OOD scoring for CLIP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print CLIP token ids (SOT … EOT, truncated to 77) for each text.
+    Tokenize {
+        #[arg(long)]
+        json: bool,
+        /// vocab.json + merges.txt directory, or bpe_simple_vocab_16e6.txt.gz.
+        #[arg(long)]
+        tokenizer: Option<std::path::PathBuf>,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Print projected, un-normalised CLIP features for images and texts, in argument order.
+    Embed(embed::EmbedArgs),
+    /// Zero-shot classify images and print ΔEnergy, energy, MCM and MaxLogit.
+    Score(score::ScoreArgs),
+    /// Time the image and text towers of a CLIP config with random weights.
+    Bench(bench::BenchArgs),
+}
+
+/// Options shared by the commands that run a model.
+#[derive(clap::Args, Debug)]
+pub struct ModelArgs {
+    /// Hugging Face layout directory (config.json + model.safetensors).
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// vocab.json + merges.txt directory, or bpe_simple_vocab_16e6.txt.gz (default: the model
+    /// directory, then $DELTAENERGY_TOKENIZER, then $DELTAENERGY_DATA/clip-tokenizer).
+    #[arg(long)]
+    pub tokenizer: Option<std::path::PathBuf>,
+    /// cpu (flex) or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub backend: Backend,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+}
+
+pub fn run() -> Result<ExitCode> {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let sub = |name: &str| -> ArgMatches {
+        matches
+            .subcommand_matches(name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    match cli.command {
+        Command::Tokenize {
+            json,
+            tokenizer,
+            text,
+        } => {
+            let tok = model_source::tokenizer(tokenizer.as_deref(), None)?;
+            for t in &text {
+                let ids = tok.encode(t);
+                if json {
+                    println!("{}", serde_json::json!({ "text": t, "ids": ids }));
+                } else {
+                    let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+                    println!("{}", ids.join(" "));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Embed(args) => embed::run(args, &sub("embed")),
+        Command::Score(args) => score::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}

@@ -1,0 +1,294 @@
+//! The `deltaenergy` command line end to end: its JSON contract, its numbers against the
+//! transformers reference, and its behaviour on bad input (an error on stderr, a non-zero exit,
+//! never a panic).
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+const NAME: &str = "tiny-quickgelu-p8";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deltaenergy"))
+        .args(args)
+        .env("DELTAENERGY_TOKENIZER", data_dir().join("clip-tokenizer"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// A clear error and a non-zero exit, with no panic message.
+fn assert_clean_failure(out: &Output, expect_in_stderr: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail; stderr: {stderr}");
+    assert!(
+        stderr.contains(expect_in_stderr),
+        "stderr lacks {expect_in_stderr:?}: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("internal error"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn tokenize_json_matches_transformers() {
+    let r = reference(NAME);
+    let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
+    let mut args = vec!["tokenize", "--json"];
+    args.extend(&texts);
+    let lines = json_lines(&run(&args));
+    assert_eq!(lines.len(), texts.len());
+    for (line, t) in lines.iter().zip(&r.texts) {
+        assert_eq!(line["text"], t.text);
+        let ids: Vec<u32> = line["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(ids, t.ids, "{:?}", t.text);
+    }
+    // Plain output: the ids separated by spaces.
+    let out = run(&["tokenize", "a photo of a cat."]);
+    let plain = String::from_utf8(out.stdout).unwrap();
+    let want: Vec<String> = r.texts[0].ids.iter().map(u32::to_string).collect();
+    assert_eq!(plain.trim(), want.join(" "));
+}
+
+/// PNG sources decode identically in Pillow and here, so the whole path (decode, resize,
+/// normalise, model) is checked against transformers; inputs come out in argument order.
+#[test]
+fn embed_in_argument_order_matches_transformers() {
+    let r = reference(NAME);
+    let png = r
+        .images
+        .iter()
+        .find(|i| i.source.ends_with(".png"))
+        .unwrap();
+    let image = data_dir().join(&png.source);
+    let model = model_dir(NAME);
+    let out = run(&[
+        "embed",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        &r.texts[0].text,
+        "--image",
+        image.to_str().unwrap(),
+        "--text",
+        &r.texts[3].text,
+    ]);
+    let lines = json_lines(&out);
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["text", "image", "text"]);
+    assert_eq!(lines[1]["input"], image.to_str().unwrap());
+    assert_close(
+        "text 0",
+        &floats(&lines[0]["embedding"]),
+        &r.texts[0].embedding,
+    );
+    assert_close(
+        "png end to end",
+        &floats(&lines[1]["embedding"]),
+        &png.embedding,
+    );
+    assert_close(
+        "text 3",
+        &floats(&lines[2]["embedding"]),
+        &r.texts[3].embedding,
+    );
+}
+
+/// With the template "{}" the class prompts are the reference texts, so the similarities can be
+/// checked against cosines of transformers' own features.
+#[test]
+fn score_json_contract_and_values() {
+    let r = reference(NAME);
+    let png = r
+        .images
+        .iter()
+        .find(|i| i.source.ends_with(".png"))
+        .unwrap();
+    let image = data_dir().join(&png.source);
+    // Comma-free reference texts, so they survive the comma-separated class list.
+    let classes = [&r.texts[0], &r.texts[1], &r.texts[3]];
+    let joined = classes
+        .iter()
+        .map(|t| t.text.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let model = model_dir(NAME);
+    let out = run(&[
+        "score",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+        "--template",
+        "{}",
+        "--classes",
+        &joined,
+        "--tau",
+        "0.05",
+        image.to_str().unwrap(),
+    ]);
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    let l = &lines[0];
+    for key in [
+        "image",
+        "label",
+        "similarities",
+        "delta_energy",
+        "energy",
+        "mcm",
+        "max_logit",
+    ] {
+        assert!(!l[key].is_null(), "missing {key}");
+    }
+    let sims: Vec<f64> = l["similarities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let norm = |v: &[f32]| {
+        let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        v.iter().map(|x| *x as f64 / n).collect::<Vec<_>>()
+    };
+    let img = norm(&png.embedding);
+    for (t, s) in classes.iter().zip(&sims) {
+        let want: f64 = norm(&t.embedding)
+            .iter()
+            .zip(&img)
+            .map(|(a, b)| a * b)
+            .sum();
+        assert!(
+            (s - want).abs() < 1e-4,
+            "similarity {s} vs transformers {want}"
+        );
+    }
+    // The printed scores follow from the printed similarities (METHOD.md, τ = 0.05, c = 1, v = 0).
+    let lse = |x: &[f64]| {
+        let m = x.iter().cloned().fold(f64::MIN, f64::max);
+        m / 0.05 + x.iter().map(|v| ((v - m) / 0.05).exp()).sum::<f64>().ln()
+    };
+    let top = (0..sims.len()).fold(0, |b, i| if sims[i] > sims[b] { i } else { b });
+    let mut cropped = sims.clone();
+    cropped[top] = 0.0;
+    assert!((l["energy"].as_f64().unwrap() - lse(&sims)).abs() < 1e-9);
+    assert!((l["delta_energy"].as_f64().unwrap() - (lse(&sims) - lse(&cropped))).abs() < 1e-9);
+    assert!((l["max_logit"].as_f64().unwrap() - sims[top] / 0.05).abs() < 1e-9);
+    assert_eq!(l["label"], classes[top].text);
+}
+
+#[test]
+fn bad_input_fails_cleanly() {
+    let model = model_dir(NAME);
+    let m = model.to_str().unwrap();
+    let tmp = std::env::temp_dir().join(format!("deltaenergy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let not_image = tmp.join("notes.jpg");
+    std::fs::write(&not_image, b"this is not an image").unwrap();
+    let good = data_dir().join(&reference(NAME).images[0].source);
+
+    assert_clean_failure(
+        &run(&["embed", "--model", "/nonexistent/model", "--text", "x"]),
+        "config.json",
+    );
+    assert_clean_failure(&run(&["embed", "--model", m]), "nothing to embed");
+    assert_clean_failure(
+        &run(&[
+            "score",
+            "--model",
+            m,
+            "--classes",
+            " , ",
+            good.to_str().unwrap(),
+        ]),
+        "class list is empty",
+    );
+    assert_clean_failure(
+        &run(&[
+            "score",
+            "--model",
+            m,
+            "--classes",
+            "cat",
+            "--template",
+            "a photo",
+            good.to_str().unwrap(),
+        ]),
+        "template",
+    );
+    assert_clean_failure(
+        &run(&[
+            "score",
+            "--model",
+            m,
+            "--classes",
+            "cat",
+            "--tau",
+            "0",
+            good.to_str().unwrap(),
+        ]),
+        "tau",
+    );
+    // One bad image among good ones: the good one is still scored, the bad one reported.
+    let out = run(&[
+        "score",
+        "--json",
+        "--model",
+        m,
+        "--classes",
+        "cat,dog",
+        not_image.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, "notes.jpg");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the good image is still scored: {stdout}"
+    );
+    // A model directory with broken weights.
+    let broken = tmp.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(model.join("config.json"), broken.join("config.json")).unwrap();
+    std::fs::write(
+        broken.join("model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ",
+    )
+    .unwrap();
+    assert_clean_failure(
+        &run(&["embed", "--model", broken.to_str().unwrap(), "--text", "x"]),
+        "safetensors",
+    );
+    std::fs::remove_dir_all(&tmp).ok();
+}
