@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
+from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizerFast
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("DELTAENERGY_DATA", ROOT.parent / "shared" / "data"))
@@ -38,7 +38,7 @@ def main():
     model = CLIPModel(CLIPConfig.from_json_file(args.config)).eval()
     model.save_pretrained(out, safe_serialization=True)
     size = model.config.vision_config.image_size
-    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     tokenizer = CLIPTokenizerFast.from_pretrained(str(DATA / "clip-tokenizer"))
 
     pngs = []

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
+from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizerFast
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("DELTAENERGY_DATA", ROOT.parent / "shared" / "data"))
@@ -124,7 +124,7 @@ def build(name, spec, tokenizer):
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
 
     size = spec["vision"]["image_size"]
-    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     images = []
     with torch.no_grad():
         for rel in image_list():
