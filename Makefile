@@ -31,10 +31,11 @@ demo: build
 	  $(DATA)/cifar10/test/cat/0000.jpg $(DATA)/dtd/banded/banded_0002.jpg \
 	  $$(ls $(DATA)/mnist-test/3/*.png | head -1)
 
-# Full-size ViT-B/32 (random weights) on every backend; PyTorch's figures come from
-# tools/reference/bench_torch.py.
+# Full-size ViT-B/32 (random weights) on every backend, then PyTorch on the same machine in the
+# same run (needs Python; the reference virtualenv is created on first use).
 bench: build
 	$(BIN) bench
+	tools/reference/run.sh bench_torch.py
 
 # Regenerate the reference fixtures (needs Python; CI never does this).
 fixtures:

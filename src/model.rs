@@ -115,7 +115,7 @@ impl VisionTransformer {
         let x = x + self
             .position_embedding
             .val()
-            .slice([0..n + 1])
+            .narrow(0, 0, n + 1)
             .unsqueeze_dim::<3>(0);
         let mut x = self.pre_layernorm.forward(x);
         for layer in &self.layers {
@@ -161,7 +161,7 @@ impl TextTransformer {
             + self
                 .position_embedding
                 .val()
-                .slice([0..l])
+                .narrow(0, 0, l)
                 .unsqueeze_dim::<3>(0);
         for layer in &self.layers {
             x = layer.forward(x, true);

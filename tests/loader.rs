@@ -38,9 +38,7 @@ fn rewrite(
 }
 
 fn err(config: &str, weights: &[u8]) -> Error {
-    load_hf(config, weights, &deltaenergy::device::cpu())
-        .err()
-        .expect("loading should fail")
+    load_hf(config, weights, &deltaenergy::device::cpu()).expect_err("loading should fail")
 }
 
 #[test]

@@ -69,6 +69,7 @@ def main():
     names = [p.name for p in pngs] + TEXTS
     worst_cos, worst_abs = 1.0, 0.0
     for name, g, w in zip(names, got, want):
+        w = w.astype(np.float64)
         gn, wn = g / np.linalg.norm(g), w / np.linalg.norm(w)
         cos, mx = float(gn @ wn), float(np.abs(gn - wn).max())
         worst_cos, worst_abs = min(worst_cos, cos), max(worst_abs, mx)
