@@ -20,6 +20,8 @@ pub enum Error {
     UnsupportedDtype { key: String, dtype: String },
     #[error("tensor `{key}` contains non-finite values (NaN or inf)")]
     NonFinite { key: String },
+    #[error("invalid bundle: {0}")]
+    Bundle(String),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]

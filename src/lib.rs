@@ -5,7 +5,10 @@
 //! weights), [`score`] turns cosine similarities into ΔEnergy and its baselines, and [`metrics`]
 //! evaluates scores. See ARCHITECTURE.md for the design and its constraints.
 
+pub mod bundle;
 pub mod config;
+#[cfg(not(target_family = "wasm"))]
+pub mod convert;
 pub mod device;
 pub mod embed;
 pub mod error;
@@ -13,6 +16,8 @@ pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;
+pub mod prompt;
+pub mod quant;
 pub mod score;
 pub mod tokenizer;
 
