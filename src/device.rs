@@ -37,6 +37,12 @@ impl fmt::Display for Backend {
     }
 }
 
+/// Whether quantized weights stay quantized on this device. Only wgpu (without autodiff) runs a
+/// real quantized matmul in burn 0.22; flex and autodiff dequantize the whole weight per call.
+pub fn runs_quantized_matmul(device: &Device) -> bool {
+    !device.is_autodiff() && format!("{device:?}").to_ascii_lowercase().contains("wgpu")
+}
+
 pub fn cpu() -> Device {
     Device::flex()
 }

@@ -24,10 +24,28 @@ pub enum Init {
     Const(f32),
 }
 
-/// A provider of named f32 tensors in Hugging Face (PyTorch) layout.
+/// A linear layer's weight as a source supplies it, in Hugging Face layout `[out, in]`.
+pub enum Weight {
+    F32(Vec<f32>),
+    /// Symmetric block quantization along the input axis (see [`crate::quant`]).
+    Quantized {
+        values: Vec<i8>,
+        scales: Vec<f32>,
+        bits: u32,
+        block: usize,
+    },
+}
+
+/// A provider of named tensors in Hugging Face (PyTorch) layout.
 pub trait WeightSource {
     /// Returns the values of `key`, row-major, after checking its shape is `shape`.
     fn take(&mut self, key: &str, shape: &[usize], init: Init) -> Result<Vec<f32>>;
+
+    /// A weight that multiplies activations (every linear layer and the patch convolution):
+    /// the one kind of tensor a source may hand over quantized.
+    fn take_linear(&mut self, key: &str, shape: &[usize]) -> Result<Weight> {
+        Ok(Weight::F32(self.take(key, shape, Init::Normal(0.02))?))
+    }
 }
 
 /// Tensors from a safetensors file held in memory.
@@ -197,10 +215,9 @@ fn build_vision(
     let v = &config.vision_config;
     let (d, c, p) = (v.hidden_size, v.num_channels, v.patch_size);
     let prefix = "vision_model";
-    let patch = src.take(
+    let patch = src.take_linear(
         &format!("{prefix}.embeddings.patch_embedding.weight"),
         &[d, c, p, p],
-        Init::Normal(0.02),
     )?;
     let class = src.take(
         &format!("{prefix}.embeddings.class_embedding"),
@@ -361,12 +378,38 @@ fn param<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -
 /// PyTorch stores linear weights `[out, in]`; burn multiplies by `[in, out]`. Transposing once
 /// on the host keeps the device tensor contiguous for every later matmul.
 fn linear_from(
-    weight: Vec<f32>,
+    weight: Weight,
     d_in: usize,
     d_out: usize,
     bias: Option<Vec<f32>>,
     device: &Device,
 ) -> Linear {
+    let bias = bias.map(|b| param(b, [d_out], device));
+    let weight = match weight {
+        Weight::F32(w) => w,
+        Weight::Quantized {
+            values,
+            scales,
+            bits,
+            block,
+        } if crate::device::runs_quantized_matmul(device) => {
+            let w = quantized_weight(&values, &scales, d_out, d_in, bits, block, device);
+            // Layout `[out, in]` puts blocks and packing along the input axis; the transpose
+            // only changes strides on wgpu, whose matmul reads it as a K-contiguous rhs.
+            return Linear {
+                weight: Param::from_tensor(w.transpose()),
+                bias,
+            };
+        }
+        // The CPU backend has no quantized matmul (it would dequantize every weight on every
+        // call), so it computes with the dequantized values: the same numbers, held in f32.
+        Weight::Quantized {
+            values,
+            scales,
+            block,
+            ..
+        } => crate::quant::dequantize(&values, &scales, block),
+    };
     let mut t = vec![0.0f32; weight.len()];
     for o in 0..d_out {
         for i in 0..d_in {
@@ -375,8 +418,47 @@ fn linear_from(
     }
     Linear {
         weight: param(t, [d_in, d_out], device),
-        bias: bias.map(|b| param(b, [d_out], device)),
+        bias,
     }
+}
+
+/// A burn quantized tensor `[d_out, d_in]` (Q8S/Q4S, f32 scales per block along `d_in`,
+/// values packed into little-endian u32 words, lowest bits first), built from the converter's
+/// values without an f32 copy of the weight.
+fn quantized_weight(
+    q: &[i8],
+    scales: &[f32],
+    d_out: usize,
+    d_in: usize,
+    bits: u32,
+    block: usize,
+    device: &Device,
+) -> Tensor<2> {
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+    use burn::tensor::DType;
+    let value = if bits == 8 {
+        QuantValue::Q8S
+    } else {
+        QuantValue::Q4S
+    };
+    let per_word = (32 / bits) as usize;
+    let mask = (1u32 << bits) - 1;
+    let mut bytes = Vec::with_capacity(q.len() * bits as usize / 8 + scales.len() * 4);
+    for word in q.chunks(per_word) {
+        let w = word.iter().enumerate().fold(0u32, |w, (j, &v)| {
+            w | (((v as i32 as u32) & mask) << (j * bits as usize))
+        });
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    for s in scales {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    let scheme = QuantScheme::default()
+        .with_value(value)
+        .with_store(QuantStore::PackedU32(0))
+        .per_block([block as u8], ScaleDtype::F32);
+    let data = TensorData::from_bytes_vec(bytes, [d_out, d_in], DType::QFloat(scheme));
+    Tensor::from_data(data, device)
 }
 
 fn linear(
@@ -387,11 +469,7 @@ fn linear(
     bias: bool,
     device: &Device,
 ) -> Result<Linear> {
-    let w = src.take(
-        &format!("{prefix}.weight"),
-        &[d_out, d_in],
-        Init::Normal(0.02),
-    )?;
+    let w = src.take_linear(&format!("{prefix}.weight"), &[d_out, d_in])?;
     let b = if bias {
         Some(src.take(&format!("{prefix}.bias"), &[d_out], Init::Zeros)?)
     } else {

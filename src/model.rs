@@ -14,6 +14,16 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::config::{Activation, ClipConfig};
 use crate::error::{Error, Result};
 
+/// `[B, N, in]` → `[B, N, out]` through a 2-D matmul. With a quantized weight, burn's 3-D path
+/// can reshape the weight on every call (a dequantize–requantize round on the CPU backend);
+/// flattening first keeps the weight untouched.
+fn linear3(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, n, d] = x.dims();
+    let y = layer.forward(x.reshape([b * n, d]));
+    let out = y.dims()[1];
+    y.reshape([b, n, out])
+}
+
 #[derive(Module, Debug)]
 pub struct Mlp {
     pub fc1: Linear,
@@ -24,12 +34,12 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc1.forward(x);
+        let h = linear3(&self.fc1, x);
         let h = match self.activation {
             Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
             Activation::Gelu => gelu(h),
         };
-        self.fc2.forward(h)
+        linear3(&self.fc2, h)
     }
 }
 
@@ -47,9 +57,9 @@ impl SelfAttention {
         let [b, n, d] = x.dims();
         let (h, hd) = (self.n_heads, d / self.n_heads);
         let heads = |t: Tensor<3>| t.reshape([b, n, h, hd]).swap_dims(1, 2);
-        let q = heads(self.q_proj.forward(x.clone()));
-        let k = heads(self.k_proj.forward(x.clone()));
-        let v = heads(self.v_proj.forward(x));
+        let q = heads(linear3(&self.q_proj, x.clone()));
+        let k = heads(linear3(&self.k_proj, x.clone()));
+        let v = heads(linear3(&self.v_proj, x));
         // Default scale is 1/sqrt(head_dim), the same as transformers' CLIPAttention.
         let options = AttentionModuleOptions {
             scale: None,
@@ -104,7 +114,7 @@ impl VisionTransformer {
             .reshape([b, c, gh, p, gw, p])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([b, gh * gw, c * p * p]);
-        let x = self.patch_embedding.forward(patches);
+        let x = linear3(&self.patch_embedding, patches);
         let [_, n, d] = x.dims();
         let cls = self
             .class_embedding
