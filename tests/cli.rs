@@ -219,6 +219,18 @@ fn bad_input_fails_cleanly() {
 
     assert_clean_failure(
         &run(&["embed", "--model", "/nonexistent/model", "--text", "x"]),
+        "model not found",
+    );
+    let no_config = tmp.join("empty-dir");
+    std::fs::create_dir_all(&no_config).unwrap();
+    assert_clean_failure(
+        &run(&[
+            "embed",
+            "--model",
+            no_config.to_str().unwrap(),
+            "--text",
+            "x",
+        ]),
         "config.json",
     );
     assert_clean_failure(&run(&["embed", "--model", m]), "nothing to embed");
@@ -290,5 +302,121 @@ fn bad_input_fails_cleanly() {
         &run(&["embed", "--model", broken.to_str().unwrap(), "--text", "x"]),
         "safetensors",
     );
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// convert → inspect → score/embed with the bundle, as a user would.
+#[test]
+fn convert_inspect_and_use_a_bundle() {
+    let tmp = std::env::temp_dir().join(format!("deltaenergy-cli-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let model = model_dir(NAME);
+    let out = tmp.join("tiny.bundle");
+    let convert = run(&[
+        "convert",
+        "--hf",
+        model.to_str().unwrap(),
+        "--quant",
+        "q8",
+        "--classes",
+        "cat,dog,truck",
+        "--tau",
+        "0.05",
+        "--threshold",
+        "0.5",
+        "--threshold-note",
+        "test",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        convert.status.success(),
+        "{}",
+        String::from_utf8_lossy(&convert.stderr)
+    );
+    let printed = String::from_utf8(convert.stdout).unwrap();
+    assert!(
+        printed.contains("image tower (q8)") && printed.contains("tokenizer"),
+        "{printed}"
+    );
+
+    let inspect = run(&["inspect", out.to_str().unwrap()]);
+    let text = String::from_utf8(inspect.stdout).unwrap();
+    assert!(
+        text.contains("verified") && text.contains("[cat, dog, truck]") && text.contains("τ=0.05"),
+        "{text}"
+    );
+    assert!(text.contains("delta_energy ≥ 0.5"), "{text}");
+
+    // Classes, τ and threshold come from the bundle.
+    let r = reference(NAME);
+    let png = data_dir().join(
+        &r.images
+            .iter()
+            .find(|i| i.source.ends_with(".png"))
+            .unwrap()
+            .source,
+    );
+    let lines = json_lines(&run(&[
+        "score",
+        "--json",
+        "--model",
+        out.to_str().unwrap(),
+        png.to_str().unwrap(),
+    ]));
+    let l = &lines[0];
+    assert!(["cat", "dog", "truck"].contains(&l["label"].as_str().unwrap()));
+    assert_eq!(l["similarities"].as_array().unwrap().len(), 3);
+    let de = l["delta_energy"].as_f64().unwrap();
+    assert_eq!(l["ood"].as_bool().unwrap(), de < 0.5);
+    let sims: Vec<f64> = l["similarities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let m = sims.iter().cloned().fold(f64::MIN, f64::max);
+    assert!(
+        (l["max_logit"].as_f64().unwrap() - m / 0.05).abs() < 1e-9,
+        "τ from the bundle"
+    );
+
+    // The bundle's embeddings stay within q8's tolerance of the directory's.
+    let e = json_lines(&run(&[
+        "embed",
+        "--json",
+        "--model",
+        out.to_str().unwrap(),
+        "--image",
+        png.to_str().unwrap(),
+    ]));
+    let (cos, _) = compare(
+        &floats(&e[0]["embedding"]),
+        &r.images
+            .iter()
+            .find(|i| i.source.ends_with(".png"))
+            .unwrap()
+            .embedding,
+    );
+    assert!(cos > 0.999, "{cos}");
+
+    // A damaged bundle is a clear error.
+    let mut bytes = std::fs::read(&out).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    let damaged = tmp.join("damaged.bundle");
+    std::fs::write(&damaged, &bytes).unwrap();
+    assert_clean_failure(
+        &run(&[
+            "score",
+            "--model",
+            damaged.to_str().unwrap(),
+            png.to_str().unwrap(),
+        ]),
+        "checksum",
+    );
+    assert_clean_failure(&run(&["inspect", damaged.to_str().unwrap()]), "checksum");
+    std::fs::write(&damaged, b"").unwrap();
+    assert_clean_failure(&run(&["inspect", damaged.to_str().unwrap()]), "truncated");
     std::fs::remove_dir_all(&tmp).ok();
 }

@@ -53,11 +53,12 @@ pub fn run(args: EmbedArgs, matches: &ArgMatches) -> Result<ExitCode> {
         .collect();
     inputs.sort_by_key(|(i, _)| *i);
 
-    let (model, _device) = model_source::model(&args.model)?;
+    let loaded = model_source::load(&args.model)?;
+    let model = &loaded.model;
     let tokenizer = if args.texts.is_empty() {
         None
     } else {
-        Some(model_source::model_tokenizer(&args.model)?)
+        Some(loaded.tokenizer()?)
     };
     let cfg = model.preprocess_config();
     let dim = model.config.projection_dim;

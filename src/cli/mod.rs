@@ -1,6 +1,8 @@
 //! Command-line parsing and the subcommands.
 
 mod bench;
+mod compare;
+mod convert;
 mod embed;
 mod model_source;
 mod score;
@@ -36,16 +38,23 @@ enum Command {
     Score(score::ScoreArgs),
     /// Time the image and text towers of a CLIP config with random weights.
     Bench(bench::BenchArgs),
+    /// Convert a Hugging Face CLIP directory into a single bundle file (f32/f16/q8/q4).
+    Convert(convert::ConvertArgs),
+    /// Verify a bundle and print its header, sizes, classes and settings.
+    Inspect(convert::InspectArgs),
+    /// Compare a model with a base model on real images (embedding cosines, labels, ΔEnergy).
+    Compare(compare::CompareArgs),
 }
 
 /// Options shared by the commands that run a model.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Hugging Face layout directory (config.json + model.safetensors).
+    /// A bundle file, or a Hugging Face layout directory (config.json + model.safetensors).
     #[arg(long)]
     pub model: std::path::PathBuf,
-    /// vocab.json + merges.txt directory, or bpe_simple_vocab_16e6.txt.gz (default: the model
-    /// directory, then $DELTAENERGY_TOKENIZER, then $DELTAENERGY_DATA/clip-tokenizer).
+    /// vocab.json + merges.txt directory, or bpe_simple_vocab_16e6.txt.gz (default: the
+    /// bundle's own; for a directory, the directory, then $DELTAENERGY_TOKENIZER, then
+    /// $DELTAENERGY_DATA/clip-tokenizer).
     #[arg(long)]
     pub tokenizer: Option<std::path::PathBuf>,
     /// cpu (flex) or wgpu.
@@ -89,5 +98,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Embed(args) => embed::run(args, &sub("embed")),
         Command::Score(args) => score::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Inspect(args) => convert::inspect(args),
+        Command::Compare(args) => compare::run(args),
     }
 }

@@ -1,13 +1,16 @@
-//! Finding and loading what a command needs: the model and the tokenizer.
+//! Finding and loading what a command needs: the model (a Hugging Face directory or a bundle
+//! file) and its tokenizer.
 
 use std::path::{Path, PathBuf};
 
+use deltaenergy::bundle::{Bundle, Header};
+use deltaenergy::prompt::Prompt;
 use deltaenergy::tokenizer::ClipTokenizer;
 use deltaenergy::{device, loader, Clip, Error, Result};
 
 use super::ModelArgs;
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -23,43 +26,40 @@ pub fn data_dir() -> PathBuf {
 
 fn tokenizer_from(path: &Path) -> Result<ClipTokenizer> {
     if path.is_dir() {
-        let vocab = read(&path.join("vocab.json"))?;
-        let merges = read(&path.join("merges.txt"))?;
-        let utf8 = |b: Vec<u8>, name: &str| {
-            String::from_utf8(b)
+        let utf8 = |name: &str| {
+            String::from_utf8(read_file(&path.join(name))?)
                 .map_err(|_| Error::Input(format!("{name} in {} is not UTF-8", path.display())))
         };
         Ok(ClipTokenizer::from_vocab_merges(
-            &utf8(vocab, "vocab.json")?,
-            &utf8(merges, "merges.txt")?,
+            &utf8("vocab.json")?,
+            &utf8("merges.txt")?,
         )?)
     } else {
-        Ok(ClipTokenizer::from_bpe_gz(&read(path)?)?)
+        Ok(ClipTokenizer::from_bpe_gz(&read_file(path)?)?)
     }
 }
 
-/// Explicit path, else the model directory if it carries vocab.json + merges.txt, else
-/// `$DELTAENERGY_TOKENIZER`, else `$DELTAENERGY_DATA/clip-tokenizer`.
-pub fn tokenizer(explicit: Option<&Path>, model_dir: Option<&Path>) -> Result<ClipTokenizer> {
+/// Where the tokenizer of a Hugging Face directory comes from: the explicit path, else the
+/// directory itself if it carries vocab.json + merges.txt, else `$DELTAENERGY_TOKENIZER`, else
+/// `$DELTAENERGY_DATA/clip-tokenizer`.
+pub fn tokenizer_path(explicit: Option<&Path>, model_dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
-        return tokenizer_from(p);
+        return Ok(p.to_path_buf());
     }
     let mut tried = Vec::new();
-    if let Some(dir) =
-        model_dir.filter(|d| d.join("vocab.json").exists() && d.join("merges.txt").exists())
-    {
-        return tokenizer_from(dir);
-    }
     if let Some(dir) = model_dir {
+        if dir.join("vocab.json").exists() && dir.join("merges.txt").exists() {
+            return Ok(dir.to_path_buf());
+        }
         tried.push(dir.display().to_string());
     }
     if let Some(p) = std::env::var_os("DELTAENERGY_TOKENIZER") {
-        return tokenizer_from(Path::new(&p));
+        return Ok(PathBuf::from(p));
     }
     tried.push("$DELTAENERGY_TOKENIZER (unset)".into());
     let shared = data_dir().join("clip-tokenizer");
     if shared.join("vocab.json").exists() {
-        return tokenizer_from(&shared);
+        return Ok(shared);
     }
     tried.push(shared.display().to_string());
     Err(Error::Input(format!(
@@ -68,16 +68,66 @@ pub fn tokenizer(explicit: Option<&Path>, model_dir: Option<&Path>) -> Result<Cl
     )))
 }
 
-pub fn model(args: &ModelArgs) -> Result<(Clip, burn::tensor::Device)> {
+pub fn tokenizer(explicit: Option<&Path>, model_dir: Option<&Path>) -> Result<ClipTokenizer> {
+    tokenizer_from(&tokenizer_path(explicit, model_dir)?)
+}
+
+/// What a bundle adds to a model: its classes, prompt, precomputed features and settings.
+pub struct BundleMeta {
+    pub header: Header,
+    pub prompt: Prompt,
+    pub text_features: Option<Vec<Vec<f32>>>,
+    tokenizer: ClipTokenizer,
+}
+
+pub struct Loaded {
+    pub model: Clip,
+    pub bundle: Option<BundleMeta>,
+    tokenizer_override: Option<PathBuf>,
+    dir: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// The bundle's own tokenizer unless `--tokenizer` overrides it; for a directory, the
+    /// lookup described in [`tokenizer_path`].
+    pub fn tokenizer(&self) -> Result<ClipTokenizer> {
+        match (&self.bundle, &self.tokenizer_override) {
+            (Some(b), None) => Ok(b.tokenizer.clone()),
+            (_, explicit) => tokenizer(explicit.as_deref(), self.dir.as_deref()),
+        }
+    }
+}
+
+/// Loads `--model`: a directory is read as the Hugging Face layout, a file as a bundle.
+pub fn load(args: &ModelArgs) -> Result<Loaded> {
+    if !args.model.exists() {
+        return Err(Error::Input(format!(
+            "model not found: {} (expected a bundle file or a Hugging Face directory)",
+            args.model.display()
+        )));
+    }
     let device = device::device(args.backend)?;
-    let model = loader::load_hf_dir(&args.model, &device)?;
-    Ok((model, device))
-}
-
-pub fn model_tokenizer(args: &ModelArgs) -> Result<ClipTokenizer> {
-    tokenizer(args.tokenizer.as_deref(), Some(&args.model))
-}
-
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    read(path)
+    if args.model.is_dir() {
+        return Ok(Loaded {
+            model: loader::load_hf_dir(&args.model, &device)?,
+            bundle: None,
+            tokenizer_override: args.tokenizer.clone(),
+            dir: Some(args.model.clone()),
+        });
+    }
+    let bytes = read_file(&args.model)?;
+    let bundle = Bundle::parse(&bytes)?;
+    let model = bundle.model(&device)?;
+    let meta = BundleMeta {
+        header: bundle.header.clone(),
+        prompt: bundle.prompt(),
+        text_features: bundle.text_features(),
+        tokenizer: bundle.tokenizer()?,
+    };
+    Ok(Loaded {
+        model,
+        bundle: Some(meta),
+        tokenizer_override: args.tokenizer.clone(),
+        dir: None,
+    })
 }

@@ -4,55 +4,101 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::embed::{parse_classes, prompts};
+use deltaenergy::embed::parse_classes;
 use deltaenergy::preprocess::preprocess_bytes;
-use deltaenergy::score::{cosine_similarities, scores, ScoreParams};
-use deltaenergy::Result;
+use deltaenergy::prompt::Prompt;
+use deltaenergy::score::{cosine_similarities, scores, ScoreParams, Scores};
+use deltaenergy::{Error, Result};
 
 use super::{model_source, ModelArgs};
+
+const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
 
 #[derive(clap::Args, Debug)]
 pub struct ScoreArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Comma-separated class names.
+    /// Comma-separated class names (default: the bundle's classes).
     #[arg(long)]
-    pub classes: String,
-    /// Prompt template; `{}` is replaced by the class name.
-    #[arg(long, default_value = "a photo of a {}.")]
-    pub template: String,
-    /// Temperature on cosine similarities.
-    #[arg(long, default_value_t = 0.01)]
-    pub tau: f64,
-    /// How many of the top similarities ΔEnergy crops.
-    #[arg(long, default_value_t = 1)]
-    pub c: usize,
-    /// The value the cropped similarities are set to.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub crop_value: f64,
-    /// Temperature of MCM's softmax.
-    #[arg(long, default_value_t = 1.0)]
-    pub mcm_tau: f64,
+    pub classes: Option<String>,
+    /// Prompt template; `{}` is replaced by the class name (default: the bundle's learned
+    /// context or template, else "a photo of a {}.").
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Temperature on cosine similarities (default: the bundle's, else 0.01).
+    #[arg(long)]
+    pub tau: Option<f64>,
+    /// How many of the top similarities ΔEnergy crops (default: the bundle's, else 1).
+    #[arg(long)]
+    pub c: Option<usize>,
+    /// The value the cropped similarities are set to (default: the bundle's, else 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub crop_value: Option<f64>,
+    /// Temperature of MCM's softmax (default: the bundle's, else 1).
+    #[arg(long)]
+    pub mcm_tau: Option<f64>,
     #[arg(long)]
     pub json: bool,
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
 }
 
+fn threshold_score(name: &str, r: &Scores) -> Option<f64> {
+    match name {
+        "delta_energy" => Some(r.delta_energy),
+        "energy" => Some(r.energy),
+        "mcm" => Some(r.mcm),
+        "max_logit" => Some(r.max_logit),
+        _ => None,
+    }
+}
+
 pub fn run(args: ScoreArgs) -> Result<ExitCode> {
+    // Bad settings and class lists fail before the model is loaded.
+    if let Some(list) = &args.classes {
+        parse_classes(list)?;
+    }
+    if let Some(t) = &args.template {
+        deltaenergy::embed::prompts(t, &["x".to_string()])?;
+    }
+    let loaded = model_source::load(&args.model)?;
+    let meta = loaded.bundle.as_ref();
+    let base = meta.map(|b| b.header.score).unwrap_or_default();
     let params = ScoreParams {
-        tau: args.tau,
-        c: args.c,
-        crop_value: args.crop_value,
-        mcm_tau: args.mcm_tau,
+        tau: args.tau.unwrap_or(base.tau),
+        c: args.c.unwrap_or(base.c),
+        crop_value: args.crop_value.unwrap_or(base.crop_value),
+        mcm_tau: args.mcm_tau.unwrap_or(base.mcm_tau),
     };
     params.validate()?;
-    let classes = parse_classes(&args.classes)?;
-    let texts = prompts(&args.template, &classes)?;
-    let (model, _device) = model_source::model(&args.model)?;
-    let tokenizer = model_source::model_tokenizer(&args.model)?;
+    let classes = match (&args.classes, meta) {
+        (Some(list), _) => parse_classes(list)?,
+        (None, Some(b)) if !b.header.classes.is_empty() => b.header.classes.clone(),
+        _ => {
+            return Err(Error::Input(
+                "no classes: pass --classes \"cat,dog,...\"".into(),
+            ))
+        }
+    };
+    let prompt = match (&args.template, meta) {
+        (Some(t), _) => Prompt::Template(t.clone()),
+        (None, Some(b)) => b.prompt.clone(),
+        (None, None) => Prompt::Template(DEFAULT_TEMPLATE.into()),
+    };
+    let model = &loaded.model;
     let dim = model.config.projection_dim;
-    let text_features = rows(read_f32(model.embed_texts(&tokenizer, &texts)?)?, dim);
+    // The bundle's precomputed features hold exactly when its own classes and prompt are used.
+    let precomputed = meta
+        .filter(|b| b.header.classes == classes && args.template.is_none())
+        .and_then(|b| b.text_features.clone());
+    let text_features = match precomputed {
+        Some(f) => f,
+        None => rows(
+            read_f32(model.encode_classes(&loaded.tokenizer()?, &classes, &prompt)?)?,
+            dim,
+        ),
+    };
+    let threshold = meta.and_then(|b| b.header.threshold.clone());
     let cfg = model.preprocess_config();
 
     let mut failed = 0usize;
@@ -73,22 +119,31 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         for ((path, _), s) in chunk.iter().zip(sims) {
             let r = scores(&s, &params)?;
             let label = &classes[r.label];
+            let ood = threshold
+                .as_ref()
+                .and_then(|t| threshold_score(&t.score, &r).map(|v| v < t.value));
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "image": path.display().to_string(),
-                        "label": label,
-                        "similarities": s,
-                        "delta_energy": r.delta_energy,
-                        "energy": r.energy,
-                        "mcm": r.mcm,
-                        "max_logit": r.max_logit,
-                    })
-                );
+                let mut line = serde_json::json!({
+                    "image": path.display().to_string(),
+                    "label": label,
+                    "similarities": s,
+                    "delta_energy": r.delta_energy,
+                    "energy": r.energy,
+                    "mcm": r.mcm,
+                    "max_logit": r.max_logit,
+                });
+                if let Some(ood) = ood {
+                    line["ood"] = ood.into();
+                }
+                println!("{line}");
             } else {
+                let flag = match ood {
+                    Some(true) => "  OOD",
+                    Some(false) => "  in-distribution",
+                    None => "",
+                };
                 println!(
-                    "{}  {label}  ΔE={:.4}  energy={:.4}  MCM={:.4}  MaxLogit={:.4}",
+                    "{}  {label}  ΔE={:.4}  energy={:.4}  MCM={:.4}  MaxLogit={:.4}{flag}",
                     path.display(),
                     r.delta_energy,
                     r.energy,

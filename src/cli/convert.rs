@@ -1,0 +1,230 @@
+//! `deltaenergy convert` (Hugging Face directory → bundle) and `deltaenergy inspect`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use deltaenergy::bundle::{hex, Bundle, Threshold};
+use deltaenergy::convert::{compress_merges, convert, ConvertOptions, Quant};
+use deltaenergy::embed::parse_classes;
+use deltaenergy::loader::SafetensorsSource;
+use deltaenergy::score::ScoreParams;
+use deltaenergy::{device, ClipConfig, Error, Result};
+
+use super::model_source::{read_file, tokenizer_path};
+
+#[derive(clap::Args, Debug)]
+pub struct ConvertArgs {
+    /// Hugging Face layout directory (config.json + model.safetensors).
+    #[arg(long)]
+    pub hf: PathBuf,
+    /// Precision of the linear weights: f32, f16, q8 or q4 (block-32 symmetric).
+    #[arg(long, default_value = "q8")]
+    pub quant: Quant,
+    /// Comma-separated class names to ship (their text features are precomputed).
+    #[arg(long)]
+    pub classes: Option<String>,
+    #[arg(long, default_value = "a photo of a {}.")]
+    pub template: String,
+    /// Learned context vectors: JSON {"vectors": [[...], ...], "suffix": "."}.
+    #[arg(long)]
+    pub context: Option<PathBuf>,
+    /// vocab.json + merges.txt directory or bpe_simple_vocab_16e6.txt.gz (default: as `embed`).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.01)]
+    pub tau: f64,
+    #[arg(long, default_value_t = 1)]
+    pub c: usize,
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub crop_value: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub mcm_tau: f64,
+    /// OOD threshold on `--threshold-score` (images scoring below it are flagged OOD).
+    #[arg(long, allow_negative_numbers = true)]
+    pub threshold: Option<f64>,
+    #[arg(long, default_value = "delta_energy")]
+    pub threshold_score: String,
+    /// How the threshold was calibrated (free text, kept in the bundle).
+    #[arg(long, default_value = "given on the command line")]
+    pub threshold_note: String,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+struct ContextFile {
+    vectors: Vec<Vec<f32>>,
+    #[serde(default = "default_suffix")]
+    suffix: String,
+}
+
+fn default_suffix() -> String {
+    ".".into()
+}
+
+fn mb(n: u64) -> String {
+    format!("{:.2} MB", n as f64 / 1e6)
+}
+
+pub fn run(args: ConvertArgs) -> Result<ExitCode> {
+    let read_text = |name: &str| -> Result<String> {
+        String::from_utf8(read_file(&args.hf.join(name))?)
+            .map_err(|_| Error::Input(format!("{name} is not UTF-8")))
+    };
+    let config = ClipConfig::from_json(&read_text("config.json")?)?;
+    let weights = read_file(&args.hf.join("model.safetensors"))?;
+    let tok = tokenizer_path(args.tokenizer.as_deref(), Some(&args.hf))?;
+    let merges = if tok.is_dir() {
+        read_file(&tok.join("merges.txt"))?
+    } else {
+        read_file(&tok)?
+    };
+    let merges_gz = compress_merges(&merges)?;
+    let context = match &args.context {
+        None => None,
+        Some(path) => {
+            let file: ContextFile = serde_json::from_slice(&read_file(path)?).map_err(|e| {
+                Error::Input(format!("{}: not a context file: {e}", path.display()))
+            })?;
+            let n_ctx = file.vectors.len();
+            Some((file.vectors.concat(), n_ctx, file.suffix))
+        }
+    };
+    let options = ConvertOptions {
+        quant: args.quant,
+        classes: args
+            .classes
+            .as_deref()
+            .map(parse_classes)
+            .transpose()?
+            .unwrap_or_default(),
+        template: args.template.clone(),
+        context,
+        score: ScoreParams {
+            tau: args.tau,
+            c: args.c,
+            crop_value: args.crop_value,
+            mcm_tau: args.mcm_tau,
+        },
+        threshold: args.threshold.map(|value| Threshold {
+            score: args.threshold_score.clone(),
+            value,
+            tpr: 0.95,
+            calibration: args.threshold_note.clone(),
+        }),
+        source: std::fs::canonicalize(&args.hf)
+            .unwrap_or_else(|_| args.hf.clone())
+            .display()
+            .to_string(),
+        text_features: true,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    let bytes = convert(
+        &config,
+        &mut SafetensorsSource::new(&weights)?,
+        merges_gz,
+        &options,
+        &device::cpu(),
+    )?;
+    std::fs::write(&args.out, &bytes).map_err(|source| Error::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
+    let bundle = Bundle::parse(&bytes)?;
+    println!(
+        "wrote {} ({}, {})",
+        args.out.display(),
+        args.quant,
+        mb(bytes.len() as u64)
+    );
+    for (name, size) in bundle.section_sizes() {
+        println!("  {name:<32} {:>12}", mb(size));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    pub bundle: PathBuf,
+    /// Print the whole header as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let bytes = read_file(&args.bundle)?;
+    let bundle = Bundle::parse(&bytes)?;
+    let h = &bundle.header;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(h).map_err(|e| Error::Input(e.to_string()))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (v, t) = (&h.config.vision_config, &h.config.text_config);
+    println!(
+        "{}: deltaenergy bundle v{}, {}",
+        args.bundle.display(),
+        deltaenergy::bundle::FORMAT_VERSION,
+        mb(bytes.len() as u64)
+    );
+    println!("sha256      {} (verified)", hex(&bundle.sha256));
+    println!("weights     {} ({} tensors)", h.quant, h.tensors.len());
+    println!(
+        "model       image {}px/{} width {} depth {} {:?}; text width {} depth {} {:?}; projection {}",
+        v.image_size, v.patch_size, v.hidden_size, v.num_hidden_layers, v.hidden_act,
+        t.hidden_size, t.num_hidden_layers, t.hidden_act, h.config.projection_dim
+    );
+    println!(
+        "classes     {} {}",
+        h.classes.len(),
+        if h.classes.is_empty() {
+            String::new()
+        } else {
+            format!("[{}]", h.classes.join(", "))
+        }
+    );
+    match &h.context {
+        Some(c) => println!(
+            "prompt      learned context, {} vectors × {}, suffix {:?}",
+            c.n_ctx, c.width, c.suffix
+        ),
+        None => println!("prompt      template {:?}", h.template),
+    }
+    println!(
+        "features    {}",
+        if h.text_features.is_some() {
+            "precomputed"
+        } else {
+            "computed on load"
+        }
+    );
+    let s = &h.score;
+    println!(
+        "score       τ={} c={} crop value={} MCM τ={}",
+        s.tau, s.c, s.crop_value, s.mcm_tau
+    );
+    match &h.threshold {
+        Some(th) => println!(
+            "threshold   {} ≥ {} is in-distribution (keeps {:.0}% of ID; {})",
+            th.score,
+            th.value,
+            th.tpr * 100.0,
+            th.calibration
+        ),
+        None => println!("threshold   none"),
+    }
+    println!(
+        "provenance  {} by {} at {}",
+        h.provenance.source, h.provenance.converter, h.provenance.created
+    );
+    println!("sections");
+    for (name, size) in bundle.section_sizes() {
+        println!("  {name:<32} {:>12}", mb(size));
+    }
+    Ok(ExitCode::SUCCESS)
+}
