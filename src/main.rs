@@ -8,6 +8,12 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `deltaenergy … | head` should end quietly like any Unix tool, not report a write error.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // A panic anywhere (a backend assertion, a driver) becomes a one-line error, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use deltaenergy::bundle::{hex, Bundle, Threshold};
 use deltaenergy::convert::{compress_merges, convert, ConvertOptions, Quant};
 use deltaenergy::embed::parse_classes;
-use deltaenergy::loader::SafetensorsSource;
+use deltaenergy::loader::{RandomSource, SafetensorsSource};
 use deltaenergy::score::ScoreParams;
 use deltaenergy::{device, ClipConfig, Error, Result};
 
@@ -15,8 +15,14 @@ use super::model_source::{read_file, tokenizer_path};
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
     /// Hugging Face layout directory (config.json + model.safetensors).
+    #[arg(long, required_unless_present = "random", conflicts_with = "random")]
+    pub hf: Option<PathBuf>,
+    /// Instead of --hf: a config.json whose model gets seeded random weights (for size and
+    /// speed measurements and fuzzing seeds).
     #[arg(long)]
-    pub hf: PathBuf,
+    pub random: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Precision of the linear weights: f32, f16, q8 or q4 (block-32 symmetric).
     #[arg(long, default_value = "q8")]
     pub quant: Quant,
@@ -67,13 +73,21 @@ fn mb(n: u64) -> String {
 }
 
 pub fn run(args: ConvertArgs) -> Result<ExitCode> {
-    let read_text = |name: &str| -> Result<String> {
-        String::from_utf8(read_file(&args.hf.join(name))?)
-            .map_err(|_| Error::Input(format!("{name} is not UTF-8")))
+    let read_text = |path: &std::path::Path| -> Result<String> {
+        String::from_utf8(read_file(path)?)
+            .map_err(|_| Error::Input(format!("{} is not UTF-8", path.display())))
     };
-    let config = ClipConfig::from_json(&read_text("config.json")?)?;
-    let weights = read_file(&args.hf.join("model.safetensors"))?;
-    let tok = tokenizer_path(args.tokenizer.as_deref(), Some(&args.hf))?;
+    let (config_path, model_dir) = match (&args.hf, &args.random) {
+        (Some(dir), _) => (dir.join("config.json"), Some(dir.as_path())),
+        (None, Some(config)) => (config.clone(), None),
+        (None, None) => return Err(Error::Input("give --hf DIR or --random CONFIG".into())),
+    };
+    let config = ClipConfig::from_json(&read_text(&config_path)?)?;
+    let weights = match model_dir {
+        Some(dir) => read_file(&dir.join("model.safetensors"))?,
+        None => Vec::new(),
+    };
+    let tok = tokenizer_path(args.tokenizer.as_deref(), model_dir)?;
     let merges = if tok.is_dir() {
         read_file(&tok.join("merges.txt"))?
     } else {
@@ -112,23 +126,39 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             tpr: 0.95,
             calibration: args.threshold_note.clone(),
         }),
-        source: std::fs::canonicalize(&args.hf)
-            .unwrap_or_else(|_| args.hf.clone())
-            .display()
-            .to_string(),
+        source: match model_dir {
+            Some(dir) => std::fs::canonicalize(dir)
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .display()
+                .to_string(),
+            None => format!(
+                "random weights (seed {}) for {}",
+                args.seed,
+                config_path.display()
+            ),
+        },
         text_features: true,
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    let bytes = convert(
-        &config,
-        &mut SafetensorsSource::new(&weights)?,
-        merges_gz,
-        &options,
-        &device::cpu(),
-    )?;
+    let bytes = match model_dir {
+        Some(_) => convert(
+            &config,
+            &mut SafetensorsSource::new(&weights)?,
+            merges_gz,
+            &options,
+            &device::cpu(),
+        )?,
+        None => convert(
+            &config,
+            &mut RandomSource::new(args.seed),
+            merges_gz,
+            &options,
+            &device::cpu(),
+        )?,
+    };
     std::fs::write(&args.out, &bytes).map_err(|source| Error::Io {
         path: args.out.display().to_string(),
         source,
