@@ -5,7 +5,7 @@ export DELTAENERGY_DATA ?= $(DATA)
 BIN := target/release/deltaenergy
 FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
 
-.PHONY: all build test test-native test-wasm demo bench quant-report fuzz fixtures fmt clippy clean
+.PHONY: all build test test-native test-wasm test-e2e web demo bench quant-report fuzz fixtures fmt clippy clean
 
 all: build
 
@@ -13,23 +13,42 @@ build:
 	cargo build --release
 
 # Tests run in release: the flex CPU backend is ~100x slower unoptimised.
-test: test-native test-wasm
+test: test-native test-e2e
 
 test-native:
 	cargo test --release
 
 # The library must keep compiling for the browser.
 test-wasm:
-	cargo build --release --lib --target wasm32-unknown-unknown
+	cargo build --profile wasm --lib --target wasm32-unknown-unknown
 
-# Until the trained demo model lands (issue 5), the demo runs the whole pipeline on a small
-# random-weight fixture: decode, resize, tokenize, both towers, ΔEnergy. Labels are meaningless.
-demo: build
-	$(BIN) tokenize "a photo of a cat." "a blurry photo of the truck."
-	$(BIN) score --model $(FIXTURE) --tokenizer $(DATA)/clip-tokenizer \
-	  --classes "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck" \
-	  $(DATA)/cifar10/test/cat/0000.jpg $(DATA)/dtd/banded/banded_0002.jpg \
-	  $$(ls $(DATA)/mnist-test/3/*.png | head -1)
+# pkg/: the wasm-bindgen output (ES module + .wasm + TypeScript types), usable by other web apps;
+# www/: the static site (any file server can serve it), with pkg/ copied in.
+WASM := target/wasm32-unknown-unknown/wasm/deltaenergy.wasm
+web: build test-wasm
+	tools/web/ensure-wasm-bindgen.sh
+	wasm-bindgen --target web --out-dir pkg $(WASM)
+	rm -rf www/pkg && mkdir -p www/pkg && cp pkg/deltaenergy.js pkg/deltaenergy_bg.wasm pkg/*.d.ts www/pkg/
+	tools/web/prepare-site.sh $(BIN) $(DATA)
+	@echo "wasm: $$(stat -c %s pkg/deltaenergy_bg.wasm) bytes raw, $$(gzip -9 -c pkg/deltaenergy_bg.wasm | wc -c) gzip -9"
+
+PORT ?= 8080
+E2E := tests/e2e
+# The page in Debian's headless Chromium, on WebGPU (SwiftShader) and on the CPU, compared with
+# the CLI on the same bundle and images.
+test-e2e: web
+	cd $(E2E) && npm ci --no-audit --no-fund
+	$(BIN) score --json --model www/models/default.bundle www/samples/cat.jpg www/samples/banded.jpg \
+	  | node $(E2E)/expected.mjs > $(E2E)/expected.json
+	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/banded.jpg \
+	  E2E_EXPECTED=$(E2E)/expected.json node $(E2E)/run.mjs
+
+# Until the trained demo model lands (issue 5), the default model is a small random-weight
+# fixture converted to a bundle: the whole pipeline runs, but its labels are meaningless.
+demo: web
+	$(BIN) score --model www/models/default.bundle www/samples/cat.jpg www/samples/banded.jpg www/samples/digit.png
+	@echo "serving the page on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
+	node $(E2E)/server.mjs --port $(PORT) --root www
 
 # Full-size ViT-B/32 (random weights) on every backend, then PyTorch on the same machine in the
 # same run (needs Python; the reference virtualenv is created on first use).

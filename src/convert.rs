@@ -11,7 +11,6 @@ use crate::config::ClipConfig;
 use crate::device::read_f32;
 use crate::error::{Error, Result};
 use crate::loader::{build_clip, Init, Weight, WeightSource};
-use crate::prompt::Prompt;
 use crate::quant;
 use crate::score::ScoreParams;
 
@@ -272,18 +271,4 @@ fn normalise_rows(mut v: Vec<f32>, dim: usize) -> Vec<f32> {
         row.iter_mut().for_each(|x| *x /= n);
     }
     v
-}
-
-impl Bundle<'_> {
-    /// The prompt the bundle's classes are encoded with: its learned context if it has one.
-    pub fn prompt(&self) -> Prompt {
-        match (&self.header.context, self.context()) {
-            (Some(c), Some(vectors)) => Prompt::Context {
-                vectors,
-                n_ctx: c.n_ctx,
-                suffix: c.suffix.clone(),
-            },
-            _ => Prompt::Template(self.header.template.clone()),
-        }
-    }
 }

@@ -6,6 +6,7 @@
 //! evaluates scores. See ARCHITECTURE.md for the design and its constraints.
 
 pub mod bundle;
+pub mod classify;
 pub mod config;
 #[cfg(not(target_family = "wasm"))]
 pub mod convert;
@@ -20,6 +21,8 @@ pub mod prompt;
 pub mod quant;
 pub mod score;
 pub mod tokenizer;
+#[cfg(target_family = "wasm")]
+pub mod web;
 
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{Error, Result};

@@ -110,3 +110,17 @@ impl Clip {
         Ok(self.text.forward_embeddings(x, &eot))
     }
 }
+
+impl crate::bundle::Bundle<'_> {
+    /// The prompt the bundle's classes are encoded with: its learned context if it has one.
+    pub fn prompt(&self) -> Prompt {
+        match (&self.header.context, self.context()) {
+            (Some(c), Some(vectors)) => Prompt::Context {
+                vectors,
+                n_ctx: c.n_ctx,
+                suffix: c.suffix.clone(),
+            },
+            _ => Prompt::Template(self.header.template.clone()),
+        }
+    }
+}

@@ -1,0 +1,506 @@
+// Browser tests for www/ in Debian's headless Chromium (never a downloaded browser):
+// once with WebGPU (SwiftShader, --enable-unsafe-webgpu) and once without (the CPU fallback).
+//
+//   cd tests/e2e && npm install && node run.mjs
+//
+// Environment:
+//   E2E_ID_IMAGE, E2E_OOD_IMAGE  images to score (paths)
+//   E2E_EXPECTED                 JSON from the CLI: {"<file name>": {"label": ..., "delta_energy": ...}}
+//   E2E_DAMAGED_BUNDLE           a damaged .bundle (default: a copy of models/default.bundle with a flipped byte)
+//   E2E_BACKENDS                 which runs, default "webgpu,cpu"
+//   E2E_MODEL                    bundle URL for the page (?model=), default the page's own default
+//   E2E_READY_TIMEOUT_MS         default 600000 (SwiftShader is slow)
+//   E2E_STEP_TIMEOUT_MS          per scored image etc., default 300000
+//   CHROMIUM                     default /usr/bin/chromium
+//   E2E_ROOT                     the folder to serve, default www/
+// Prints "N passed, M failed" last; exits 1 on any failure.
+
+import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import zlib from 'node:zlib';
+import { chromium } from 'playwright-core';
+import { startServer, CSP, mimeType } from './server.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const WWW = path.resolve(process.env.E2E_ROOT ?? path.join(here, '../../www'));
+const SHOTS = path.join(here, 'screenshots');
+const env = process.env;
+const READY_TIMEOUT = Number(env.E2E_READY_TIMEOUT_MS ?? 600_000);
+const STEP_TIMEOUT = Number(env.E2E_STEP_TIMEOUT_MS ?? 300_000);
+const TOLERANCE = 1e-3;
+const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+// ---------------------------------------------------------------- tiny test harness
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const failures = [];
+
+function ok(name, detail = '') {
+  passed += 1;
+  console.log(`  ok    ${name}${detail ? ` — ${detail}` : ''}`);
+}
+function fail(name, detail) {
+  failed += 1;
+  failures.push(`${name}: ${detail}`);
+  console.log(`  FAIL  ${name} — ${detail}`);
+}
+function skip(name, why) {
+  skipped += 1;
+  console.log(`  skip  ${name} — ${why}`);
+}
+async function check(name, fn) {
+  try {
+    const detail = await fn();
+    ok(name, typeof detail === 'string' ? detail : '');
+    return true;
+  } catch (e) {
+    fail(name, e?.message?.split('\n')[0] ?? String(e));
+    return false;
+  }
+}
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+// ---------------------------------------------------------------- inputs
+
+/** A solid-colour RGB PNG, written with node:zlib. */
+function solidPng(width, height, [r, g, b]) {
+  const crc32 = zlib.crc32;
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(td) >>> 0);
+    return Buffer.concat([len, td, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const stride = 1 + width * 3;
+  const row = Buffer.alloc(stride);
+  for (let x = 0; x < width; x++) row.set([r, g, b], 1 + x * 3);
+  const deflate = zlib.createDeflate({ level: 9 });
+  const parts = [];
+  deflate.on('data', (d) => parts.push(d));
+  const done = new Promise((resolve, reject) => {
+    deflate.on('end', resolve);
+    deflate.on('error', reject);
+  });
+  return (async () => {
+    for (let y = 0; y < height; y++) {
+      if (!deflate.write(row)) await new Promise((res) => deflate.once('drain', res));
+    }
+    deflate.end();
+    await done;
+    return Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk('IHDR', ihdr),
+      chunk('IDAT', Buffer.concat(parts)),
+      chunk('IEND', Buffer.alloc(0)),
+    ]);
+  })();
+}
+
+async function loadExpected() {
+  if (!env.E2E_EXPECTED) return null;
+  const raw = JSON.parse(await readFile(env.E2E_EXPECTED, 'utf8'));
+  const out = new Map();
+  for (const [k, v] of Object.entries(raw)) out.set(path.basename(k), v);
+  return out;
+}
+
+async function damagedBundle(baseUrl) {
+  if (env.E2E_DAMAGED_BUNDLE) {
+    return { name: path.basename(env.E2E_DAMAGED_BUNDLE), buffer: await readFile(env.E2E_DAMAGED_BUNDLE) };
+  }
+  // A copy of the default bundle with one byte flipped behind the checksum.
+  const model = env.E2E_MODEL ?? 'models/default.bundle';
+  const response = await fetch(new URL(model, baseUrl)).catch(() => null);
+  let buffer;
+  if (response?.ok) {
+    buffer = Buffer.from(await response.arrayBuffer());
+    const at = Math.min(buffer.length - 1, Math.max(64, buffer.length >> 1));
+    buffer[at] ^= 0xff;
+  } else {
+    buffer = Buffer.alloc(4096, 7);
+    Buffer.from([0x89, 0x44, 0x45, 0x42, 0x0d, 0x0a, 0x1a, 0x0a]).copy(buffer);
+  }
+  return { name: 'damaged.bundle', buffer };
+}
+
+// ---------------------------------------------------------------- page helpers
+
+const attr = (v) => JSON.stringify(String(v));
+
+function cardLocator(page, name) {
+  return page.locator(`[data-image=${attr(name)}]:is([data-testid=result], [data-testid=result-error])`).first();
+}
+
+async function errorSeq(page) {
+  return page.evaluate(() => Number(document.querySelector('[data-testid=error]')?.dataset.seq ?? 0));
+}
+
+/** Waits for an error message newer than `since`; returns its text. */
+async function newError(page, since, timeout = STEP_TIMEOUT) {
+  await page.waitForFunction(
+    (s) => Number(document.querySelector('[data-testid=error]')?.dataset.seq ?? 0) > s,
+    since,
+    { timeout },
+  );
+  return (await page.locator('[data-testid=error]').textContent()).trim();
+}
+
+async function scoreFiles(page, files) {
+  await page.locator('[data-testid=image-input]').setInputFiles(files);
+}
+
+async function readCard(page, name, timeout = STEP_TIMEOUT) {
+  const card = cardLocator(page, name);
+  await card.waitFor({ timeout });
+  const testid = await card.getAttribute('data-testid');
+  if (testid !== 'result') {
+    return { error: (await card.textContent()).trim() };
+  }
+  const label = (await card.locator('[data-testid=label]').textContent()).trim();
+  const de = Number((await card.locator('[data-testid=delta-energy]').textContent()).trim());
+  const ood = (await card.locator('[data-testid=ood]').textContent()).trim();
+  const top = await card.locator('ol li .top-name').allTextContents();
+  return { label, de, ood, top };
+}
+
+function clearMessage(text) {
+  return text && text.length >= 12 && !/undefined|\[object|null$/i.test(text);
+}
+
+// ---------------------------------------------------------------- one browser run
+
+async function runBackend(which, server, expected) {
+  console.log(`\n== ${which}`);
+  const userDataDir = await mkdtemp(path.join(tmpdir(), `deltaenergy-e2e-${which}-`));
+  const args = [...BASE_ARGS, ...(which === 'webgpu' ? ['--enable-unsafe-webgpu'] : [])];
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args,
+    viewport: { width: 1280, height: 900 },
+    acceptDownloads: true,
+  });
+  const origin = new URL(server.url).origin;
+  const requests = [];
+  let readyAt = -1;
+  const consoleLines = [];
+  const pageErrors = [];
+  context.on('request', (req) => requests.push({ url: req.url(), method: req.method(), afterReady: readyAt >= 0 }));
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('worker', (w) => w.on('console', (m) => consoleLines.push(`worker ${m.type()}: ${m.text()}`)));
+  const shot = (name, opts = {}) => page.screenshot({ path: path.join(SHOTS, `${which}-${name}.png`), ...opts }).catch(() => {});
+  const query = env.E2E_MODEL ? `?model=${encodeURIComponent(env.E2E_MODEL)}` : '';
+
+  try {
+    await page.goto(`${server.url}${query}`);
+
+    // 1. ready (or a clear failure, without waiting the full timeout)
+    const started = Date.now();
+    const readyOk = await check('model loads and warms up ([data-testid=ready])', async () => {
+      await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout: READY_TIMEOUT });
+      if (!(await page.locator('[data-testid=ready]').count())) {
+        // an error came first; give the load a moment in case it was a transient one
+        const text = (await page.locator('[data-testid=error]').textContent()).trim();
+        throw new Error(`error before ready: ${text}`);
+      }
+      return `${((Date.now() - started) / 1000).toFixed(1)} s`;
+    });
+    readyAt = readyOk ? requests.length : -1;
+    await shot('ready', { fullPage: true });
+    if (!readyOk) {
+      console.log(`  status: ${await page.locator('#status').textContent().catch(() => '?')}`);
+      return;
+    }
+
+    await check(`backend is ${which}`, async () => {
+      const b = (await page.locator('[data-testid=backend]').textContent()).trim();
+      const why = (await page.locator('#backend-reason').textContent()).trim();
+      assert(b === which, `backend is "${b}" (${why})`);
+      return why;
+    });
+
+    // 2. the two images, compared with the CLI
+    const images = [env.E2E_ID_IMAGE, env.E2E_OOD_IMAGE].filter(Boolean);
+    const scored = new Map();
+    if (images.length === 0) {
+      skip('score E2E_ID_IMAGE and E2E_OOD_IMAGE', 'not set');
+    } else {
+      await scoreFiles(page, images);
+      for (const file of images) {
+        const name = path.basename(file);
+        await check(`score ${name}`, async () => {
+          const r = await readCard(page, name);
+          assert(!r.error, r.error);
+          assert(Number.isFinite(r.de), `ΔE is not a number`);
+          assert(/ood|in-distribution/.test(r.ood), `badge text "${r.ood}"`);
+          scored.set(name, r);
+          const want = expected?.get(name);
+          if (!want) return `${r.label}, ΔE ${r.de} (no expected value)`;
+          assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
+          const diff = Math.abs(r.de - want.delta_energy);
+          assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy} (|diff| ${diff.toExponential(2)})`);
+          return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+        });
+      }
+      if (!expected) skip('compare with the CLI', 'E2E_EXPECTED not set');
+      await shot('results', { fullPage: true });
+    }
+
+    // 3. the threshold slider re-flags cards live
+    const first = images.length ? path.basename(images[0]) : null;
+    if (first && scored.has(first)) {
+      await check('threshold slider re-flags cards', async () => {
+        const setTo = (end) =>
+          page.evaluate((e) => {
+            const s = document.querySelector('[data-testid=threshold]');
+            s.value = e === 'max' ? s.max : s.min;
+            s.dispatchEvent(new Event('input', { bubbles: true }));
+          }, end);
+        const badge = cardLocator(page, first).locator('[data-testid=ood]');
+        await setTo('max');
+        const high = (await badge.textContent()).trim();
+        await setTo('min');
+        const low = (await badge.textContent()).trim();
+        assert(/\bood\b/.test(high) && !/in-distribution/.test(high), `at the maximum: "${high}"`);
+        assert(/in-distribution/.test(low), `at the minimum: "${low}"`);
+        return `"${high}" / "${low}"`;
+      });
+    }
+
+    // 4. a damaged bundle: clear message, the previous model keeps scoring
+    const damaged = await damagedBundle(server.url);
+    await check('damaged bundle gives a clear error', async () => {
+      const since = await errorSeq(page);
+      await page.locator('[data-testid=bundle-input]').setInputFiles({ name: damaged.name, mimeType: 'application/octet-stream', buffer: damaged.buffer });
+      const text = await newError(page, since);
+      assert(clearMessage(text), `unclear message: "${text}"`);
+      assert(await page.locator('[data-testid=ready]').count(), 'ready is gone');
+      return text.slice(0, 160);
+    });
+    if (env.E2E_ID_IMAGE) {
+      await check('the previous model still scores after the damaged bundle', async () => {
+        const buffer = await readFile(env.E2E_ID_IMAGE);
+        const name = `after-damaged-${path.basename(env.E2E_ID_IMAGE)}`;
+        await scoreFiles(page, { name, mimeType: mimeType(name), buffer });
+        const r = await readCard(page, name);
+        assert(!r.error, r.error);
+        const before = scored.get(path.basename(env.E2E_ID_IMAGE));
+        if (before) assert(Math.abs(before.de - r.de) <= 1e-6, `ΔE changed: ${before.de} → ${r.de}`);
+        return `${r.label}, ΔE ${r.de}`;
+      });
+    }
+
+    // 5. a non-image and an 8000×8000 image: a message or a result, never a crash
+    await check('a text file gives a clear message', async () => {
+      const since = await errorSeq(page);
+      await scoreFiles(page, { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('this is not an image\n'.repeat(20)) });
+      const r = await readCard(page, 'notes.txt');
+      if (!r.error) return `scored anyway: ${r.label}`;
+      const text = await newError(page, since);
+      assert(clearMessage(text), `unclear message: "${text}"`);
+      return text.slice(0, 160);
+    });
+    await check('an 8000×8000 PNG gives a message or a result', async () => {
+      const since = await errorSeq(page);
+      const png = await solidPng(8000, 8000, [40, 120, 200]);
+      await scoreFiles(page, { name: 'huge-8000.png', mimeType: 'image/png', buffer: png });
+      const r = await readCard(page, 'huge-8000.png');
+      if (!r.error) return `scored: ${r.label}, ΔE ${r.de}`;
+      const text = await newError(page, since);
+      assert(clearMessage(text), `unclear message: "${text}"`);
+      return text.slice(0, 160);
+    });
+    await check('the page is still alive', async () => {
+      assert(pageErrors.length === 0, `uncaught page errors: ${pageErrors.join(' | ')}`);
+      assert(await page.locator('[data-testid=ready]').count(), 'ready is gone');
+      const b = (await page.locator('[data-testid=backend]').textContent()).trim();
+      assert(b === which, `backend is now "${b}"`);
+    });
+    await shot('errors', { fullPage: true });
+
+    // 6. the class editor
+    const newClasses = ['red square', 'blue circle', 'green triangle'];
+    await check('an empty class list gives a message and changes nothing', async () => {
+      const since = await errorSeq(page);
+      await page.locator('textarea[data-testid=classes]').fill('  ,\n , ');
+      await page.locator('[data-testid=apply-classes]').click();
+      const text = await newError(page, since, 10_000);
+      assert(/class/i.test(text), `message: "${text}"`);
+      return text.slice(0, 120);
+    });
+    if (env.E2E_ID_IMAGE) {
+      await check('new classes label new results', async () => {
+        const before = await page.locator('textarea[data-testid=classes]').getAttribute('data-applied');
+        const since = await errorSeq(page);
+        await page.locator('textarea[data-testid=classes]').fill(newClasses.join(', '));
+        await page.locator('[data-testid=apply-classes]').click();
+        await page.waitForFunction(
+          ([b, s]) => {
+            const t = document.querySelector('[data-testid=classes]');
+            const e = Number(document.querySelector('[data-testid=error]')?.dataset.seq ?? 0);
+            return (t.dataset.applied ?? null) !== b || e > s;
+          },
+          [before, since],
+          { timeout: STEP_TIMEOUT },
+        );
+        const applied = await page.locator('textarea[data-testid=classes]').getAttribute('data-applied');
+        if (applied === before) throw new Error(`apply failed: ${(await page.locator('[data-testid=error]').textContent()).trim()}`);
+        const buffer = await readFile(env.E2E_ID_IMAGE);
+        const name = `after-classes-${path.basename(env.E2E_ID_IMAGE)}`;
+        await scoreFiles(page, { name, mimeType: mimeType(name), buffer });
+        const r = await readCard(page, name);
+        assert(!r.error, r.error);
+        assert(newClasses.includes(r.label), `label "${r.label}" is not one of ${newClasses.join(', ')}`);
+        for (const t of r.top) assert(newClasses.includes(t), `top label "${t}" is not a new class`);
+        return `${r.label}, top: ${r.top.join(', ')}`;
+      });
+    }
+
+    // 7. CSV export
+    await check('CSV export downloads a table', async () => {
+      const [download] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.locator('#export-csv').click()]);
+      const file = await download.path();
+      const text = await readFile(file, 'utf8');
+      const lines = text.trim().split(/\r?\n/);
+      assert(lines[0].startsWith('file,label,delta_energy,energy,mcm,max_logit'), `header: ${lines[0]}`);
+      const rows = await page.locator('[data-testid=row]').count();
+      assert(lines.length - 1 === rows, `${lines.length - 1} CSV rows, ${rows} table rows`);
+      return `${rows} rows`;
+    });
+
+    // 8. nothing off-origin, no CSP violations
+    await check('no off-origin requests', async () => {
+      const bad = requests.filter((r) => {
+        const u = new URL(r.url);
+        return !(u.origin === origin || u.protocol === 'blob:' || u.protocol === 'data:');
+      });
+      assert(bad.length === 0, `off-origin: ${bad.map((r) => r.url).join(', ')}`);
+      const after = requests.filter((r) => r.afterReady).length;
+      return `${requests.length} requests, ${after} after ready, all ${origin}`;
+    });
+    await check('no CSP violations', async () => {
+      const v = await page.evaluate(() => window.__csp);
+      const logged = consoleLines.filter((l) => /Content Security Policy/i.test(l));
+      assert(v.length === 0 && logged.length === 0, [...v, ...logged].join(' | '));
+    });
+
+    if (which === 'cpu') await extraChecks(page, shot, requests);
+  } catch (e) {
+    fail(`${which} run`, e.message.split('\n')[0]);
+    await shot('crash', { fullPage: true });
+  } finally {
+    if (failed && consoleLines.length) {
+      console.log('  console (last 15):');
+      for (const l of consoleLines.slice(-15)) console.log(`    ${l.slice(0, 300)}`);
+    }
+    await context.close().catch(() => {});
+    await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/** Cheap checks done once (on the CPU run): keyboard reachability, the phone layout, the cache. */
+async function extraChecks(page, shot, requests) {
+  await check('keyboard reaches every control', async () => {
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.locator('body').focus();
+    const seen = [];
+    for (let i = 0; i < 80; i++) {
+      await page.keyboard.press('Tab');
+      const d = await page.evaluate(() => {
+        const a = document.activeElement;
+        return a ? a.dataset.testid || a.id || a.tagName.toLowerCase() : '';
+      });
+      seen.push(d);
+    }
+    for (const want of ['image-input', 'threshold', 'classes', 'apply-classes', 'bundle-input', 'bundle-url', 'export-csv']) {
+      assert(seen.includes(want), `${want} is not reachable with Tab (order: ${[...new Set(seen)].join(' ')})`);
+    }
+    const outline = await page.evaluate(() => {
+      const b = document.getElementById('apply-classes');
+      b.focus();
+      return getComputedStyle(b).outlineStyle;
+    });
+    return `focus order: ${[...new Set(seen)].slice(0, 12).join(' → ')} …; outline ${outline}`;
+  });
+  await check('phone layout has no horizontal scrolling', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    await shot('phone', { fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    assert(wide <= 1, `the page is ${wide}px wider than the phone`);
+  });
+  await check('a reload takes the bundle from Cache Storage', async () => {
+    const n = requests.length;
+    await page.reload();
+    await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout: READY_TIMEOUT });
+    assert(await page.locator('[data-testid=ready]').count(), `no ready: ${await page.locator('[data-testid=error]').textContent().catch(() => '')}`);
+    const gets = requests.slice(n).filter((r) => new URL(r.url).pathname.endsWith('.bundle') && r.method === 'GET');
+    assert(gets.length === 0, `downloaded again: ${gets.map((r) => r.url).join(', ')}`);
+    const status = (await page.locator('#status').textContent()).trim();
+    return status;
+  });
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  await mkdir(SHOTS, { recursive: true });
+  const server = await startServer({ root: WWW, port: Number(env.E2E_PORT ?? 0) });
+  console.log(`serving ${WWW} at ${server.url}`);
+  try {
+    await check('server sends the security headers', async () => {
+      const r = await fetch(server.url);
+      assert(r.headers.get('content-security-policy') === CSP, 'CSP');
+      assert(r.headers.get('cross-origin-opener-policy') === 'same-origin', 'COOP');
+      assert(r.headers.get('cross-origin-embedder-policy') === 'require-corp', 'COEP');
+      assert(/^text\/html/.test(r.headers.get('content-type')), 'HTML type');
+      const js = await fetch(new URL('worker.js', server.url));
+      assert(/^text\/javascript/.test(js.headers.get('content-type')), 'JS type');
+      const up = await fetch(new URL('/%2e%2e/Makefile', server.url));
+      assert(up.status === 404, `traversal: ${up.status}`);
+    });
+    const expected = await loadExpected();
+    const backends = (env.E2E_BACKENDS ?? 'webgpu,cpu').split(',').map((s) => s.trim()).filter(Boolean);
+    for (const b of backends) {
+      if (b !== 'webgpu' && b !== 'cpu') {
+        fail('E2E_BACKENDS', `unknown backend "${b}"`);
+        continue;
+      }
+      await runBackend(b, server, expected);
+    }
+  } finally {
+    await server.close();
+  }
+  if (skipped) console.log(`\n(${skipped} skipped)`);
+  if (failures.length) {
+    console.log('\nFailures:');
+    for (const f of failures) console.log(`  - ${f}`);
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  console.log(`${passed} passed, ${failed + 1} failed`);
+  process.exit(1);
+});
