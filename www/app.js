@@ -138,7 +138,10 @@ function setReady(on) {
     existing.remove();
   }
   const sha = S.model?.info?.sha256;
-  if (on && sha) slot.querySelector('[data-testid=ready]').dataset.sha256 = sha;
+  const ready = slot.querySelector('[data-testid=ready]');
+  if (on && sha) ready.dataset.sha256 = sha;
+  // Timings for benchmarks (tests/e2e/bench.mjs); not shown.
+  if (on && S.model?.warmUpMs !== undefined) ready.dataset.warmupMs = String(S.model.warmUpMs);
 }
 
 function setBackend(backend, reason) {
@@ -658,6 +661,8 @@ function renderResult(r, result) {
   r.sha = S.model?.info?.sha256 ?? '';
   r.card.classList.remove('pending');
   r.card.dataset.testid = 'result';
+  r.card.dataset.totalMs = String(result.timings?.totalMs ?? '');
+  r.card.dataset.imageMs = String(result.timings?.imageMs ?? '');
   r.status.remove();
   r.card.querySelector('img.thumb').alt = `${r.name}, classified as ${result.label}`;
 

@@ -15,12 +15,11 @@
 //   E2E_ROOT                     the folder to serve, default www/
 // Prints "N passed, M failed" last; exits 1 on any failure.
 
-import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './browser.mjs';
 import { startServer, CSP, mimeType } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -30,7 +29,6 @@ const env = process.env;
 const READY_TIMEOUT = Number(env.E2E_READY_TIMEOUT_MS ?? 600_000);
 const STEP_TIMEOUT = Number(env.E2E_STEP_TIMEOUT_MS ?? 300_000);
 const TOLERANCE = 1e-3;
-const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 // ---------------------------------------------------------------- tiny test harness
 
@@ -184,15 +182,7 @@ function clearMessage(text) {
 
 async function runBackend(which, server, expected) {
   console.log(`\n== ${which}`);
-  const userDataDir = await mkdtemp(path.join(tmpdir(), `deltaenergy-e2e-${which}-`));
-  const args = [...BASE_ARGS, ...(which === 'webgpu' ? ['--enable-unsafe-webgpu'] : [])];
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args,
-    viewport: { width: 1280, height: 900 },
-    acceptDownloads: true,
-  });
+  const { context, userDataDir } = await launchChromium(which, { acceptDownloads: true });
   const origin = new URL(server.url).origin;
   const requests = [];
   let readyAt = -1;

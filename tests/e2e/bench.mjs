@@ -1,0 +1,69 @@
+// Browser figures for the closing notes: time to ready (download + load + warm-up), the warm-up
+// itself, and per-image latency, for a bundle on WebGPU (SwiftShader here) and on the CPU.
+//
+//   node tests/e2e/bench.mjs --model models/b32.bundle --images a.jpg,b.jpg [--runs 3] [--backends webgpu,cpu]
+//
+// `--model` is a URL relative to www/. Prints one line per backend; medians over runs × images.
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launchChromium } from './browser.mjs';
+import { startServer } from './server.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const model = arg('model', 'models/default.bundle');
+const images = arg('images', '').split(',').filter(Boolean);
+const runs = Number(arg('runs', '3'));
+const backends = arg('backends', 'webgpu,cpu').split(',');
+const timeout = Number(arg('timeout-ms', String(30 * 60_000)));
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+const server = await startServer({ root: path.join(here, '../../www'), port: 0 });
+console.log(`model ${model}; ${images.length} images × ${runs} runs; medians`);
+console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n');
+try {
+  for (const which of backends) {
+    const { context, userDataDir } = await launchChromium(which);
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      const t0 = Date.now();
+      await page.goto(`${server.url}?model=${encodeURIComponent(model)}&backend=auto`);
+      await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout });
+      const ready = page.locator('[data-testid=ready]');
+      if (!(await ready.count())) throw new Error(await page.locator('[data-testid=error]').textContent());
+      const readyS = (Date.now() - t0) / 1000;
+      const warmup = Number(await ready.getAttribute('data-warmup-ms'));
+      const backend = (await page.locator('[data-testid=backend]').textContent()).trim();
+      const totals = [];
+      const towers = [];
+      for (let r = 0; r < runs; r++) {
+        for (const file of images) {
+          const before = await page.locator('[data-testid=result]').count();
+          await page.locator('[data-testid=image-input]').setInputFiles({
+            name: `${r}-${path.basename(file)}`,
+            mimeType: 'application/octet-stream',
+            buffer: await readFile(file),
+          });
+          await page.locator('[data-testid=result]').nth(before).waitFor({ timeout });
+          const card = page.locator('[data-testid=result]').nth(before);
+          totals.push(Number(await card.getAttribute('data-total-ms')));
+          towers.push(Number(await card.getAttribute('data-image-ms')));
+        }
+      }
+      console.log(
+        `${backend.padEnd(8)} ${readyS.toFixed(1).padStart(7)} ${warmup.toFixed(0).padStart(10)} ` +
+          `${median(totals).toFixed(0).padStart(15)} ${median(towers).toFixed(0).padStart(15)} ${String(totals.length).padStart(3)}`,
+      );
+    } finally {
+      await context.close();
+      await rm(userDataDir, { recursive: true, force: true });
+    }
+  }
+} finally {
+  await server.close?.();
+}
+process.exit(0);
