@@ -266,9 +266,6 @@ pub fn convert(
 }
 
 fn normalise_rows(mut v: Vec<f32>, dim: usize) -> Vec<f32> {
-    for row in v.chunks_mut(dim) {
-        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        row.iter_mut().for_each(|x| *x /= n);
-    }
+    v.chunks_mut(dim).for_each(crate::embed::l2_normalise);
     v
 }

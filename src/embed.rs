@@ -55,6 +55,12 @@ impl Clip {
     }
 }
 
+/// Scales a feature vector to unit length (a zero vector stays zero).
+pub fn l2_normalise(row: &mut [f32]) {
+    let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    row.iter_mut().for_each(|x| *x /= n);
+}
+
 /// `template` with `{}` replaced by each class name: the zero-shot prompts.
 pub fn prompts(template: &str, classes: &[String]) -> Result<Vec<String>> {
     if !template.contains("{}") {

@@ -290,10 +290,7 @@ impl Scorer {
 }
 
 fn normalised(mut rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-    for r in &mut rows {
-        let n = r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        r.iter_mut().for_each(|x| *x /= n);
-    }
+    rows.iter_mut().for_each(|r| crate::embed::l2_normalise(r));
     rows
 }
 

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::embed::parse_classes;
-use deltaenergy::preprocess::preprocess_bytes;
 use deltaenergy::prompt::Prompt;
 use deltaenergy::score::{cosine_similarities, scores, ScoreParams};
 use deltaenergy::{Error, Result};
@@ -110,25 +109,9 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
     let cfg = base.model.preprocess_config();
     let params = ScoreParams::default();
     let (mut image_cos, mut de_diff, mut agree, mut n) = (Vec::new(), Vec::new(), 0usize, 0usize);
-    let mut skipped = 0usize;
-    let batch = args.model.batch.max(1);
-    for chunk in paths.chunks(batch) {
-        let pixels: Vec<Vec<f32>> = chunk
-            .iter()
-            .filter_map(|p| {
-                match model_source::read_file(p).and_then(|b| Ok(preprocess_bytes(&b, &cfg)?)) {
-                    Ok(px) => Some(px),
-                    Err(e) => {
-                        eprintln!("skipped {}: {e}", p.display());
-                        skipped += 1;
-                        None
-                    }
-                }
-            })
-            .collect();
-        if pixels.is_empty() {
-            continue;
-        }
+    let files: Vec<((), &Path)> = paths.iter().map(|p| ((), p.as_path())).collect();
+    let skipped = model_source::for_each_image_batch(&files, &cfg, args.model.batch, |batch| {
+        let pixels: Vec<Vec<f32>> = batch.iter().map(|(_, p)| p.clone()).collect();
         let fb = rows(read_f32(base.model.embed_pixels(&pixels)?)?, dim);
         let ft = rows(read_f32(test.model.embed_pixels(&pixels)?)?, dim);
         let (sb, st) = (
@@ -142,7 +125,8 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
             de_diff.push((rb.delta_energy - rt.delta_energy).abs());
             n += 1;
         }
-    }
+        Ok(())
+    })?;
     if n == 0 {
         return Err(Error::Input("no readable images".into()));
     }

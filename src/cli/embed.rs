@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::ArgMatches;
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::preprocess::preprocess_bytes;
 use deltaenergy::{Error, Result};
 
 use super::{model_source, ModelArgs};
@@ -63,29 +62,23 @@ pub fn run(args: EmbedArgs, matches: &ArgMatches) -> Result<ExitCode> {
     let cfg = model.preprocess_config();
     let dim = model.config.projection_dim;
 
-    let mut failed = 0usize;
-    let mut outputs: Vec<Option<Vec<f32>>> = Vec::with_capacity(inputs.len());
-    // Images: decode each (a bad file is reported and skipped), then run in batches.
-    let mut pending: Vec<(usize, Vec<f32>)> = Vec::new();
-    for (k, (_, input)) in inputs.iter().enumerate() {
-        outputs.push(None);
-        if let Input::Image(path) = input {
-            match model_source::read_file(path).and_then(|b| Ok(preprocess_bytes(&b, &cfg)?)) {
-                Ok(px) => pending.push((k, px)),
-                Err(e) => {
-                    eprintln!("error: {}: {e}", path.display());
-                    failed += 1;
-                }
-            }
-        }
-    }
-    for chunk in pending.chunks(args.model.batch.max(1)) {
-        let pixels: Vec<Vec<f32>> = chunk.iter().map(|(_, p)| p.clone()).collect();
+    let mut outputs: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+    let images: Vec<(usize, &std::path::Path)> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (_, input))| match input {
+            Input::Image(path) => Some((k, path.as_path())),
+            Input::Text(_) => None,
+        })
+        .collect();
+    let failed = model_source::for_each_image_batch(&images, &cfg, args.model.batch, |batch| {
+        let pixels: Vec<Vec<f32>> = batch.iter().map(|(_, p)| p.clone()).collect();
         let feats = rows(read_f32(model.embed_pixels(&pixels)?)?, dim);
-        for ((k, _), f) in chunk.iter().zip(feats) {
+        for ((k, _), f) in batch.iter().zip(feats) {
             outputs[*k] = Some(f);
         }
-    }
+        Ok(())
+    })?;
     if let Some(tok) = &tokenizer {
         let (slots, texts): (Vec<usize>, Vec<String>) = inputs
             .iter()

@@ -10,6 +10,36 @@ use deltaenergy::{device, loader, Clip, Error, Result};
 
 use super::ModelArgs;
 
+/// Decodes and preprocesses image files a batch at a time (so memory stays bounded however many
+/// files there are) and hands each batch of `(key, pixels)` to `f`. A file that cannot be read
+/// or decoded is reported on stderr and skipped; the count of those is returned.
+pub fn for_each_image_batch<K: Copy>(
+    files: &[(K, &Path)],
+    cfg: &deltaenergy::preprocess::PreprocessConfig,
+    batch: usize,
+    mut f: impl FnMut(&[(K, Vec<f32>)]) -> Result<()>,
+) -> Result<usize> {
+    let mut failed = 0;
+    for chunk in files.chunks(batch.max(1)) {
+        let mut decoded = Vec::with_capacity(chunk.len());
+        for &(key, path) in chunk {
+            match read_file(path)
+                .and_then(|b| Ok(deltaenergy::preprocess::preprocess_bytes(&b, cfg)?))
+            {
+                Ok(pixels) => decoded.push((key, pixels)),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    failed += 1;
+                }
+            }
+        }
+        if !decoded.is_empty() {
+            f(&decoded)?;
+        }
+    }
+    Ok(failed)
+}
+
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),

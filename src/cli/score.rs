@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::embed::parse_classes;
-use deltaenergy::preprocess::preprocess_bytes;
 use deltaenergy::prompt::Prompt;
 use deltaenergy::score::{cosine_similarities, scores, ScoreParams, Scores};
 use deltaenergy::{Error, Result};
@@ -101,22 +100,13 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
     let threshold = meta.and_then(|b| b.header.threshold.clone());
     let cfg = model.preprocess_config();
 
-    let mut failed = 0usize;
-    let mut pending: Vec<(&PathBuf, Vec<f32>)> = Vec::new();
-    for path in &args.images {
-        match model_source::read_file(path).and_then(|b| Ok(preprocess_bytes(&b, &cfg)?)) {
-            Ok(px) => pending.push((path, px)),
-            Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                failed += 1;
-            }
-        }
-    }
-    for chunk in pending.chunks(args.model.batch.max(1)) {
-        let pixels: Vec<Vec<f32>> = chunk.iter().map(|(_, p)| p.clone()).collect();
+    let files: Vec<(&PathBuf, &std::path::Path)> =
+        args.images.iter().map(|p| (p, p.as_path())).collect();
+    let failed = model_source::for_each_image_batch(&files, &cfg, args.model.batch, |batch| {
+        let pixels: Vec<Vec<f32>> = batch.iter().map(|(_, p)| p.clone()).collect();
         let feats = rows(read_f32(model.embed_pixels(&pixels)?)?, dim);
         let sims = cosine_similarities(&feats, &text_features);
-        for ((path, _), s) in chunk.iter().zip(sims) {
+        for ((path, _), s) in batch.iter().zip(sims) {
             let r = scores(&s, &params)?;
             let label = &classes[r.label];
             let ood = threshold
@@ -152,7 +142,8 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
                 );
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
