@@ -238,12 +238,15 @@ impl<'a> Bundle<'a> {
                 })?;
             self.check_section(&t.name, t.data, Some(t.dtype.value_bytes(n)))?;
             if t.dtype.is_quantized() {
+                // Blocks must hold whole u32 words of packed values (8 at 4 bits) and fit
+                // burn's u8 block size, or the GPU kernels would misread them.
                 let (block, scales) = match (t.block, t.scales) {
-                    (Some(b), Some(s)) if b > 0 => (b as u64, s),
+                    (Some(b), Some(s)) if b > 0 && b % 8 == 0 && b <= 248 => (b as u64, s),
                     _ => {
                         return Err(bad(format!(
-                            "quantized tensor `{}` lacks its block size or scales",
-                            t.name
+                            "quantized tensor `{}` lacks its scales or has an unusable block size {:?} \
+                             (a multiple of 8 up to 248)",
+                            t.name, t.block
                         )))
                     }
                 };

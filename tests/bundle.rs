@@ -317,6 +317,16 @@ fn inconsistent_headers_are_clear_errors() {
     // A shape whose element count overflows.
     let e = err(&forge(|w, _| w.tensors[0].shape = vec![usize::MAX, 4]));
     assert!(e.contains("absurd"), "{e}");
+    // A block size the kernels cannot read.
+    let e = err(&forge(|w, _| {
+        let t = w
+            .tensors
+            .iter_mut()
+            .find(|t| t.dtype == StoredDtype::Q8)
+            .unwrap();
+        t.block = Some(3);
+    }));
+    assert!(e.contains("block size"), "{e}");
     // A missing tensor.
     let e = err(&forge(|w, _| {
         w.tensors.retain(|t| t.name != "text_projection.weight")
