@@ -33,6 +33,15 @@ fn json_lines(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// The first reference image with a PNG source: Pillow and we decode PNGs identically, so the
+/// whole path from the file can be held to the embedding tolerance.
+fn png_image(r: &Reference) -> &RefImage {
+    r.images
+        .iter()
+        .find(|i| i.source.ends_with(".png"))
+        .expect("a PNG reference image")
+}
+
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
@@ -85,11 +94,7 @@ fn tokenize_json_matches_transformers() {
 #[test]
 fn embed_in_argument_order_matches_transformers() {
     let r = reference(NAME);
-    let png = r
-        .images
-        .iter()
-        .find(|i| i.source.ends_with(".png"))
-        .unwrap();
+    let png = png_image(&r);
     let image = data_dir().join(&png.source);
     let model = model_dir(NAME);
     let out = run(&[
@@ -130,11 +135,7 @@ fn embed_in_argument_order_matches_transformers() {
 #[test]
 fn score_json_contract_and_values() {
     let r = reference(NAME);
-    let png = r
-        .images
-        .iter()
-        .find(|i| i.source.ends_with(".png"))
-        .unwrap();
+    let png = png_image(&r);
     let image = data_dir().join(&png.source);
     // Comma-free reference texts, so they survive the comma-separated class list.
     let classes = [&r.texts[0], &r.texts[1], &r.texts[3]];
@@ -350,13 +351,7 @@ fn convert_inspect_and_use_a_bundle() {
 
     // Classes, τ and threshold come from the bundle.
     let r = reference(NAME);
-    let png = data_dir().join(
-        &r.images
-            .iter()
-            .find(|i| i.source.ends_with(".png"))
-            .unwrap()
-            .source,
-    );
+    let png = data_dir().join(&png_image(&r).source);
     let lines = json_lines(&run(&[
         "score",
         "--json",
@@ -390,14 +385,7 @@ fn convert_inspect_and_use_a_bundle() {
         "--image",
         png.to_str().unwrap(),
     ]));
-    let (cos, _) = compare(
-        &floats(&e[0]["embedding"]),
-        &r.images
-            .iter()
-            .find(|i| i.source.ends_with(".png"))
-            .unwrap()
-            .embedding,
-    );
+    let (cos, _) = compare(&floats(&e[0]["embedding"]), &png_image(&r).embedding);
     assert!(cos > 0.999, "{cos}");
 
     // A damaged bundle is a clear error.
