@@ -335,12 +335,12 @@ impl<'a> Bundle<'a> {
         self.header
             .context
             .as_ref()
-            .map(|c| f32s(self.bytes(c.data)))
+            .map(|c| crate::loader::le_f32s(self.bytes(c.data)))
     }
 
     pub fn text_features(&self) -> Option<Vec<Vec<f32>>> {
         self.header.text_features.as_ref().map(|f| {
-            f32s(self.bytes(f.data))
+            crate::loader::le_f32s(self.bytes(f.data))
                 .chunks(f.dim)
                 .map(<[f32]>::to_vec)
                 .collect()
@@ -406,12 +406,6 @@ fn dtype_label(d: StoredDtype) -> &'static str {
 
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub(crate) fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -556,8 +550,7 @@ impl<'b, 'a> BundleSource<'b, 'a> {
         let n = t.shape.iter().product();
         let values = crate::quant::unpack(self.bundle.bytes(t.data), n, bits);
         // validate() guaranteed both are present and sized.
-        let scales =
-            crate::quant::scales_from_bytes(self.bundle.bytes(t.scales.expect("validated")));
+        let scales = crate::loader::le_f16s(self.bundle.bytes(t.scales.expect("validated")));
         if scales.iter().any(|s| !s.is_finite() || *s < 0.0) {
             return Err(Error::NonFinite {
                 key: format!("{} (scales)", t.name),
@@ -572,11 +565,8 @@ impl crate::loader::WeightSource for BundleSource<'_, '_> {
         let t = self.entry(key, shape)?;
         let raw = self.bundle.bytes(t.data);
         let values = match t.dtype {
-            StoredDtype::F32 => f32s(raw),
-            StoredDtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            StoredDtype::F32 => crate::loader::le_f32s(raw),
+            StoredDtype::F16 => crate::loader::le_f16s(raw),
             StoredDtype::Q8 | StoredDtype::Q4 => {
                 let (q, s, _, block) = self.quantized(t)?;
                 crate::quant::dequantize(&q, &s, block)

@@ -68,7 +68,7 @@ const SMALL: usize = 1 << 16;
 /// - Small non-linear tensors stay f32.
 fn stored_dtype(quant: Quant, key: &str, shape: &[usize], linear: bool) -> StoredDtype {
     let n: usize = shape.iter().product();
-    if (!linear && n < SMALL) || quant == Quant::F32 {
+    if !linear && n < SMALL {
         return StoredDtype::F32;
     }
     let cols = crate::bundle::quant_cols(shape);

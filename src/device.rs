@@ -74,20 +74,18 @@ pub fn device(backend: Backend) -> Result<Device> {
 /// Reads a float tensor back to the host. Native only: the browser must use the async read.
 #[cfg(not(target_family = "wasm"))]
 pub fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let data = t
-        .try_into_data()
-        .map_err(|e| Error::Device(format!("reading a tensor back failed: {e:?}")))?;
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Device(format!("unexpected tensor data: {e:?}")))
+    to_f32(t.try_into_data())
 }
 
 /// Reads a float tensor back without blocking: the only read allowed in a browser.
 pub async fn read_f32_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Device(format!("reading a tensor back failed: {e:?}")))?;
+    to_f32(t.into_data_async().await)
+}
+
+fn to_f32<E: std::fmt::Debug>(
+    read: std::result::Result<burn::tensor::TensorData, E>,
+) -> Result<Vec<f32>> {
+    let data = read.map_err(|e| Error::Device(format!("reading a tensor back failed: {e:?}")))?;
     data.convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| Error::Device(format!("unexpected tensor data: {e:?}")))

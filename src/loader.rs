@@ -87,17 +87,24 @@ impl WeightSource for SafetensorsSource<'_> {
     }
 }
 
+/// Little-endian f32 values, read bytewise: safetensors and bundles promise no alignment.
+pub(crate) fn le_f32s(data: &[u8]) -> Vec<f32> {
+    data.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Little-endian f16 values, widened to f32.
+pub(crate) fn le_f16s(data: &[u8]) -> Vec<f32> {
+    data.chunks_exact(2)
+        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect()
+}
+
 fn decode_values(key: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
-    // safetensors stores little-endian values with no alignment promise, so read bytewise.
-    let values = match dtype {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+    Ok(match dtype {
+        Dtype::F32 => le_f32s(data),
+        Dtype::F16 => le_f16s(data),
         Dtype::BF16 => data
             .chunks_exact(2)
             .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -108,8 +115,7 @@ fn decode_values(key: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
                 dtype: format!("{other:?}"),
             })
         }
-    };
-    Ok(values)
+    })
 }
 
 /// Seeded random weights (normal, std 0.02, LayerNorms at identity), for benchmarks and as the

@@ -60,18 +60,11 @@ fn best_scale(block: &[f32], q_max: f32) -> f32 {
     best.1
 }
 
-/// Scales as stored in a bundle: little-endian f16.
+/// Scales as stored in a bundle: little-endian f16 (read back with `loader::le_f16s`).
 pub fn scales_to_bytes(scales: &[f32]) -> Vec<u8> {
     scales
         .iter()
         .flat_map(|&s| half::f16::from_f32(s).to_le_bytes())
-        .collect()
-}
-
-pub fn scales_from_bytes(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(2)
-        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
         .collect()
 }
 
