@@ -5,7 +5,7 @@ export DELTAENERGY_DATA ?= $(DATA)
 BIN := target/release/deltaenergy
 FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
 
-.PHONY: all build test test-native test-wasm test-e2e web demo bench quant-report fuzz fixtures fmt clippy clean
+.PHONY: all build test test-native test-wasm test-e2e web demo demo-model study bench quant-report fuzz fixtures fmt clippy clean
 
 all: build
 
@@ -44,12 +44,28 @@ test-e2e: web
 	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/banded.jpg \
 	  E2E_EXPECTED=$(E2E)/expected.json node $(E2E)/run.mjs
 
-# Until the trained demo model lands (issue 5), the default model is a small random-weight
-# fixture converted to a bundle: the whole pipeline runs, but its labels are meaningless.
+# The page's default model is the committed demo model (www/models/cifar-clip.q8.bundle).
 demo: web
 	$(BIN) score --model www/models/default.bundle www/samples/cat.jpg www/samples/banded.jpg www/samples/digit.png
 	@echo "serving the page on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
 	node $(E2E)/server.mjs --port $(PORT) --root www
+
+# The demo model from scratch: train a small CLIP on cifar10/train (CPU, about an hour on 2
+# cores), convert it to q8, tune EBM context vectors and calibrate the threshold. Seeded.
+DEMO_MODEL := www/models/cifar-clip.q8.bundle
+DEMO_WORK ?= target/demo-model
+DEMO_EPOCHS ?= 7
+demo-model: build
+	$(BIN) train --data $(DATA)/cifar10/train --eval $(DATA)/cifar10/test --config tools/train/cifar-clip.json \
+	  --epochs $(DEMO_EPOCHS) --seed 0 --out $(DEMO_WORK)/hf
+	$(BIN) convert --hf $(DEMO_WORK)/hf --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \
+	  --out $(DEMO_WORK)/base.q8.bundle
+	$(BIN) tune --model $(DEMO_WORK)/base.q8.bundle --train $(DATA)/cifar10/train --shots 16 --lambda 1 \
+	  --seed 0 --out $(DEMO_MODEL)
+
+# The README's study tables (zero-shot vs CoOp vs EBM, four scores, ablations) on the demo model.
+study: build
+	tools/study/run.sh $(DEMO_MODEL)
 
 # Full-size ViT-B/32 (random weights) on every backend, then PyTorch on the same machine in the
 # same run (needs Python; the reference virtualenv is created on first use).

@@ -606,3 +606,25 @@ impl Bundle<'_> {
         crate::loader::build_clip(&self.header.config, &mut BundleSource::new(self), device)
     }
 }
+
+impl Bundle<'_> {
+    /// SHA-256 of everything the image tower is made of (its config and stored tensors): equal
+    /// for bundles that differ only in text side, prompt or settings, so image features cached
+    /// for one serve the others.
+    pub fn vision_digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&self.header.config.vision_config).unwrap_or_default());
+        h.update(self.header.config.projection_dim.to_le_bytes());
+        for t in &self.header.tensors {
+            if t.name.starts_with("vision_model.") || t.name.starts_with("visual_projection.") {
+                h.update(t.name.as_bytes());
+                h.update(format!("{:?}{:?}", t.dtype, t.shape).as_bytes());
+                h.update(self.bytes(t.data));
+                if let Some(s) = t.scales {
+                    h.update(self.bytes(s));
+                }
+            }
+        }
+        h.finalize().into()
+    }
+}

@@ -10,9 +10,14 @@ pub mod classify;
 pub mod config;
 #[cfg(not(target_family = "wasm"))]
 pub mod convert;
+#[cfg(not(target_family = "wasm"))]
+pub mod dataset;
 pub mod device;
 pub mod embed;
 pub mod error;
+pub mod eval;
+#[cfg(not(target_family = "wasm"))]
+pub mod export;
 pub mod loader;
 pub mod metrics;
 pub mod model;
@@ -21,6 +26,10 @@ pub mod prompt;
 pub mod quant;
 pub mod score;
 pub mod tokenizer;
+#[cfg(not(target_family = "wasm"))]
+pub mod train;
+#[cfg(not(target_family = "wasm"))]
+pub mod tune;
 #[cfg(target_family = "wasm")]
 pub mod web;
 

@@ -131,7 +131,7 @@ impl RandomSource {
         }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         // splitmix64: tiny, portable and good enough for initialisation.
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
@@ -140,7 +140,8 @@ impl RandomSource {
         z ^ (z >> 31)
     }
 
-    fn uniform(&mut self) -> f32 {
+    /// Uniform in (0, 1).
+    pub fn uniform(&mut self) -> f32 {
         ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
     }
 

@@ -99,9 +99,16 @@ impl Clip {
                     .chain(std::iter::repeat_n(0, len - s.len()))
             })
             .collect();
-        let device = context.device();
+        // The ids live with the model, so a context on the autodiff twin of the model's device
+        // (prompt tuning) meets the frozen weights as constants.
+        let device = self.logit_scale.device();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [k, len]), &device);
         let tokens = self.text.embed_tokens(ids);
+        let tokens = if context.is_autodiff() {
+            tokens.autodiff()
+        } else {
+            tokens
+        };
         let sot = tokens.clone().narrow(1, 0, 1);
         let rest = tokens.narrow(1, 1, len - 1);
         let ctx = context.unsqueeze_dim::<3>(0).expand([k, n_ctx, width]);

@@ -4,8 +4,13 @@ mod bench;
 mod compare;
 mod convert;
 mod embed;
+mod eval;
+mod features;
 mod model_source;
+mod progress;
 mod score;
+mod train;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -44,6 +49,12 @@ enum Command {
     Inspect(convert::InspectArgs),
     /// Compare a model with a base model on real images (embedding cosines, labels, ΔEnergy).
     Compare(compare::CompareArgs),
+    /// Train a CLIP from scratch on class folders (contrastive, captions from templates).
+    Train(train::TrainArgs),
+    /// Learn CoOp context vectors with the EBM objective (λ 0 = CoOp) into a new bundle.
+    Tune(tune::TuneArgs),
+    /// Accuracy (ID, covariate shift) and OOD metrics of all four scores on image folders.
+    Eval(eval::EvalArgs),
 }
 
 /// Options shared by the commands that run a model.
@@ -101,5 +112,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Convert(args) => convert::run(args),
         Command::Inspect(args) => convert::inspect(args),
         Command::Compare(args) => compare::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Tune(args) => tune::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }

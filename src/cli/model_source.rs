@@ -112,6 +112,8 @@ pub struct BundleMeta {
 
 pub struct Loaded {
     pub model: Clip,
+    /// Identifies the image tower (see [`Bundle::vision_digest`]): the feature cache's key.
+    pub vision_digest: [u8; 32],
     pub bundle: Option<BundleMeta>,
     tokenizer_override: Option<PathBuf>,
     dir: Option<PathBuf>,
@@ -138,8 +140,13 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     }
     let device = device::device(args.backend)?;
     if args.model.is_dir() {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(read_file(&args.model.join("config.json"))?);
+        h.update(read_file(&args.model.join("model.safetensors"))?);
         return Ok(Loaded {
             model: loader::load_hf_dir(&args.model, &device)?,
+            vision_digest: h.finalize().into(),
             bundle: None,
             tokenizer_override: args.tokenizer.clone(),
             dir: Some(args.model.clone()),
@@ -156,6 +163,7 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     };
     Ok(Loaded {
         model,
+        vision_digest: bundle.vision_digest(),
         bundle: Some(meta),
         tokenizer_override: args.tokenizer.clone(),
         dir: None,

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Fills www/ with what the page serves besides its code: the default model (until the trained
-# demo model ships, the small random-weight fixture as a bundle) and a few sample images copied
-# from the shared data. Usage: prepare-site.sh BIN DATA
+# Fills www/ with what the page serves besides its code: the default model (the committed demo
+# model; the small random-weight fixture if it is missing) and a few sample images copied from
+# the shared data. Usage: prepare-site.sh BIN DATA
 set -euo pipefail
 bin="$1"; data="$2"
 mkdir -p www/models www/samples
-"$bin" convert --hf tests/fixtures/models/tiny-quickgelu-p8 --tokenizer "$data/clip-tokenizer" --quant f32 \
-  --classes "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck" --out www/models/default.bundle
+if [ -f www/models/cifar-clip.q8.bundle ]; then
+  cp www/models/cifar-clip.q8.bundle www/models/default.bundle
+else
+  "$bin" convert --hf tests/fixtures/models/tiny-quickgelu-p8 --tokenizer "$data/clip-tokenizer" --quant f32 \
+    --classes "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck" --out www/models/default.bundle
+fi
 samples=(
   "cifar10/test/cat/0000.jpg:cat.jpg:a cat (CIFAR-10)"
   "cifar10/test/airplane/0000.jpg:airplane.jpg:an airplane (CIFAR-10)"

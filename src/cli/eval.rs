@@ -1,0 +1,256 @@
+//! `deltaenergy eval`: ID accuracy, covariate-shift accuracy and OOD metrics of every score.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use deltaenergy::dataset::{class_features, image_files, ClassFolders};
+use deltaenergy::eval::{evaluate, histogram_svg, score_table, Labelled, SCORE_NAMES};
+use deltaenergy::prompt::Prompt;
+use deltaenergy::score::{cosine_similarities, ScoreParams};
+use deltaenergy::{Error, Result};
+
+use super::features::{default_cache_dir, features};
+use super::model_source::load;
+use super::ModelArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// In-distribution test images in class folders (folder names are the class names).
+    #[arg(long)]
+    pub id: PathBuf,
+    /// The same classes under covariate shift, in class folders named like --id's.
+    #[arg(long)]
+    pub covariate: Option<PathBuf>,
+    /// Out-of-distribution images (any layout); repeat for several sets.
+    #[arg(long, required = true)]
+    pub ood: Vec<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Use this hand prompt instead of the bundle's learned context.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Score settings (default: the bundle's, else τ 0.01, c 1, v 0, MCM τ 1).
+    #[arg(long)]
+    pub tau: Option<f64>,
+    #[arg(long)]
+    pub c: Option<usize>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub crop_value: Option<f64>,
+    #[arg(long)]
+    pub mcm_tau: Option<f64>,
+    /// At most this many images from each folder (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Feature cache directory (default: $DELTAENERGY_CACHE, else ~/.cache/deltaenergy).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write ID-vs-OOD histograms of ΔEnergy and energy as SVG into this directory.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+}
+
+fn set_name(dir: &Path, taken: &[String]) -> String {
+    let base = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("ood")
+        .to_string();
+    let mut name = base.clone();
+    let mut i = 2;
+    while taken.contains(&name) {
+        name = format!("{base}-{i}");
+        i += 1;
+    }
+    name
+}
+
+fn limited<T: Clone>(v: &[T], limit: Option<usize>) -> Vec<T> {
+    v[..limit.unwrap_or(usize::MAX).min(v.len())].to_vec()
+}
+
+/// Images of labelled class folders, a limit per class.
+fn labelled(
+    dir: &Path,
+    classes: &[String],
+    limit: Option<usize>,
+) -> Result<(Vec<PathBuf>, Vec<usize>)> {
+    let f = ClassFolders::open(dir)?;
+    let mut files = Vec::new();
+    let mut labels = Vec::new();
+    for (k, name) in f.classes.iter().enumerate() {
+        let Some(label) = classes.iter().position(|c| c == name) else {
+            return Err(Error::Input(format!(
+                "{}: class folder `{name}` is not one of the ID classes {classes:?}",
+                dir.display()
+            )));
+        };
+        let of: Vec<PathBuf> = f
+            .files
+            .iter()
+            .filter(|(_, l)| *l == k)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in limited(&of, limit) {
+            files.push(p);
+            labels.push(label);
+        }
+    }
+    Ok((files, labels))
+}
+
+pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    let loaded = load(&args.model)?;
+    let model = &loaded.model;
+    let tok = loaded.tokenizer()?;
+    let classes = ClassFolders::open(&args.id)?.classes;
+    let prompt = match (&args.template, &loaded.bundle) {
+        (Some(t), _) => Prompt::Template(t.clone()),
+        (None, Some(b)) => b.prompt.clone(),
+        (None, None) => Prompt::Template("a photo of a {}.".into()),
+    };
+    let base = loaded
+        .bundle
+        .as_ref()
+        .map(|b| b.header.score)
+        .unwrap_or_default();
+    let params = ScoreParams {
+        tau: args.tau.unwrap_or(base.tau),
+        c: args.c.unwrap_or(base.c),
+        crop_value: args.crop_value.unwrap_or(base.crop_value),
+        mcm_tau: args.mcm_tau.unwrap_or(base.mcm_tau),
+    };
+    params.validate()?;
+    let text = class_features(model, &tok, &classes, &prompt)?;
+    let cache = if args.no_cache {
+        None
+    } else {
+        args.cache.clone().or_else(default_cache_dir)
+    };
+    let batch = args.model.batch;
+    // Similarities and labels of the images that decoded.
+    let sims_of = |files: &[PathBuf],
+                   labels: Option<&[usize]>,
+                   label: &str|
+     -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
+        let rows = features(
+            model,
+            &loaded.vision_digest,
+            files,
+            batch,
+            cache.as_deref(),
+            label,
+        )?;
+        let mut feats = Vec::new();
+        let mut kept = Vec::new();
+        for (i, r) in rows.into_iter().enumerate() {
+            if let Some(r) = r {
+                feats.push(r);
+                kept.push(labels.map_or(0, |l| l[i]));
+            }
+        }
+        if feats.is_empty() {
+            return Err(Error::Input(format!("{label}: no image could be read")));
+        }
+        Ok((cosine_similarities(&feats, &text), kept))
+    };
+
+    let (id_files, id_labels) = labelled(&args.id, &classes, args.limit)?;
+    let (id_sims, id_labels) = sims_of(&id_files, Some(&id_labels), "id")?;
+    let covariate = match &args.covariate {
+        Some(dir) => {
+            let (files, labels) = labelled(dir, &classes, args.limit)?;
+            Some(sims_of(&files, Some(&labels), "covariate")?)
+        }
+        None => None,
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut ood = Vec::new();
+    for dir in &args.ood {
+        let name = set_name(dir, &names);
+        let files = limited(&image_files(dir)?, args.limit);
+        let (sims, _) = sims_of(&files, None, &name)?;
+        names.push(name.clone());
+        ood.push((name, sims));
+    }
+    let ood_refs: Vec<(String, &[Vec<f64>])> =
+        ood.iter().map(|(n, s)| (n.clone(), s.as_slice())).collect();
+    let report = evaluate(
+        &Labelled {
+            similarities: &id_sims,
+            labels: &id_labels,
+        },
+        covariate
+            .as_ref()
+            .map(|(s, l)| Labelled {
+                similarities: s,
+                labels: l,
+            })
+            .as_ref(),
+        &ood_refs,
+        &params,
+    )?;
+
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let id_scores = score_table(&id_sims, &params)?;
+        let ood_scores: Vec<(String, [Vec<f64>; 4])> = ood
+            .iter()
+            .map(|(n, s)| Ok((n.clone(), score_table(s, &params)?)))
+            .collect::<Result<_>>()?;
+        for (i, title) in [(0, "ΔEnergy"), (1, "energy (negative)")] {
+            let sets: Vec<(String, Vec<f64>)> = ood_scores
+                .iter()
+                .map(|(n, t)| (n.clone(), t[i].clone()))
+                .collect();
+            let t = format!("{title}, τ = {}, c = {}", params.tau, params.c);
+            let path = dir.join(format!("{}.svg", SCORE_NAMES[i]));
+            std::fs::write(&path, histogram_svg(&t, &id_scores[i], &sets)).map_err(|source| {
+                Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| Error::Input(e.to_string()))?
+        );
+    } else {
+        println!(
+            "ID top-1 accuracy: {:.4} ({} images)",
+            report.id_accuracy,
+            id_sims.len()
+        );
+        if let (Some(a), Some((s, _))) = (report.covariate_accuracy, &covariate) {
+            println!(
+                "covariate-shift top-1 accuracy: {a:.4} ({} images)",
+                s.len()
+            );
+        }
+        println!(
+            "{:<14} {:<18} {:>7} {:>7} {:>8} {:>8}",
+            "score", "ood set", "AUROC", "FPR95", "AUPR-In", "AUPR-Out"
+        );
+        for score in SCORE_NAMES {
+            for (name, m) in &report.scores[score] {
+                println!(
+                    "{score:<14} {name:<18} {:>7.4} {:>7.4} {:>8.4} {:>8.4}",
+                    m.auroc, m.fpr95, m.aupr_in, m.aupr_out
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

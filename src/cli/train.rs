@@ -1,0 +1,208 @@
+//! `deltaenergy train`: a CLIP trained from scratch on class folders, saved in the Hugging Face
+//! layout (so `convert --hf` makes its bundle like any checkpoint's).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::module::Module;
+use deltaenergy::dataset::{class_features, decode_all, image_features, predict, ClassFolders};
+use deltaenergy::export::HfTensors;
+use deltaenergy::prompt::Prompt;
+use deltaenergy::train::{train, Event, TrainData, TrainOptions};
+use deltaenergy::{device, metrics, ClipConfig, Error, Result};
+
+use super::model_source::{read_file, tokenizer};
+use super::progress::Progress;
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Class folders of training images (folder names are the class names).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// config.json of the model to train (transformers' CLIPConfig fields).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Class folders to score zero-shot with "a photo of a {}." after every epoch.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Peak AdamW learning rate (linear warm-up, then cosine to zero).
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 200)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 0.05)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// No random shifts and flips.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Stop after this many steps (timing, smoke tests).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Use at most this many images of each class.
+    #[arg(long)]
+    pub per_class: Option<usize>,
+    /// vocab.json + merges.txt directory or bpe_simple_vocab_16e6.txt.gz (default: as `embed`).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Output directory: config.json, model.safetensors and train.json (the log).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let text = String::from_utf8(read_file(&args.config)?)
+        .map_err(|_| Error::Input(format!("{} is not UTF-8", args.config.display())))?;
+    let config = ClipConfig::from_json(&text)?;
+    let tok = tokenizer(args.tokenizer.as_deref(), None)?;
+    let cfg =
+        deltaenergy::preprocess::PreprocessConfig::clip(config.vision_config.image_size as u32);
+
+    let folders = ClassFolders::open(&args.data)?;
+    let files = match args.per_class {
+        Some(n) => folders.take_per_class(n, 0),
+        None => folders.files.clone(),
+    };
+    let (images, labels) = decode_labelled(&files, &cfg, "decoding training images")?;
+    let eval = match &args.eval {
+        Some(dir) => {
+            let f = ClassFolders::open(dir)?;
+            if f.classes != folders.classes {
+                return Err(Error::Input(format!(
+                    "{} has classes {:?}, the training data {:?}",
+                    dir.display(),
+                    f.classes,
+                    folders.classes
+                )));
+            }
+            Some(decode_labelled(
+                &f.files,
+                &cfg,
+                "decoding evaluation images",
+            )?)
+        }
+        None => None,
+    };
+    eprintln!(
+        "{} training images of {} classes, decoded in {:.1}s",
+        images.len(),
+        folders.classes.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let opts = TrainOptions {
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        warmup: args.warmup,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        augment: !args.no_augment,
+        max_steps: args.max_steps,
+        ..Default::default()
+    };
+    let data = TrainData {
+        images: &images,
+        labels: &labels,
+        classes: &folders.classes,
+    };
+    let plain = Prompt::Template("a photo of a {}.".into());
+    let mut history = Vec::new();
+    let train_start = Instant::now();
+    let device = device::cpu().autodiff();
+    let model = train(&config, &data, &tok, &opts, &device, &mut |event, model| {
+        match event {
+            Event::Step {
+                step,
+                total,
+                epoch,
+                loss,
+                accuracy,
+                lr,
+                logit_scale,
+            } => eprintln!(
+                "step {step}/{total} epoch {} loss {loss:.4} batch-acc {accuracy:.3} lr {lr:.2e} \
+                 scale {logit_scale:.1} ({:.0}s)",
+                epoch + 1,
+                train_start.elapsed().as_secs_f64()
+            ),
+            Event::EpochEnd { epoch } => {
+                let mut entry = serde_json::json!({
+                    "epoch": epoch + 1,
+                    "seconds": train_start.elapsed().as_secs_f64(),
+                });
+                if let Some((imgs, truth)) = &eval {
+                    let m = model.valid();
+                    let feats = image_features(&m, imgs, 256, &|_| {})?;
+                    let text = class_features(&m, &tok, &folders.classes, &plain)?;
+                    let acc = metrics::accuracy(&predict(&feats, &text), truth)?;
+                    eprintln!("epoch {}: zero-shot top-1 {:.4}", epoch + 1, acc);
+                    entry["zero_shot_top1"] = acc.into();
+                }
+                history.push(entry);
+            }
+        }
+        Ok(())
+    })?;
+    let train_seconds = train_start.elapsed().as_secs_f64();
+    HfTensors::from_model(&model)?.save_dir(&model, &args.out)?;
+    let log = serde_json::json!({
+        "data": args.data.display().to_string(),
+        "images": images.len(),
+        "classes": folders.classes,
+        "config": args.config.display().to_string(),
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+        "augment": !args.no_augment,
+        "max_steps": args.max_steps,
+        "templates": opts.templates,
+        "threads": rayon::current_num_threads(),
+        "train_seconds": train_seconds,
+        "history": history,
+    });
+    let log_path = args.out.join("train.json");
+    std::fs::write(
+        &log_path,
+        serde_json::to_string_pretty(&log).unwrap_or_default(),
+    )
+    .map_err(|source| Error::Io {
+        path: log_path.display().to_string(),
+        source,
+    })?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": args.out.display().to_string(),
+            "train_seconds": train_seconds,
+            "zero_shot_top1": history.last().and_then(|h| h.get("zero_shot_top1")).cloned(),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Decodes labelled files in parallel; a file that fails is an error (training data must be whole).
+pub fn decode_labelled(
+    files: &[(PathBuf, usize)],
+    cfg: &deltaenergy::preprocess::PreprocessConfig,
+    label: &str,
+) -> Result<(Vec<image::RgbImage>, Vec<usize>)> {
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let bar = Progress::new(label, paths.len());
+    let decoded = decode_all(&paths, cfg, &|n| bar.set(n));
+    let mut images = Vec::with_capacity(decoded.len());
+    for (r, (path, _)) in decoded.into_iter().zip(files) {
+        images.push(r.map_err(|e| Error::Input(format!("{}: {e}", path.display())))?);
+    }
+    Ok((images, files.iter().map(|(_, l)| *l).collect()))
+}

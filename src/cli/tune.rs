@@ -1,0 +1,231 @@
+//! `deltaenergy tune`: CoOp context vectors with the EBM objective, written into a new bundle
+//! with a threshold calibrated on held-apart ID images.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use deltaenergy::bundle::{Bundle, BundleSource, Threshold};
+use deltaenergy::convert::{convert, ConvertOptions, Quant};
+use deltaenergy::dataset::{class_features, ClassFolders};
+use deltaenergy::metrics::threshold_at_tpr;
+use deltaenergy::prompt::Prompt;
+use deltaenergy::score::{cosine_similarities, delta_energy};
+use deltaenergy::tune::{tune, EbmParams, MaskRule, TuneOptions};
+use deltaenergy::{device, Error, Result};
+
+use super::features::{default_cache_dir, features};
+use super::model_source::read_file;
+
+#[derive(clap::Args, Debug)]
+pub struct TuneArgs {
+    /// The bundle to tune (its weights are copied unchanged into the output).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Training images in class folders (folder names are the class names).
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Images per class to tune on (the first of each class folder).
+    #[arg(long, default_value_t = 16)]
+    pub shots: usize,
+    /// Images per class, after the shots, to calibrate the OOD threshold on.
+    #[arg(long, default_value_t = 100)]
+    pub calibration: usize,
+    #[arg(long, default_value_t = 4)]
+    pub n_ctx: usize,
+    /// Words whose token embeddings start the context (one token per vector); "" for random.
+    #[arg(long, default_value = "a photo of a")]
+    pub init: String,
+    /// Weight of ΔEnergy in the loss; 0 is plain CoOp.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda: f64,
+    /// positive, negative or top-fraction[:ρ] (default ρ 0.1).
+    #[arg(long, default_value = "positive")]
+    pub mask: MaskRule,
+    /// Mask by the label rather than the predicted class.
+    #[arg(long)]
+    pub mask_by_label: bool,
+    /// Temperature of the loss (0.01 ≙ CLIP's logit scale 100).
+    #[arg(long, default_value_t = 0.01)]
+    pub tau: f64,
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// SGD learning rate (momentum 0.9, cosine schedule).
+    #[arg(long, default_value_t = 0.002)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Feature cache directory (default: $DELTAENERGY_CACHE, else ~/.cache/deltaenergy).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    #[arg(long)]
+    pub no_cache: bool,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: TuneArgs) -> Result<ExitCode> {
+    if args.model.is_dir() {
+        return Err(Error::Input(format!(
+            "{} is a directory: tune works on a bundle (make one with `deltaenergy convert --hf`)",
+            args.model.display()
+        )));
+    }
+    let bytes = read_file(&args.model)?;
+    let bundle = Bundle::parse(&bytes)?;
+    let device = device::cpu();
+    let model = bundle.model(&device)?;
+    let tok = bundle.tokenizer()?;
+    let vision = bundle.vision_digest();
+    let folders = ClassFolders::open(&args.train)?;
+    let classes = folders.classes.clone();
+    let cache = if args.no_cache {
+        None
+    } else {
+        args.cache.clone().or_else(default_cache_dir)
+    };
+
+    let split = |n: usize, skip: usize, label: &str| -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+        let files = folders.take_per_class(n, skip);
+        let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+        let rows = features(&model, &vision, &paths, 64, cache.as_deref(), label)?;
+        let mut f = Vec::new();
+        let mut y = Vec::new();
+        for (r, (_, l)) in rows.into_iter().zip(&files) {
+            if let Some(r) = r {
+                f.push(r);
+                y.push(*l);
+            }
+        }
+        if f.is_empty() {
+            return Err(Error::Input(format!("{label}: no images")));
+        }
+        Ok((f, y))
+    };
+    let (shots, shot_labels) = split(args.shots, 0, "shots")?;
+    let (calib, calib_labels) = split(args.calibration, args.shots, "calibration")?;
+
+    let opts = TuneOptions {
+        n_ctx: args.n_ctx,
+        init: (!args.init.trim().is_empty()).then(|| args.init.clone()),
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        ebm: EbmParams {
+            tau: args.tau,
+            lambda: args.lambda,
+            mask: args.mask,
+            mask_by_label: args.mask_by_label,
+        },
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let mut last = Default::default();
+    let context = tune(
+        &model,
+        &tok,
+        &classes,
+        &shots,
+        &shot_labels,
+        &opts,
+        &mut |epoch, p| {
+            last = *p;
+            if epoch == 1 || epoch % 10 == 0 || epoch == opts.epochs {
+                eprintln!(
+                    "epoch {epoch}/{}: loss {:.4} (CE {:.4}, ΔE {:.4})",
+                    opts.epochs, p.loss, p.cross_entropy, p.delta_energy
+                );
+            }
+        },
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    // Calibrate with the bundle's own score settings, on images the tuning never saw.
+    let prompt = Prompt::Context {
+        vectors: context.clone(),
+        n_ctx: args.n_ctx,
+        suffix: opts.suffix.clone(),
+    };
+    let text = class_features(&model, &tok, &classes, &prompt)?;
+    let sims = cosine_similarities(&calib, &text);
+    let score = bundle.header.score;
+    let de: Vec<f64> = sims
+        .iter()
+        .map(|s| delta_energy(s, &score))
+        .collect::<Result<_>>()?;
+    let threshold = threshold_at_tpr(&de, 0.95)?;
+    let calib_acc = deltaenergy::eval::top1(&sims, &calib_labels)?;
+    let shots_acc = deltaenergy::eval::top1(&cosine_similarities(&shots, &text), &shot_labels)?;
+
+    let quant: Quant = bundle.header.quant.parse()?;
+    let mut tuned_from = bundle.header.provenance.source.clone();
+    if tuned_from.is_empty() {
+        tuned_from = args.model.display().to_string();
+    }
+    let options = ConvertOptions {
+        quant,
+        classes: classes.clone(),
+        template: bundle.header.template.clone(),
+        context: Some((context, args.n_ctx, opts.suffix.clone())),
+        score,
+        threshold: Some(Threshold {
+            score: "delta_energy".into(),
+            value: threshold,
+            tpr: 0.95,
+            calibration: format!(
+                "{} images of {} (per class: positions {}..{}, disjoint from the {} tuning shots)",
+                calib.len(),
+                args.train.display(),
+                args.shots,
+                args.shots + args.calibration,
+                args.shots
+            ),
+        }),
+        source: format!(
+            "{tuned_from}; tuned: {} shots, n_ctx {}, λ {}, mask {}{}, τ {}, {} epochs, lr {}, seed {}",
+            args.shots,
+            args.n_ctx,
+            args.lambda,
+            args.mask,
+            if args.mask_by_label { " (label)" } else { "" },
+            args.tau,
+            args.epochs,
+            args.lr,
+            args.seed
+        ),
+        text_features: true,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    let merges = bundle.bytes(bundle.header.tokenizer).to_vec();
+    let out = convert(
+        &bundle.header.config,
+        &mut BundleSource::new(&bundle),
+        merges,
+        &options,
+        &device,
+    )?;
+    std::fs::write(&args.out, &out).map_err(|source| Error::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": args.out.display().to_string(),
+            "seconds": seconds,
+            "loss": last.loss,
+            "cross_entropy": last.cross_entropy,
+            "delta_energy": last.delta_energy,
+            "shots_accuracy": shots_acc,
+            "calibration_accuracy": calib_acc,
+            "threshold": threshold,
+            "calibration_images": calib.len(),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,351 @@
+//! Contrastive training of a CLIP from scratch on a labelled image folder (the demo model).
+//!
+//! Each image is paired with a caption of its class under a template drawn per image
+//! ("a blurry photo of the {}."). Classic CLIP contrasts an image with the other captions of
+//! the batch; with ten classes most of those name the image's own class and would be false
+//! negatives, so each image is contrasted with the captions of *every* class under its own
+//! template instead: a softmax over the classes at the learned temperature. That is CLIP's
+//! image→text InfoNCE with the duplicates removed, and exactly the rule zero-shot
+//! classification applies at test time.
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use image::RgbImage;
+
+use crate::config::ClipConfig;
+use crate::error::{Error, Result};
+use crate::loader::{self, RandomSource};
+use crate::model::Clip;
+use crate::preprocess::PreprocessConfig;
+use crate::tokenizer::ClipTokenizer;
+
+/// Caption templates in the style of CLIP's ImageNet prompts.
+pub const TEMPLATES: [&str; 12] = [
+    "a photo of a {}.",
+    "a blurry photo of a {}.",
+    "a photo of the {}.",
+    "a low resolution photo of a {}.",
+    "a close-up photo of a {}.",
+    "a bright photo of a {}.",
+    "a dark photo of the {}.",
+    "a cropped photo of the {}.",
+    "a photo of a small {}.",
+    "a photo of a big {}.",
+    "a pixelated photo of the {}.",
+    "itap of a {}.",
+];
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch: usize,
+    /// Peak learning rate (AdamW), reached after `warmup` steps, then cosine to zero.
+    pub lr: f64,
+    pub warmup: usize,
+    pub weight_decay: f32,
+    pub seed: u64,
+    pub templates: Vec<String>,
+    /// Random 4-pixel shifts and horizontal flips.
+    pub augment: bool,
+    /// Stop early (smoke tests, timing).
+    pub max_steps: Option<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch: 128,
+            lr: 2e-3,
+            warmup: 200,
+            weight_decay: 0.05,
+            seed: 0,
+            templates: TEMPLATES.iter().map(|t| t.to_string()).collect(),
+            augment: true,
+            max_steps: None,
+        }
+    }
+}
+
+/// Labelled images, already at the model's input size.
+pub struct TrainData<'a> {
+    pub images: &'a [RgbImage],
+    pub labels: &'a [usize],
+    pub classes: &'a [String],
+}
+
+/// What the training loop reports.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Step {
+        step: usize,
+        total: usize,
+        epoch: usize,
+        /// Mean loss and batch accuracy since the previous report.
+        loss: f64,
+        accuracy: f64,
+        lr: f64,
+        logit_scale: f64,
+    },
+    EpochEnd {
+        epoch: usize,
+    },
+}
+
+fn lr_at(step: usize, total: usize, o: &TrainOptions) -> f64 {
+    if step < o.warmup {
+        return o.lr * (step + 1) as f64 / o.warmup as f64;
+    }
+    let t = (step - o.warmup) as f64 / (total - o.warmup).max(1) as f64;
+    o.lr * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+}
+
+/// A seeded Fisher–Yates shuffle of `0..n`.
+fn permutation(n: usize, rng: &mut RandomSource) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+/// One image as normalised CHW floats, shifted by up to 4 pixels (edges replicated) and
+/// possibly mirrored: the standard CIFAR augmentation.
+fn augment_into(
+    img: &RgbImage,
+    cfg: &PreprocessConfig,
+    shift: (i64, i64),
+    flip: bool,
+    out: &mut [f32],
+) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let plane = (w * h) as usize;
+    let raw = img.as_raw();
+    for y in 0..h {
+        let sy = (y + shift.1).clamp(0, h - 1);
+        for x in 0..w {
+            let xx = if flip { w - 1 - x } else { x };
+            let sx = (xx + shift.0).clamp(0, w - 1);
+            let src = ((sy * w + sx) * 3) as usize;
+            let dst = (y * w + x) as usize;
+            for c in 0..3 {
+                let v = raw[src + c] as f32 / 255.0;
+                out[c * plane + dst] = (v - cfg.mean[c]) / cfg.std[c];
+            }
+        }
+    }
+}
+
+/// Token ids of every (template, class) caption, template-major.
+fn captions(
+    tokenizer: &ClipTokenizer,
+    templates: &[String],
+    classes: &[String],
+    context: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let mut out = Vec::with_capacity(templates.len() * classes.len());
+    for t in templates {
+        for text in crate::embed::prompts(t, classes)? {
+            out.push(tokenizer.encode_with_max_len(&text, context));
+        }
+    }
+    Ok(out)
+}
+
+fn normalise(x: Tensor<2>) -> Tensor<2> {
+    let norm = x
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
+    x / norm
+}
+
+/// Trains a fresh model of `config` (seeded random init) and returns it on `device`'s inner,
+/// non-autodiff form. `device` should have autodiff enabled.
+pub fn train(
+    config: &ClipConfig,
+    data: &TrainData,
+    tokenizer: &ClipTokenizer,
+    opts: &TrainOptions,
+    device: &Device,
+    on_event: &mut dyn FnMut(&Event, &Clip) -> Result<()>,
+) -> Result<Clip> {
+    let n = data.images.len();
+    if n == 0 || data.labels.len() != n {
+        return Err(Error::Input("training needs labelled images".into()));
+    }
+    if opts.templates.is_empty() || opts.batch == 0 || opts.epochs == 0 {
+        return Err(Error::Input(
+            "training needs templates, a batch size and at least one epoch".into(),
+        ));
+    }
+    let s = config.vision_config.image_size;
+    if data
+        .images
+        .iter()
+        .any(|i| i.width() as usize != s || i.height() as usize != s)
+    {
+        return Err(Error::Input(format!("training images must be {s}×{s}")));
+    }
+    let k = data.classes.len();
+    let t = opts.templates.len();
+    let cfg = PreprocessConfig::clip(s as u32);
+    let caption_ids = captions(
+        tokenizer,
+        &opts.templates,
+        data.classes,
+        config.text_config.max_position_embeddings,
+    )?;
+
+    let mut model = loader::random(config, opts.seed, device)?;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(opts.weight_decay)
+        .init();
+    let mut rng = RandomSource::new(opts.seed.wrapping_add(1));
+    let steps_per_epoch = n / opts.batch.min(n);
+    let total = opts
+        .max_steps
+        .unwrap_or(usize::MAX)
+        .min(steps_per_epoch * opts.epochs);
+    let per = 3 * s * s;
+    let mut step = 0;
+    let (mut loss_sum, mut correct, mut seen, mut batches) = (0.0, 0usize, 0usize, 0usize);
+    'epochs: for epoch in 0..opts.epochs {
+        let order = permutation(n, &mut rng);
+        for chunk in order.chunks_exact(opts.batch.min(n)) {
+            if step >= total {
+                break 'epochs;
+            }
+            let b = chunk.len();
+            let mut pixels = vec![0f32; b * per];
+            let mut index = Vec::with_capacity(b * k);
+            let mut target = vec![0f32; b * k];
+            for (i, &j) in chunk.iter().enumerate() {
+                let (shift, flip) = if opts.augment {
+                    let r = rng.next_u64();
+                    (
+                        ((r % 9) as i64 - 4, ((r >> 8) % 9) as i64 - 4),
+                        (r >> 16) & 1 == 1,
+                    )
+                } else {
+                    ((0, 0), false)
+                };
+                augment_into(
+                    &data.images[j],
+                    &cfg,
+                    shift,
+                    flip,
+                    &mut pixels[i * per..(i + 1) * per],
+                );
+                let template = (rng.next_u64() % t as u64) as i64;
+                index.extend((0..k as i64).map(|c| template * k as i64 + c));
+                target[i * k + data.labels[j]] = 1.0;
+            }
+            let pixels = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, s, s]), device);
+            let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b, k]), device);
+            let target = Tensor::<2>::from_data(TensorData::new(target, [b, k]), device);
+
+            let img = normalise(model.encode_images(pixels));
+            let txt = normalise(model.encode_token_ids(&caption_ids)?);
+            let scale = model
+                .logit_scale
+                .val()
+                .clamp_max(100f32.ln())
+                .exp()
+                .reshape([1, 1]);
+            let logits = img.matmul(txt.transpose()).gather(1, index) * scale;
+            let logp = log_softmax(logits.clone(), 1);
+            let loss = (logp * target.clone()).sum().neg() / b as f64;
+
+            let lr = lr_at(step, total, opts);
+            // Reading the loss back every step costs nothing on the CPU backend (it is eager)
+            // and keeps the report exact.
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+            let predicted = logits.argmax(1).reshape([b]).into_data();
+            let truth = target.argmax(1).reshape([b]).into_data();
+            correct += predicted
+                .iter::<i64>()
+                .zip(truth.iter::<i64>())
+                .filter(|(p, t)| p == t)
+                .count();
+            seen += b;
+            batches += 1;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            step += 1;
+            if step % 50 == 0 || step == total {
+                let ls = f64::from(model.logit_scale.val().into_scalar::<f32>());
+                on_event(
+                    &Event::Step {
+                        step,
+                        total,
+                        epoch,
+                        loss: loss_sum / batches as f64,
+                        accuracy: correct as f64 / seen as f64,
+                        lr,
+                        logit_scale: ls.exp(),
+                    },
+                    &model,
+                )?;
+                (loss_sum, correct, seen, batches) = (0.0, 0, 0, 0);
+            }
+        }
+        on_event(&Event::EpochEnd { epoch }, &model)?;
+    }
+    Ok(model.valid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        let o = TrainOptions {
+            lr: 1.0,
+            warmup: 10,
+            ..Default::default()
+        };
+        assert!((lr_at(0, 100, &o) - 0.1).abs() < 1e-12);
+        assert!((lr_at(9, 100, &o) - 1.0).abs() < 1e-12);
+        assert!((lr_at(10, 100, &o) - 1.0).abs() < 1e-12);
+        assert!((lr_at(55, 100, &o) - 0.5).abs() < 1e-12);
+        assert!(lr_at(100, 100, &o).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shuffles_are_seeded_permutations() {
+        let a = permutation(100, &mut RandomSource::new(7));
+        let b = permutation(100, &mut RandomSource::new(7));
+        let c = permutation(100, &mut RandomSource::new(8));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn augmentation_shifts_and_flips() {
+        let img = RgbImage::from_fn(4, 4, |x, y| image::Rgb([(x * 10 + y) as u8, 0, 0]));
+        let cfg = PreprocessConfig {
+            mean: [0.0; 3],
+            std: [1.0 / 255.0; 3],
+            ..PreprocessConfig::clip(4)
+        };
+        let mut out = vec![0f32; 48];
+        augment_into(&img, &cfg, (0, 0), false, &mut out);
+        assert!((out[1] - 10.0).abs() < 1e-3); // (x 1, y 0)
+        augment_into(&img, &cfg, (0, 0), true, &mut out);
+        assert!((out[0] - 30.0).abs() < 1e-3); // mirrored: x 3
+        augment_into(&img, &cfg, (1, 2), false, &mut out);
+        assert!((out[0] - 12.0).abs() < 1e-3); // x 0+1, y 0+2
+        augment_into(&img, &cfg, (-4, 0), false, &mut out);
+        assert!((out[5] - 1.0).abs() < 1e-3); // x clamps to 0, y 1
+    }
+}

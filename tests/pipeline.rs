@@ -1,0 +1,255 @@
+//! The whole path a user takes, on a few dozen real images in seconds: `train` a CLIP from
+//! scratch, `convert` it to a q8 bundle, `tune` EBM context vectors, `eval` every score.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deltaenergy"))
+        .args(args)
+        .env("DELTAENERGY_TOKENIZER", data_dir().join("clip-tokenizer"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(out: Output) -> Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr: {stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap()
+}
+
+/// `n` images of each class from `from/<class>` (skipping `skip`) linked into `to/<class>`.
+fn link_classes(from: &Path, to: &Path, classes: &[&str], skip: usize, n: usize) {
+    for c in classes {
+        std::fs::create_dir_all(to.join(c)).unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(from.join(c))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files.iter().skip(skip).take(n) {
+            std::fs::copy(f, to.join(c).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn train_convert_tune_eval() {
+    let tmp = std::env::temp_dir().join(format!("deltaenergy-pipeline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let data = data_dir();
+    let classes = ["airplane", "cat", "ship"];
+    link_classes(
+        &data.join("cifar10/train"),
+        &tmp.join("train"),
+        &classes,
+        0,
+        12,
+    );
+    link_classes(
+        &data.join("cifar10/test"),
+        &tmp.join("test"),
+        &classes,
+        0,
+        6,
+    );
+    link_classes(
+        &data.join("dtd"),
+        &tmp.join("ood"),
+        &["banded", "bubbly"],
+        0,
+        4,
+    );
+    // A file that is not an image, in the OOD folder: reported and skipped, not fatal.
+    std::fs::write(tmp.join("ood/banded/notes.jpg"), b"not a jpeg").unwrap();
+    let p = |rel: &str| tmp.join(rel).display().to_string();
+    let config = root().join("tests/fixtures/train-tiny.json");
+
+    let trained = ok(run(&[
+        "train",
+        "--data",
+        &p("train"),
+        "--config",
+        config.to_str().unwrap(),
+        "--eval",
+        &p("test"),
+        "--epochs",
+        "2",
+        "--batch",
+        "12",
+        "--warmup",
+        "2",
+        "--out",
+        &p("model"),
+    ]));
+    assert!(trained["zero_shot_top1"].as_f64().unwrap() >= 0.0);
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.join("model/train.json")).unwrap())
+            .unwrap();
+    assert_eq!(log["history"].as_array().unwrap().len(), 2);
+    assert!(tmp.join("model/model.safetensors").exists());
+
+    let out = run(&[
+        "convert",
+        "--hf",
+        &p("model"),
+        "--quant",
+        "q8",
+        "--classes",
+        "airplane,cat,ship",
+        "--out",
+        &p("base.bundle"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let tuned = ok(run(&[
+        "tune",
+        "--model",
+        &p("base.bundle"),
+        "--train",
+        &p("train"),
+        "--shots",
+        "4",
+        "--calibration",
+        "8",
+        "--epochs",
+        "3",
+        "--lambda",
+        "1",
+        "--no-cache",
+        "--out",
+        &p("ebm.bundle"),
+    ]));
+    assert_eq!(tuned["calibration_images"], 24);
+    assert!(tuned["threshold"].as_f64().unwrap().is_finite());
+
+    let (cache, ebm, test, ood) = (p("cache"), p("ebm.bundle"), p("test"), p("ood"));
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            &ebm,
+            "--id",
+            &test,
+            "--covariate",
+            &test,
+            "--ood",
+            &ood,
+            "--json",
+            "--cache",
+            &cache,
+        ];
+        args.extend_from_slice(extra);
+        ok(run(&args))
+    };
+    let report = eval(&["--plots", &p("plots")]);
+    let id_acc = report["id_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&id_acc));
+    assert_eq!(report["covariate_accuracy"].as_f64().unwrap(), id_acc);
+    for score in ["delta_energy", "energy", "mcm", "max_logit"] {
+        let m = &report["scores"][score]["ood"];
+        for key in ["auroc", "fpr95", "aupr_in", "aupr_out"] {
+            let v = m[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{score}.{key} in {report}"));
+            assert!((0.0..=1.0).contains(&v), "{score}.{key} = {v}");
+        }
+    }
+    for plot in ["delta_energy.svg", "energy.svg"] {
+        let svg = std::fs::read_to_string(tmp.join("plots").join(plot)).unwrap();
+        assert!(svg.starts_with("<svg"), "{plot}");
+    }
+    // The second run reads every feature from the cache and reports the same numbers.
+    assert_eq!(eval(&[]), report);
+    let inspect = run(&["inspect", &p("ebm.bundle")]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.status.success() && text.contains("context"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn bad_inputs_to_the_new_commands() {
+    let tmp = std::env::temp_dir().join(format!("deltaenergy-pipeline-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("empty")).unwrap();
+    let p = |rel: &str| tmp.join(rel).display().to_string();
+    let fixture = model_dir("tiny-quickgelu-p8").display().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "eval",
+                "--model",
+                &fixture,
+                "--id",
+                &p("empty"),
+                "--ood",
+                &p("empty"),
+            ],
+            "no class folders",
+        ),
+        (
+            &[
+                "tune",
+                "--model",
+                &fixture,
+                "--train",
+                &p("empty"),
+                "--out",
+                &p("x"),
+            ],
+            "directory",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                &p("empty"),
+                "--config",
+                &p("none.json"),
+                "--out",
+                &p("m"),
+            ],
+            "none.json",
+        ),
+        (
+            &[
+                "tune",
+                "--model",
+                &p("missing.bundle"),
+                "--train",
+                &p("empty"),
+                "--out",
+                &p("x"),
+            ],
+            "missing.bundle",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("internal error"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}

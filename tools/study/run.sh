@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The study in the README: zero-shot (hand prompt) vs CoOp vs EBM on the demo model, each scored
+# by ΔEnergy, energy, MCM and MaxLogit, then ablations over τ, c, the mask rule and λ.
+# Writes JSON reports to target/study/ and the README's markdown tables to target/study/tables.md.
+# Usage: tools/study/run.sh [BUNDLE]   (default: the shipped demo model; data: $DELTAENERGY_DATA)
+set -euo pipefail
+bin=target/release/deltaenergy
+model="${1:-www/models/cifar-clip.q8.bundle}"
+data="${DELTAENERGY_DATA:-../shared/data}"
+out=target/study
+tools/study/prepare.sh "$out"
+ev() {
+  local m="$1"; shift
+  "$bin" eval --model "$m" --id "$data/cifar10/test" --covariate "$out/covariate" \
+    --ood "$data/dtd" --ood "$data/mnist-test" --ood "$out/imagenet-ood" --json "$@"
+}
+tune() { "$bin" tune --model "$model" --train "$data/cifar10/train" --shots 16 "$@"; }
+
+echo "== zero-shot, CoOp, EBM" >&2
+ev "$model" --template "a photo of a {}." --plots "$out/plots/zero-shot" > "$out/zero-shot.json"
+tune --lambda 0 --out "$out/coop.bundle" > "$out/coop.tune.json"
+ev "$out/coop.bundle" > "$out/coop.json"
+tune --lambda 1 --out "$out/ebm.bundle" > "$out/ebm.tune.json"
+ev "$out/ebm.bundle" --plots "$out/plots/ebm" > "$out/ebm.json"
+
+echo "== τ and c (scores only, zero-shot prompt)" >&2
+for tau in 0.01 0.1 1; do for c in 1 2 3; do
+  ev "$model" --template "a photo of a {}." --tau "$tau" --c "$c" > "$out/zs-tau$tau-c$c.json"
+done; done
+
+echo "== λ" >&2
+for l in 0.1 0.3 3 10; do
+  tune --lambda "$l" --out "$out/ebm-l$l.bundle" > "$out/ebm-l$l.tune.json"
+  ev "$out/ebm-l$l.bundle" > "$out/ebm-l$l.json"
+done
+
+echo "== mask rule (λ 1)" >&2
+for m in negative top-fraction:0.1; do
+  tune --lambda 1 --mask "$m" --out "$out/ebm-$m.bundle" > "$out/ebm-$m.tune.json"
+  ev "$out/ebm-$m.bundle" > "$out/ebm-$m.json"
+done
+tune --lambda 1 --mask-by-label --out "$out/ebm-label.bundle" > "$out/ebm-label.tune.json"
+ev "$out/ebm-label.bundle" > "$out/ebm-label.json"
+
+python3 tools/study/tables.py "$out" > "$out/tables.md"
+cat "$out/tables.md"
