@@ -38,3 +38,37 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A stable name for the kind of failure, for callers that branch on it (the browser API
+    /// sets it as the JavaScript error's `name`): `InputError` (an image, a class list, a
+    /// setting: fix the input and retry), `ModelError` (the model file or config is unusable),
+    /// `DeviceError` (the GPU or backend failed: another backend may work), `IoError`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Input(_) | Error::Tokenizer(_) | Error::Preprocess(_) => "InputError",
+            Error::Config(_)
+            | Error::Weights(_)
+            | Error::MissingTensor { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::UnsupportedDtype { .. }
+            | Error::NonFinite { .. }
+            | Error::Bundle(_) => "ModelError",
+            Error::Device(_) => "DeviceError",
+            Error::Io { .. } => "IoError",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_group_errors_by_what_the_caller_can_do() {
+        assert_eq!(Error::Input("x".into()).kind(), "InputError");
+        assert_eq!(Error::Bundle("x".into()).kind(), "ModelError");
+        assert_eq!(Error::NonFinite { key: "k".into() }.kind(), "ModelError");
+        assert_eq!(Error::Device("lost".into()).kind(), "DeviceError");
+    }
+}

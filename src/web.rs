@@ -18,8 +18,13 @@ use crate::prompt::Prompt;
 use crate::score::{cosine_similarities, ScoreParams};
 use crate::tokenizer::ClipTokenizer;
 
-fn js(e: impl std::fmt::Display) -> JsValue {
-    JsError::new(&e.to_string()).into()
+/// A JavaScript `Error` whose `name` says what kind of failure it is (see [`crate::Error::kind`]),
+/// so the page can branch on `e.name === "DeviceError"` rather than on message text.
+fn js(e: impl Into<crate::Error>) -> JsValue {
+    let e: crate::Error = e.into();
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name(e.kind());
+    err.into()
 }
 
 fn now_ms() -> f64 {
@@ -33,7 +38,7 @@ fn now_ms() -> f64 {
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(js)
+        .map_err(|e| JsError::new(&e.to_string()).into())
 }
 
 thread_local! {
@@ -74,7 +79,9 @@ async fn pick_device(requested: &str) -> Result<(Device, &'static str, String), 
         "cpu" => Ok((crate::device::cpu(), "cpu", "CPU backend requested".into())),
         "webgpu" => match webgpu().await {
             Ok((d, why)) => Ok((d, "webgpu", why)),
-            Err(e) => Err(js(format!("WebGPU is not available: {e}"))),
+            Err(e) => Err(js(crate::Error::Device(format!(
+                "WebGPU is not available: {e}"
+            )))),
         },
         "auto" | "" => match webgpu().await {
             Ok((d, why)) => Ok((d, "webgpu", why)),
@@ -84,9 +91,9 @@ async fn pick_device(requested: &str) -> Result<(Device, &'static str, String), 
                 format!("no WebGPU adapter ({e}); using the CPU"),
             )),
         },
-        other => Err(js(format!(
+        other => Err(js(crate::Error::Input(format!(
             "unknown backend `{other}` (auto, webgpu or cpu)"
-        ))),
+        )))),
     }
 }
 
@@ -223,7 +230,7 @@ impl Scorer {
                 .filter(|c| !c.is_empty())
                 .collect();
             if classes.is_empty() {
-                return Err(js("the class list is empty"));
+                return Err(js(crate::Error::Input("the class list is empty".into())));
             }
             let (model, tok, prompt) = {
                 let s = state.borrow();
@@ -319,7 +326,9 @@ async fn run(
     let t1 = now_ms();
     let model = state.borrow().model.clone();
     if state.borrow().classes.is_empty() {
-        return Err(js("no classes: set a class list first"));
+        return Err(js(crate::Error::Input(
+            "no classes: set a class list first".into(),
+        )));
     }
     let features = read_f32_async(model.embed_pixels(&[pixels]).map_err(js)?)
         .await

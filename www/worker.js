@@ -279,7 +279,8 @@ function requireScorer() {
 
 function isGpuError(e) {
   if (state.backend !== 'webgpu') return false;
-  const { message } = describe(e);
+  const { name, message } = describe(e);
+  if (name === 'DeviceError') return true;
   return /device[\s_-]*(was\s+|is\s+)?lost|lost[\s_-]*device|\bgpu\b|webgpu|wgpu|adapter|out of memory|outofmemory|validation error/i.test(
     message,
   );
@@ -350,7 +351,9 @@ async function opLoad(id, msg) {
   } catch (e) {
     if (fetched?.cached) await forgetCached(fetched.href);
     // WebGPU came up but could not run the model: try the CPU before giving up.
-    if (backend !== 'cpu' && !describe(e).fatal && /gpu|adapter|device|shader/i.test(describe(e).message)) {
+    const failure = describe(e);
+    const gpuFailure = failure.name === 'DeviceError' || /gpu|adapter|device|shader/i.test(failure.message);
+    if (backend !== 'cpu' && !failure.fatal && gpuFailure) {
       fellBack = `WebGPU failed while loading (${describe(e).message}); using the CPU`;
       loaded = await loadScorer(id, bytes, 'cpu');
     } else {
