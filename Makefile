@@ -54,7 +54,7 @@ demo: web
 # cores), convert it to q8, tune EBM context vectors and calibrate the threshold. Seeded.
 DEMO_MODEL := www/models/cifar-clip.q8.bundle
 DEMO_WORK ?= target/demo-model
-DEMO_EPOCHS ?= 7
+DEMO_EPOCHS ?= 20
 demo-model: build
 	$(BIN) train --data $(DATA)/cifar10/train --eval $(DATA)/cifar10/test --config tools/train/cifar-clip.json \
 	  --epochs $(DEMO_EPOCHS) --seed 0 --out $(DEMO_WORK)/hf
