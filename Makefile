@@ -60,7 +60,7 @@ demo-model: build
 	  --epochs $(DEMO_EPOCHS) --seed 0 --out $(DEMO_WORK)/hf
 	$(BIN) convert --hf $(DEMO_WORK)/hf --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \
 	  --out $(DEMO_WORK)/base.q8.bundle
-	$(BIN) tune --model $(DEMO_WORK)/base.q8.bundle --train $(DATA)/cifar10/train --shots 16 --lambda 1 \
+	$(BIN) tune --model $(DEMO_WORK)/base.q8.bundle --train $(DATA)/cifar10/train --shots 16 --lambda 1 --mask negative \
 	  --seed 0 --out $(DEMO_MODEL)
 
 # The README's study tables (zero-shot vs CoOp vs EBM, four scores, ablations) on the demo model.

@@ -248,7 +248,13 @@ async function runBackend(which, server, expected) {
           assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
           const diff = Math.abs(r.de - want.delta_energy);
           assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy} (|diff| ${diff.toExponential(2)})`);
-          return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+          // With a calibrated threshold the CLI says ood true/false; the badge must agree.
+          if (typeof want.ood === 'boolean') {
+            const pageOod = /\bood\b/i.test(r.ood) && !/in-distribution/i.test(r.ood);
+            assert(pageOod === want.ood, `badge "${r.ood}", the CLI says ood = ${want.ood}`);
+          }
+          const flag = typeof want.ood === 'boolean' ? `, ${want.ood ? 'OOD' : 'in-distribution'}` : '';
+          return `${r.label}${flag}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
         });
       }
       if (!expected) skip('compare with the CLI', 'E2E_EXPECTED not set');
