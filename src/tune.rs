@@ -276,7 +276,7 @@ pub fn tune(
     if features.is_empty() || features.len() != labels.len() {
         return Err(Error::Input("tuning needs labelled image features".into()));
     }
-    if o.batch == 0 || o.epochs == 0 || !(o.ebm.tau > 0.0) {
+    if o.batch == 0 || o.epochs == 0 || !o.ebm.tau.is_finite() || o.ebm.tau <= 0.0 {
         return Err(Error::Input(
             "tuning needs a batch size, epochs and a positive τ".into(),
         ));
