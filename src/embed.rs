@@ -55,6 +55,18 @@ impl Clip {
     }
 }
 
+/// Scales each row of `[N, D]` to unit length on the device (a zero row stays zero);
+/// differentiable, for training and tuning.
+pub fn normalise_rows(x: Tensor<2>) -> Tensor<2> {
+    let norm = x
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
+    x / norm
+}
+
 /// Scales a feature vector to unit length (a zero vector stays zero).
 pub fn l2_normalise(row: &mut [f32]) {
     let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);

@@ -16,6 +16,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 
 use crate::config::ClipConfig;
+use crate::embed::normalise_rows;
 use crate::error::{Error, Result};
 use crate::loader::{self, RandomSource};
 use crate::model::Clip;
@@ -156,16 +157,6 @@ fn captions(
     Ok(out)
 }
 
-fn normalise(x: Tensor<2>) -> Tensor<2> {
-    let norm = x
-        .clone()
-        .powf_scalar(2.0)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(1e-12);
-    x / norm
-}
-
 /// Every one-dimensional parameter: LayerNorm gains and shifts, biases, the class embedding and
 /// the logit scale.
 fn vectors(m: &Clip) -> Vec<ParamId> {
@@ -298,8 +289,8 @@ pub fn train(
             let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b, k]), device);
             let target = Tensor::<2>::from_data(TensorData::new(target, [b, k]), device);
 
-            let img = normalise(model.encode_images(pixels));
-            let txt = normalise(model.encode_token_ids(&caption_ids)?);
+            let img = normalise_rows(model.encode_images(pixels));
+            let txt = normalise_rows(model.encode_token_ids(&caption_ids)?);
             let scale = model
                 .logit_scale
                 .val()

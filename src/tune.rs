@@ -10,6 +10,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::device::read_f32;
+use crate::embed::normalise_rows;
 use crate::error::{Error, Result};
 use crate::loader::RandomSource;
 use crate::model::Clip;
@@ -99,16 +100,6 @@ pub struct LossParts {
     pub delta_energy: f64,
 }
 
-fn normalise(x: Tensor<2>) -> Tensor<2> {
-    let norm = x
-        .clone()
-        .powf_scalar(2.0)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(1e-12);
-    x / norm
-}
-
 /// `log Σ_k exp(x_k)` per row, `[B, K]` → `[B, 1]`, with the (constant) row maximum factored out.
 fn row_lse(x: Tensor<2>) -> Tensor<2> {
     let m = x.clone().max_dim(1).detach();
@@ -155,7 +146,7 @@ pub fn ebm_loss(
         return Err(Error::Input(format!("label {bad} outside {k} classes")));
     }
     let device = g.device();
-    let g = normalise(g);
+    let g = normalise_rows(g);
     let fv: Vec<f32> = f.concat();
     let ft = Tensor::<2>::from_data(TensorData::new(fv, [b, d]), &device);
     let inv_tau = 1.0 / p.tau;
@@ -185,7 +176,7 @@ pub fn ebm_loss(
     };
     let mask = feature_mask(f, &g_host, &which, p.mask);
     let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, d]), &device);
-    let masked = normalise(ft * mask);
+    let masked = normalise_rows(ft * mask);
     let s_masked = masked.matmul(g.transpose()) * inv_tau;
     let delta = (row_lse(logits) - row_lse(s_masked)).mean();
     let loss = ce.clone() - delta.clone() * p.lambda;

@@ -10,7 +10,7 @@ use deltaenergy::loader::{RandomSource, SafetensorsSource};
 use deltaenergy::score::ScoreParams;
 use deltaenergy::{device, ClipConfig, Error, Result};
 
-use super::model_source::{read_file, tokenizer_path};
+use super::model_source::{read_file, tokenizer_path, write_file};
 
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
@@ -159,10 +159,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             &device::cpu(),
         )?,
     };
-    std::fs::write(&args.out, &bytes).map_err(|source| Error::Io {
-        path: args.out.display().to_string(),
-        source,
-    })?;
+    write_file(&args.out, &bytes)?;
     let bundle = Bundle::parse(&bytes)?;
     println!(
         "wrote {} ({}, {})",

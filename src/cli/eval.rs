@@ -10,7 +10,7 @@ use deltaenergy::score::{cosine_similarities, ScoreParams};
 use deltaenergy::{Error, Result};
 
 use super::features::{default_cache_dir, features};
-use super::model_source::load;
+use super::model_source::{load, write_file};
 use super::ModelArgs;
 
 #[derive(clap::Args, Debug)]
@@ -212,12 +212,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
                 .collect();
             let t = format!("{title}, τ = {}, c = {}", params.tau, params.c);
             let path = dir.join(format!("{}.svg", SCORE_NAMES[i]));
-            std::fs::write(&path, histogram_svg(&t, &id_scores[i], &sets)).map_err(|source| {
-                Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                }
-            })?;
+            write_file(&path, histogram_svg(&t, &id_scores[i], &sets))?;
             eprintln!("wrote {}", path.display());
         }
     }

@@ -47,6 +47,13 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// The shared data directory: `$DELTAENERGY_DATA`, else `../shared/data`.
 pub fn data_dir() -> PathBuf {
     std::env::var_os("DELTAENERGY_DATA")

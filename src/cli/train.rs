@@ -12,7 +12,7 @@ use deltaenergy::prompt::Prompt;
 use deltaenergy::train::{train, Event, TrainData, TrainOptions};
 use deltaenergy::{device, metrics, ClipConfig, Error, Result};
 
-use super::model_source::{read_file, tokenizer};
+use super::model_source::{read_file, tokenizer, write_file};
 use super::progress::Progress;
 
 #[derive(clap::Args, Debug)]
@@ -172,14 +172,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "history": history,
     });
     let log_path = args.out.join("train.json");
-    std::fs::write(
+    write_file(
         &log_path,
         serde_json::to_string_pretty(&log).unwrap_or_default(),
-    )
-    .map_err(|source| Error::Io {
-        path: log_path.display().to_string(),
-        source,
-    })?;
+    )?;
     println!(
         "{}",
         serde_json::json!({

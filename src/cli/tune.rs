@@ -14,7 +14,7 @@ use deltaenergy::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};
 
 use super::features::{default_cache_dir, features};
-use super::model_source::read_file;
+use super::model_source::{read_file, write_file};
 
 #[derive(clap::Args, Debug)]
 pub struct TuneArgs {
@@ -218,10 +218,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         &options,
         &device,
     )?;
-    std::fs::write(&args.out, &out).map_err(|source| Error::Io {
-        path: args.out.display().to_string(),
-        source,
-    })?;
+    write_file(&args.out, &out)?;
     println!(
         "{}",
         serde_json::json!({
