@@ -1,6 +1,7 @@
 # One command each: `make demo` (build, then run the demo), `make test` (everything CI runs).
 SHELL := bash
-DATA ?= $(abspath ../shared/data)
+# $DELTAENERGY_DATA wins, so the tests and the site read the same data wherever the clone lives.
+DATA ?= $(or $(DELTAENERGY_DATA),$(abspath ../shared/data))
 export DELTAENERGY_DATA ?= $(DATA)
 BIN := target/release/deltaenergy
 FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
