@@ -534,14 +534,7 @@ impl<'b, 'a> BundleSource<'b, 'a> {
                 key: key.to_string(),
                 expected: shape.to_vec(),
             })?;
-        let same = t.shape == shape || (t.shape.is_empty() && shape == [1]);
-        if !same {
-            return Err(Error::ShapeMismatch {
-                key: key.to_string(),
-                expected: shape.to_vec(),
-                found: t.shape.clone(),
-            });
-        }
+        crate::loader::check_shape(key, shape, &t.shape)?;
         Ok(t)
     }
 

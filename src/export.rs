@@ -165,14 +165,7 @@ impl WeightSource for HfTensors {
             key: key.to_string(),
             expected: shape.to_vec(),
         })?;
-        let same = found == shape || (found.is_empty() && shape == [1]);
-        if !same {
-            return Err(Error::ShapeMismatch {
-                key: key.to_string(),
-                expected: shape.to_vec(),
-                found: found.clone(),
-            });
-        }
+        crate::loader::check_shape(key, shape, found)?;
         Ok(values.clone())
     }
 }

@@ -67,16 +67,7 @@ impl WeightSource for SafetensorsSource<'_> {
             key: key.to_string(),
             expected: shape.to_vec(),
         })?;
-        // A scalar such as `logit_scale` is stored with shape [] and requested as [1].
-        let found = view.shape();
-        let same = found == shape || (found.is_empty() && shape == [1]);
-        if !same {
-            return Err(Error::ShapeMismatch {
-                key: key.to_string(),
-                expected: shape.to_vec(),
-                found: found.to_vec(),
-            });
-        }
+        check_shape(key, shape, view.shape())?;
         let values = decode_values(key, view.dtype(), view.data())?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
@@ -85,6 +76,19 @@ impl WeightSource for SafetensorsSource<'_> {
         }
         Ok(values)
     }
+}
+
+/// Every weight source's shape check: `found` (as stored) must be the `expected` shape the
+/// config implies. A scalar such as `logit_scale` is stored with shape [] and requested as [1].
+pub(crate) fn check_shape(key: &str, expected: &[usize], found: &[usize]) -> Result<()> {
+    if found == expected || (found.is_empty() && expected == [1]) {
+        return Ok(());
+    }
+    Err(Error::ShapeMismatch {
+        key: key.to_string(),
+        expected: expected.to_vec(),
+        found: found.to_vec(),
+    })
 }
 
 /// Little-endian f32 values, read bytewise: safetensors and bundles promise no alignment.
