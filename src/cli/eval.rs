@@ -5,13 +5,12 @@ use std::process::ExitCode;
 
 use deltaenergy::dataset::{class_features, image_files, ClassFolders};
 use deltaenergy::eval::{evaluate, histogram_svg, score_table, Labelled, SCORE_NAMES};
-use deltaenergy::prompt::Prompt;
-use deltaenergy::score::{cosine_similarities, ScoreParams};
+use deltaenergy::score::cosine_similarities;
 use deltaenergy::{Error, Result};
 
-use super::features::{default_cache_dir, features};
+use super::features::{features, CacheArgs};
 use super::model_source::{load, write_file};
-use super::ModelArgs;
+use super::{ModelArgs, ScoreSettings};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -32,23 +31,13 @@ pub struct EvalArgs {
     /// Use this hand prompt instead of the bundle's learned context.
     #[arg(long)]
     pub template: Option<String>,
-    /// Score settings (default: the bundle's, else τ 0.01, c 1, v 0, MCM τ 1).
-    #[arg(long)]
-    pub tau: Option<f64>,
-    #[arg(long)]
-    pub c: Option<usize>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub crop_value: Option<f64>,
-    #[arg(long)]
-    pub mcm_tau: Option<f64>,
+    #[command(flatten)]
+    pub settings: ScoreSettings,
     /// At most this many images from each folder (quick runs).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Feature cache directory (default: $DELTAENERGY_CACHE, else ~/.cache/deltaenergy).
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    #[arg(long)]
-    pub no_cache: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Write ID-vs-OOD histograms of ΔEnergy and energy as SVG into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
@@ -108,29 +97,16 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let model = &loaded.model;
     let tok = loaded.tokenizer()?;
     let classes = ClassFolders::open(&args.id)?.classes;
-    let prompt = match (&args.template, &loaded.bundle) {
-        (Some(t), _) => Prompt::Template(t.clone()),
-        (None, Some(b)) => b.prompt.clone(),
-        (None, None) => Prompt::Template("a photo of a {}.".into()),
-    };
-    let base = loaded
-        .bundle
-        .as_ref()
-        .map(|b| b.header.score)
-        .unwrap_or_default();
-    let params = ScoreParams {
-        tau: args.tau.unwrap_or(base.tau),
-        c: args.c.unwrap_or(base.c),
-        crop_value: args.crop_value.unwrap_or(base.crop_value),
-        mcm_tau: args.mcm_tau.unwrap_or(base.mcm_tau),
-    };
-    params.validate()?;
+    let prompt = loaded.prompt(args.template.as_deref());
+    let params = args.settings.resolve(
+        loaded
+            .bundle
+            .as_ref()
+            .map(|b| b.header.score)
+            .unwrap_or_default(),
+    )?;
     let text = class_features(model, &tok, &classes, &prompt)?;
-    let cache = if args.no_cache {
-        None
-    } else {
-        args.cache.clone().or_else(default_cache_dir)
-    };
+    let cache = args.cache.dir();
     let batch = args.model.batch;
     // Similarities and labels of the images that decoded.
     let sims_of = |files: &[PathBuf],

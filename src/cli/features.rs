@@ -14,8 +14,29 @@ use super::progress::Progress;
 
 const MAGIC: &[u8; 8] = b"DEFEAT01";
 
+/// Where `eval` and `tune` keep image features.
+#[derive(clap::Args, Debug)]
+pub struct CacheArgs {
+    /// Feature cache directory (default: $DELTAENERGY_CACHE, else ~/.cache/deltaenergy).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Compute every feature afresh and store none.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache.clone().or_else(default_cache_dir)
+        }
+    }
+}
+
 /// `$DELTAENERGY_CACHE`, else `$XDG_CACHE_HOME/deltaenergy`, else `~/.cache/deltaenergy`.
-pub fn default_cache_dir() -> Option<PathBuf> {
+fn default_cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("DELTAENERGY_CACHE") {
         return Some(PathBuf::from(d));
     }

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use deltaenergy::device::Backend;
+use deltaenergy::score::ScoreParams;
 use deltaenergy::Result;
 
 #[derive(Parser, Debug)]
@@ -74,6 +75,38 @@ pub struct ModelArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+}
+
+/// Score settings for the commands that score; each defaults to the bundle's, else to
+/// METHOD.md's (τ 0.01, c 1, crop value 0, MCM τ 1).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScoreSettings {
+    /// Temperature on cosine similarities (default: the bundle's, else 0.01).
+    #[arg(long)]
+    pub tau: Option<f64>,
+    /// How many of the top similarities ΔEnergy crops (default: the bundle's, else 1).
+    #[arg(long)]
+    pub c: Option<usize>,
+    /// The value the cropped similarities are set to (default: the bundle's, else 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub crop_value: Option<f64>,
+    /// Temperature of MCM's softmax (default: the bundle's, else 1).
+    #[arg(long)]
+    pub mcm_tau: Option<f64>,
+}
+
+impl ScoreSettings {
+    /// `base` (the bundle's settings, or the defaults) with the flags given applied, validated.
+    pub fn resolve(&self, base: ScoreParams) -> Result<ScoreParams> {
+        let params = ScoreParams {
+            tau: self.tau.unwrap_or(base.tau),
+            c: self.c.unwrap_or(base.c),
+            crop_value: self.crop_value.unwrap_or(base.crop_value),
+            mcm_tau: self.mcm_tau.unwrap_or(base.mcm_tau),
+        };
+        params.validate()?;
+        Ok(params)
+    }
 }
 
 pub fn run() -> Result<ExitCode> {

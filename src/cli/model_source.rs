@@ -10,6 +10,9 @@ use deltaenergy::{device, loader, Clip, Error, Result};
 
 use super::ModelArgs;
 
+/// The zero-shot prompt when neither the command line nor a bundle gives one.
+const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
+
 /// Decodes and preprocesses image files a batch at a time (so memory stays bounded however many
 /// files there are) and hands each batch of `(key, pixels)` to `f`. A file that cannot be read
 /// or decoded is reported on stderr and skipped; the count of those is returned.
@@ -127,6 +130,16 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// `template` if given, else the bundle's prompt (its learned context or template), else
+    /// CLIP's "a photo of a {}.".
+    pub fn prompt(&self, template: Option<&str>) -> Prompt {
+        match (template, &self.bundle) {
+            (Some(t), _) => Prompt::Template(t.to_string()),
+            (None, Some(b)) => b.prompt.clone(),
+            (None, None) => Prompt::Template(DEFAULT_TEMPLATE.into()),
+        }
+    }
+
     /// The bundle's own tokenizer unless `--tokenizer` overrides it; for a directory, the
     /// lookup described in [`tokenizer_path`].
     pub fn tokenizer(&self) -> Result<ClipTokenizer> {
@@ -148,11 +161,16 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let device = device::device(args.backend)?;
     if args.model.is_dir() {
         use sha2::{Digest, Sha256};
+        // Read once: the same bytes build the model and name its features in the cache.
+        let config = read_file(&args.model.join("config.json"))?;
+        let weights = read_file(&args.model.join("model.safetensors"))?;
         let mut h = Sha256::new();
-        h.update(read_file(&args.model.join("config.json"))?);
-        h.update(read_file(&args.model.join("model.safetensors"))?);
+        h.update(&config);
+        h.update(&weights);
+        let config = String::from_utf8(config)
+            .map_err(|_| Error::Config("config.json is not UTF-8".into()))?;
         return Ok(Loaded {
-            model: loader::load_hf_dir(&args.model, &device)?,
+            model: loader::load_hf(&config, &weights, &device)?,
             vision_digest: h.finalize().into(),
             bundle: None,
             tokenizer_override: args.tokenizer.clone(),

@@ -5,13 +5,10 @@ use std::process::ExitCode;
 
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::embed::parse_classes;
-use deltaenergy::prompt::Prompt;
-use deltaenergy::score::{cosine_similarities, scores, ScoreParams, Scores};
+use deltaenergy::score::{cosine_similarities, scores, Scores};
 use deltaenergy::{Error, Result};
 
-use super::{model_source, ModelArgs};
-
-const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
+use super::{model_source, ModelArgs, ScoreSettings};
 
 #[derive(clap::Args, Debug)]
 pub struct ScoreArgs {
@@ -24,18 +21,8 @@ pub struct ScoreArgs {
     /// context or template, else "a photo of a {}.").
     #[arg(long)]
     pub template: Option<String>,
-    /// Temperature on cosine similarities (default: the bundle's, else 0.01).
-    #[arg(long)]
-    pub tau: Option<f64>,
-    /// How many of the top similarities ΔEnergy crops (default: the bundle's, else 1).
-    #[arg(long)]
-    pub c: Option<usize>,
-    /// The value the cropped similarities are set to (default: the bundle's, else 0).
-    #[arg(long, allow_negative_numbers = true)]
-    pub crop_value: Option<f64>,
-    /// Temperature of MCM's softmax (default: the bundle's, else 1).
-    #[arg(long)]
-    pub mcm_tau: Option<f64>,
+    #[command(flatten)]
+    pub settings: ScoreSettings,
     #[arg(long)]
     pub json: bool,
     #[arg(required = true)]
@@ -62,14 +49,9 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
     }
     let loaded = model_source::load(&args.model)?;
     let meta = loaded.bundle.as_ref();
-    let base = meta.map(|b| b.header.score).unwrap_or_default();
-    let params = ScoreParams {
-        tau: args.tau.unwrap_or(base.tau),
-        c: args.c.unwrap_or(base.c),
-        crop_value: args.crop_value.unwrap_or(base.crop_value),
-        mcm_tau: args.mcm_tau.unwrap_or(base.mcm_tau),
-    };
-    params.validate()?;
+    let params = args
+        .settings
+        .resolve(meta.map(|b| b.header.score).unwrap_or_default())?;
     let classes = match (&args.classes, meta) {
         (Some(list), _) => parse_classes(list)?,
         (None, Some(b)) if !b.header.classes.is_empty() => b.header.classes.clone(),
@@ -79,11 +61,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
             ))
         }
     };
-    let prompt = match (&args.template, meta) {
-        (Some(t), _) => Prompt::Template(t.clone()),
-        (None, Some(b)) => b.prompt.clone(),
-        (None, None) => Prompt::Template(DEFAULT_TEMPLATE.into()),
-    };
+    let prompt = loaded.prompt(args.template.as_deref());
     let model = &loaded.model;
     let dim = model.config.projection_dim;
     // The bundle's precomputed features hold exactly when its own classes and prompt are used.

@@ -13,7 +13,7 @@ use deltaenergy::score::{cosine_similarities, delta_energy};
 use deltaenergy::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};
 
-use super::features::{default_cache_dir, features};
+use super::features::{features, CacheArgs};
 use super::model_source::{read_file, write_file};
 
 #[derive(clap::Args, Debug)]
@@ -58,11 +58,8 @@ pub struct TuneArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Feature cache directory (default: $DELTAENERGY_CACHE, else ~/.cache/deltaenergy).
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    #[arg(long)]
-    pub no_cache: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -82,11 +79,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     let vision = bundle.vision_digest();
     let folders = ClassFolders::open(&args.train)?;
     let classes = folders.classes.clone();
-    let cache = if args.no_cache {
-        None
-    } else {
-        args.cache.clone().or_else(default_cache_dir)
-    };
+    let cache = args.cache.dir();
 
     let split = |n: usize, skip: usize, label: &str| -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
         let files = folders.take_per_class(n, skip);
