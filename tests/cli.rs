@@ -4,20 +4,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use serde_json::Value;
 
 const NAME: &str = "tiny-quickgelu-p8";
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deltaenergy"))
-        .args(args)
-        .env("DELTAENERGY_TOKENIZER", data_dir().join("clip-tokenizer"))
-        .output()
-        .expect("the binary runs")
-}
 
 fn json_lines(out: &Output) -> Vec<Value> {
     assert!(
@@ -70,7 +62,7 @@ fn tokenize_json_matches_transformers() {
     let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
     let mut args = vec!["tokenize", "--json"];
     args.extend(&texts);
-    let lines = json_lines(&run(&args));
+    let lines = json_lines(&run_cli(&args));
     assert_eq!(lines.len(), texts.len());
     for (line, t) in lines.iter().zip(&r.texts) {
         assert_eq!(line["text"], t.text);
@@ -83,7 +75,7 @@ fn tokenize_json_matches_transformers() {
         assert_eq!(ids, t.ids, "{:?}", t.text);
     }
     // Plain output: the ids separated by spaces.
-    let out = run(&["tokenize", "a photo of a cat."]);
+    let out = run_cli(&["tokenize", "a photo of a cat."]);
     let plain = String::from_utf8(out.stdout).unwrap();
     let want: Vec<String> = r.texts[0].ids.iter().map(u32::to_string).collect();
     assert_eq!(plain.trim(), want.join(" "));
@@ -97,7 +89,7 @@ fn embed_in_argument_order_matches_transformers() {
     let png = png_image(&r);
     let image = data_dir().join(&png.source);
     let model = model_dir(NAME);
-    let out = run(&[
+    let out = run_cli(&[
         "embed",
         "--json",
         "--model",
@@ -145,7 +137,7 @@ fn score_json_contract_and_values() {
         .collect::<Vec<_>>()
         .join(",");
     let model = model_dir(NAME);
-    let out = run(&[
+    let out = run_cli(&[
         "score",
         "--json",
         "--model",
@@ -219,13 +211,13 @@ fn bad_input_fails_cleanly() {
     let good = data_dir().join(&reference(NAME).images[0].source);
 
     assert_clean_failure(
-        &run(&["embed", "--model", "/nonexistent/model", "--text", "x"]),
+        &run_cli(&["embed", "--model", "/nonexistent/model", "--text", "x"]),
         "model not found",
     );
     let no_config = tmp.join("empty-dir");
     std::fs::create_dir_all(&no_config).unwrap();
     assert_clean_failure(
-        &run(&[
+        &run_cli(&[
             "embed",
             "--model",
             no_config.to_str().unwrap(),
@@ -234,9 +226,9 @@ fn bad_input_fails_cleanly() {
         ]),
         "config.json",
     );
-    assert_clean_failure(&run(&["embed", "--model", m]), "nothing to embed");
+    assert_clean_failure(&run_cli(&["embed", "--model", m]), "nothing to embed");
     assert_clean_failure(
-        &run(&[
+        &run_cli(&[
             "score",
             "--model",
             m,
@@ -247,7 +239,7 @@ fn bad_input_fails_cleanly() {
         "class list is empty",
     );
     assert_clean_failure(
-        &run(&[
+        &run_cli(&[
             "score",
             "--model",
             m,
@@ -260,7 +252,7 @@ fn bad_input_fails_cleanly() {
         "template",
     );
     assert_clean_failure(
-        &run(&[
+        &run_cli(&[
             "score",
             "--model",
             m,
@@ -273,7 +265,7 @@ fn bad_input_fails_cleanly() {
         "tau",
     );
     // One bad image among good ones: the good one is still scored, the bad one reported.
-    let out = run(&[
+    let out = run_cli(&[
         "score",
         "--json",
         "--model",
@@ -300,7 +292,7 @@ fn bad_input_fails_cleanly() {
     )
     .unwrap();
     assert_clean_failure(
-        &run(&["embed", "--model", broken.to_str().unwrap(), "--text", "x"]),
+        &run_cli(&["embed", "--model", broken.to_str().unwrap(), "--text", "x"]),
         "safetensors",
     );
     std::fs::remove_dir_all(&tmp).ok();
@@ -313,7 +305,7 @@ fn convert_inspect_and_use_a_bundle() {
     std::fs::create_dir_all(&tmp).unwrap();
     let model = model_dir(NAME);
     let out = tmp.join("tiny.bundle");
-    let convert = run(&[
+    let convert = run_cli(&[
         "convert",
         "--hf",
         model.to_str().unwrap(),
@@ -341,7 +333,7 @@ fn convert_inspect_and_use_a_bundle() {
         "{printed}"
     );
 
-    let inspect = run(&["inspect", out.to_str().unwrap()]);
+    let inspect = run_cli(&["inspect", out.to_str().unwrap()]);
     let text = String::from_utf8(inspect.stdout).unwrap();
     assert!(
         text.contains("verified") && text.contains("[cat, dog, truck]") && text.contains("τ=0.05"),
@@ -352,7 +344,7 @@ fn convert_inspect_and_use_a_bundle() {
     // Classes, τ and threshold come from the bundle.
     let r = reference(NAME);
     let png = data_dir().join(&png_image(&r).source);
-    let lines = json_lines(&run(&[
+    let lines = json_lines(&run_cli(&[
         "score",
         "--json",
         "--model",
@@ -377,7 +369,7 @@ fn convert_inspect_and_use_a_bundle() {
     );
 
     // The bundle's embeddings stay within q8's tolerance of the directory's.
-    let e = json_lines(&run(&[
+    let e = json_lines(&run_cli(&[
         "embed",
         "--json",
         "--model",
@@ -395,7 +387,7 @@ fn convert_inspect_and_use_a_bundle() {
     let damaged = tmp.join("damaged.bundle");
     std::fs::write(&damaged, &bytes).unwrap();
     assert_clean_failure(
-        &run(&[
+        &run_cli(&[
             "score",
             "--model",
             damaged.to_str().unwrap(),
@@ -403,8 +395,14 @@ fn convert_inspect_and_use_a_bundle() {
         ]),
         "checksum",
     );
-    assert_clean_failure(&run(&["inspect", damaged.to_str().unwrap()]), "checksum");
+    assert_clean_failure(
+        &run_cli(&["inspect", damaged.to_str().unwrap()]),
+        "checksum",
+    );
     std::fs::write(&damaged, b"").unwrap();
-    assert_clean_failure(&run(&["inspect", damaged.to_str().unwrap()]), "truncated");
+    assert_clean_failure(
+        &run_cli(&["inspect", damaged.to_str().unwrap()]),
+        "truncated",
+    );
     std::fs::remove_dir_all(&tmp).ok();
 }

@@ -4,18 +4,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use serde_json::Value;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deltaenergy"))
-        .args(args)
-        .env("DELTAENERGY_TOKENIZER", data_dir().join("clip-tokenizer"))
-        .output()
-        .expect("the binary runs")
-}
 
 fn ok(out: Output) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -75,7 +67,7 @@ fn train_convert_tune_eval() {
     let p = |rel: &str| tmp.join(rel).display().to_string();
     let config = root().join("tests/fixtures/train-tiny.json");
 
-    let trained = ok(run(&[
+    let trained = ok(run_cli(&[
         "train",
         "--data",
         &p("train"),
@@ -99,7 +91,7 @@ fn train_convert_tune_eval() {
     assert_eq!(log["history"].as_array().unwrap().len(), 2);
     assert!(tmp.join("model/model.safetensors").exists());
 
-    let out = run(&[
+    let out = run_cli(&[
         "convert",
         "--hf",
         &p("model"),
@@ -116,7 +108,7 @@ fn train_convert_tune_eval() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let tuned = ok(run(&[
+    let tuned = ok(run_cli(&[
         "tune",
         "--model",
         &p("base.bundle"),
@@ -154,7 +146,7 @@ fn train_convert_tune_eval() {
             &cache,
         ];
         args.extend_from_slice(extra);
-        ok(run(&args))
+        ok(run_cli(&args))
     };
     let report = eval(&["--plots", &p("plots")]);
     let id_acc = report["id_accuracy"].as_f64().unwrap();
@@ -175,7 +167,7 @@ fn train_convert_tune_eval() {
     }
     // The second run reads every feature from the cache and reports the same numbers.
     assert_eq!(eval(&[]), report);
-    let inspect = run(&["inspect", &p("ebm.bundle")]);
+    let inspect = run_cli(&["inspect", &p("ebm.bundle")]);
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert!(
         inspect.status.success() && text.contains("context"),
@@ -242,7 +234,7 @@ fn bad_inputs_to_the_new_commands() {
         ),
     ];
     for (args, needle) in cases {
-        let out = run(args);
+        let out = run_cli(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");

@@ -23,6 +23,15 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("../shared/data"))
 }
 
+/// Runs the `deltaenergy` binary with the shared tokenizer as its default.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_deltaenergy"))
+        .args(args)
+        .env("DELTAENERGY_TOKENIZER", data_dir().join("clip-tokenizer"))
+        .output()
+        .expect("the binary runs")
+}
+
 pub fn model_dir(name: &str) -> PathBuf {
     root().join("tests/fixtures/models").join(name)
 }
