@@ -21,6 +21,7 @@ test-native:
 
 # The library must keep compiling for the browser.
 test-wasm:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	cargo build --profile wasm --lib --target wasm32-unknown-unknown
 
 # pkg/: the wasm-bindgen output (ES module + .wasm + TypeScript types), usable by other web apps;
