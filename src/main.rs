@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    tune_allocator();
     // A panic anywhere (a backend assertion, a driver) becomes a one-line error, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info
@@ -31,5 +32,20 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(_) => ExitCode::from(1),
+    }
+}
+
+/// burn's CPU backend allocates and frees every intermediate tensor, and glibc hands freed
+/// memory at the top of the heap back to the kernel at once (then faults it in again on the next
+/// step). Keeping up to 2 GiB of freed memory and growing the heap 256 MiB at a time made 60
+/// training steps of the demo config 1.37× faster (11.15 s → 8.14 s wall, system time
+/// 4.37 s → 0.23 s; the same settings given as glibc environment variables, one run after the
+/// other).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
     }
 }

@@ -29,7 +29,22 @@ impl Default for ScoreParams {
     }
 }
 
+/// A CLIP's own softmax temperature: 1 / exp(logit_scale), the scale capped at 100 as CLIP
+/// caps it in training. 0.01 for OpenAI's CLIP, METHOD.md's default τ; the commands take it as
+/// their default τ for any model, so a model trained at another temperature is scored at its own.
+pub fn temperature(logit_scale: f64) -> f64 {
+    1.0 / logit_scale.exp().min(100.0)
+}
+
 impl ScoreParams {
+    /// METHOD.md's settings at the model's own temperature.
+    pub fn for_temperature(tau: f64) -> Self {
+        Self {
+            tau,
+            ..Self::default()
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         for (name, t) in [("tau", self.tau), ("mcm_tau", self.mcm_tau)] {
             if !(t.is_finite() && t > 0.0) {
@@ -174,6 +189,14 @@ mod tests {
 
     fn close(a: f64, b: f64, tol: f64) {
         assert!((a - b).abs() <= tol, "{a} vs {b}");
+    }
+
+    #[test]
+    fn temperature_is_the_inverse_logit_scale_capped_like_clip() {
+        // OpenAI's CLIP stores ln 100 = 4.6052: τ 0.01, METHOD.md's default.
+        close(temperature(100f64.ln()), 0.01, 1e-15);
+        close(temperature(2.6592), 1.0 / 2.6592f64.exp(), 1e-15); // CLIP's initial scale, 14.3
+        close(temperature(7.0), 0.01, 1e-15); // above 100 the scale is capped
     }
 
     /// The worked example of METHOD.md, numbers given to 6 decimals there.

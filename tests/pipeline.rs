@@ -46,7 +46,7 @@ fn train_convert_tune_eval() {
         &tmp.join("train"),
         &classes,
         0,
-        12,
+        24,
     );
     link_classes(
         &data.join("cifar10/test"),
@@ -78,9 +78,15 @@ fn train_convert_tune_eval() {
         "--epochs",
         "2",
         "--batch",
-        "12",
+        "32",
         "--warmup",
         "2",
+        // As the demo model: the first images of each class are left to `tune`, and both
+        // halves of CLIP's loss train.
+        "--hold-out",
+        "12",
+        "--text-to-image",
+        "0.5",
         "--out",
         &p("model"),
     ]));
@@ -89,6 +95,9 @@ fn train_convert_tune_eval() {
         serde_json::from_str(&std::fs::read_to_string(tmp.join("model/train.json")).unwrap())
             .unwrap();
     assert_eq!(log["history"].as_array().unwrap().len(), 2);
+    assert_eq!(log["images"], 36);
+    // 32 images split into groups of 32 for the text→image loss: one replica.
+    assert_eq!(log["replicas"], 1);
     assert!(tmp.join("model/model.safetensors").exists());
 
     let out = run_cli(&[
@@ -107,27 +116,53 @@ fn train_convert_tune_eval() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Without --tau the bundle scores at the trained model's own temperature.
+    let weights = std::fs::read(tmp.join("model/model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let ls = f32::from_le_bytes(
+        st.tensor("logit_scale").unwrap().data()[..4]
+            .try_into()
+            .unwrap(),
+    );
+    let header = ok(run_cli(&["inspect", "--json", &p("base.bundle")]));
+    let tau = header["score"]["tau"].as_f64().unwrap();
+    let own = 1.0 / f64::from(ls).exp().min(100.0);
+    assert!(
+        (tau - own).abs() < 1e-12 * own,
+        "τ {tau}, model's own {own}"
+    );
 
-    let tuned = ok(run_cli(&[
-        "tune",
-        "--model",
-        &p("base.bundle"),
-        "--train",
-        &p("train"),
-        "--shots",
-        "4",
-        "--calibration",
-        "8",
-        "--epochs",
-        "3",
-        "--lambda",
-        "1",
-        "--no-cache",
-        "--out",
-        &p("ebm.bundle"),
-    ]));
+    // With the data folder as $DELTAENERGY_DATA, the bundle records its paths relative to it
+    // (the same text on every machine).
+    let tuned = ok(run_cli_env(
+        &[
+            "tune",
+            "--model",
+            &p("base.bundle"),
+            "--train",
+            &p("train"),
+            "--shots",
+            "4",
+            "--calibration",
+            "8",
+            "--epochs",
+            "3",
+            "--lambda",
+            "1",
+            "--no-cache",
+            "--out",
+            &p("ebm.bundle"),
+        ],
+        &[("DELTAENERGY_DATA", &tmp)],
+    ));
     assert_eq!(tuned["calibration_images"], 24);
     assert!(tuned["threshold"].as_f64().unwrap().is_finite());
+    let header = ok(run_cli(&["inspect", "--json", &p("ebm.bundle")]));
+    let note = header["threshold"]["calibration"].as_str().unwrap();
+    assert!(
+        note.contains("24 images of $DELTAENERGY_DATA/train "),
+        "{note}"
+    );
 
     let (cache, ebm, test, ood) = (p("cache"), p("ebm.bundle"), p("test"), p("ood"));
     let eval = |extra: &[&str]| {

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use deltaenergy::bundle::{hex, Bundle, Threshold};
 use deltaenergy::convert::{compress_merges, convert, ConvertOptions, Quant};
 use deltaenergy::embed::parse_classes;
-use deltaenergy::loader::{RandomSource, SafetensorsSource};
-use deltaenergy::score::ScoreParams;
+use deltaenergy::loader::{Init, RandomSource, SafetensorsSource, WeightSource};
+use deltaenergy::score::{temperature, ScoreParams};
 use deltaenergy::{device, ClipConfig, Error, Result};
 
-use super::model_source::{read_file, tokenizer_path, write_file};
+use super::model_source::{portable_path, read_file, tokenizer_path, write_file};
 
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
@@ -37,8 +37,10 @@ pub struct ConvertArgs {
     /// vocab.json + merges.txt directory or bpe_simple_vocab_16e6.txt.gz (default: as `embed`).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    #[arg(long, default_value_t = 0.01)]
-    pub tau: f64,
+    /// Temperature of the scores (default: the model's own, 1/exp(logit_scale) with the scale
+    /// capped at 100: 0.01 for CLIP).
+    #[arg(long)]
+    pub tau: Option<f64>,
     #[arg(long, default_value_t = 1)]
     pub c: usize,
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
@@ -87,6 +89,15 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
         Some(dir) => read_file(&dir.join("model.safetensors"))?,
         None => Vec::new(),
     };
+    let tau = match (args.tau, model_dir) {
+        (Some(t), _) => t,
+        (None, Some(_)) => {
+            let init = Init::Const(config.logit_scale_init_value as f32);
+            let ls = SafetensorsSource::new(&weights)?.take("logit_scale", &[1], init)?[0];
+            temperature(f64::from(ls))
+        }
+        (None, None) => temperature(config.logit_scale_init_value),
+    };
     let tok = tokenizer_path(args.tokenizer.as_deref(), model_dir)?;
     let merges = if tok.is_dir() {
         read_file(&tok.join("merges.txt"))?
@@ -115,7 +126,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
         template: args.template.clone(),
         context,
         score: ScoreParams {
-            tau: args.tau,
+            tau,
             c: args.c,
             crop_value: args.crop_value,
             mcm_tau: args.mcm_tau,
@@ -127,14 +138,11 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             calibration: args.threshold_note.clone(),
         }),
         source: match model_dir {
-            Some(dir) => std::fs::canonicalize(dir)
-                .unwrap_or_else(|_| dir.to_path_buf())
-                .display()
-                .to_string(),
+            Some(dir) => portable_path(dir),
             None => format!(
                 "random weights (seed {}) for {}",
                 args.seed,
-                config_path.display()
+                portable_path(&config_path)
             ),
         },
         text_features: true,

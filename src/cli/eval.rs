@@ -98,13 +98,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let tok = loaded.tokenizer()?;
     let classes = ClassFolders::open(&args.id)?.classes;
     let prompt = loaded.prompt(args.template.as_deref());
-    let params = args.settings.resolve(
-        loaded
-            .bundle
-            .as_ref()
-            .map(|b| b.header.score)
-            .unwrap_or_default(),
-    )?;
+    let params = args.settings.resolve(loaded.score_base()?)?;
     let text = class_features(model, &tok, &classes, &prompt)?;
     let cache = args.cache.dir();
     let batch = args.model.batch;

@@ -78,10 +78,11 @@ pub struct ModelArgs {
 }
 
 /// Score settings for the commands that score; each defaults to the bundle's, else to
-/// METHOD.md's (τ 0.01, c 1, crop value 0, MCM τ 1).
+/// METHOD.md's (c 1, crop value 0, MCM τ 1) at the model's own temperature (τ 0.01 for CLIP).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ScoreSettings {
-    /// Temperature on cosine similarities (default: the bundle's, else 0.01).
+    /// Temperature on cosine similarities (default: the bundle's, else the model's own,
+    /// 1/exp(logit_scale) with the scale capped at 100: 0.01 for CLIP).
     #[arg(long)]
     pub tau: Option<f64>,
     /// How many of the top similarities ΔEnergy crops (default: the bundle's, else 1).

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use deltaenergy::bundle::{Bundle, Header};
 use deltaenergy::prompt::Prompt;
+use deltaenergy::score::ScoreParams;
 use deltaenergy::tokenizer::ClipTokenizer;
 use deltaenergy::{device, loader, Clip, Error, Result};
 
@@ -129,7 +130,42 @@ pub struct Loaded {
     dir: Option<PathBuf>,
 }
 
+/// How a path is recorded in a bundle's provenance or a training log: relative to
+/// `$DELTAENERGY_DATA` (written so) or to the working directory when it lies under one, so a
+/// file built from the same data carries the same text on every machine; absolute otherwise.
+pub fn portable_path(path: &Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let under = |base: Option<PathBuf>| {
+        let base = std::fs::canonicalize(base?).ok()?;
+        abs.strip_prefix(base).ok().map(Path::to_path_buf)
+    };
+    if let Some(rel) = under(std::env::var_os("DELTAENERGY_DATA").map(PathBuf::from)) {
+        return Path::new("$DELTAENERGY_DATA")
+            .join(rel)
+            .display()
+            .to_string();
+    }
+    match under(std::env::current_dir().ok()) {
+        Some(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => abs.display().to_string(),
+    }
+}
+
+/// The model's own temperature (see [`deltaenergy::score::temperature`]).
+pub fn own_temperature(model: &Clip) -> Result<f64> {
+    let ls = f64::from(device::read_f32(model.logit_scale.val())?[0]);
+    Ok(deltaenergy::score::temperature(ls))
+}
+
 impl Loaded {
+    /// The bundle's score settings, else METHOD.md's at the model's own temperature.
+    pub fn score_base(&self) -> Result<ScoreParams> {
+        match &self.bundle {
+            Some(b) => Ok(b.header.score),
+            None => Ok(ScoreParams::for_temperature(own_temperature(&self.model)?)),
+        }
+    }
+
     /// `template` if given, else the bundle's prompt (its learned context or template), else
     /// CLIP's "a photo of a {}.".
     pub fn prompt(&self, template: Option<&str>) -> Prompt {

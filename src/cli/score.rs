@@ -49,9 +49,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
     }
     let loaded = model_source::load(&args.model)?;
     let meta = loaded.bundle.as_ref();
-    let params = args
-        .settings
-        .resolve(meta.map(|b| b.header.score).unwrap_or_default())?;
+    let params = args.settings.resolve(loaded.score_base()?)?;
     let classes = match (&args.classes, meta) {
         (Some(list), _) => parse_classes(list)?,
         (None, Some(b)) if !b.header.classes.is_empty() => b.header.classes.clone(),

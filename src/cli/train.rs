@@ -9,10 +9,10 @@ use burn::module::Module;
 use deltaenergy::dataset::{class_features, decode_all, image_features, predict, ClassFolders};
 use deltaenergy::export::HfTensors;
 use deltaenergy::prompt::Prompt;
-use deltaenergy::train::{train, Event, TrainData, TrainOptions};
+use deltaenergy::train::{train, Event, TrainData, TrainOptions, CONTRAST_GROUP};
 use deltaenergy::{device, metrics, ClipConfig, Error, Result};
 
-use super::model_source::{read_file, tokenizer, write_file};
+use super::model_source::{portable_path, read_file, tokenizer, write_file};
 use super::progress::Progress;
 
 #[derive(clap::Args, Debug)]
@@ -48,6 +48,18 @@ pub struct TrainArgs {
     /// Use at most this many images of each class.
     #[arg(long)]
     pub per_class: Option<usize>,
+    /// Leave the first N images of each class (in sorted order) out of training, for `tune`'s
+    /// shots and threshold calibration, which take theirs from the start of each class.
+    #[arg(long, default_value_t = 0)]
+    pub hold_out: usize,
+    /// Data-parallel replicas, one thread each (default: one per core; 1 = one model on all
+    /// cores). Results are reproducible for a given count.
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    /// Weight of CLIP's text→image loss (each caption against groups of 32 images, images of its
+    /// class all positives); 0 trains image→text only, 0.5 is CLIP's symmetric mean.
+    #[arg(long, default_value_t = 0.0)]
+    pub text_to_image: f64,
     /// vocab.json + merges.txt directory or bpe_simple_vocab_16e6.txt.gz (default: as `embed`).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -66,10 +78,14 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         deltaenergy::preprocess::PreprocessConfig::clip(config.vision_config.image_size as u32);
 
     let folders = ClassFolders::open(&args.data)?;
-    let files = match args.per_class {
-        Some(n) => folders.take_per_class(n, 0),
-        None => folders.files.clone(),
-    };
+    let files = folders.take_per_class(args.per_class.unwrap_or(usize::MAX), args.hold_out);
+    if files.is_empty() {
+        return Err(Error::Input(format!(
+            "no training images left in {} after holding out {} per class",
+            args.data.display(),
+            args.hold_out
+        )));
+    }
     let (images, labels) = decode_labelled(&files, &cfg, "decoding training images")?;
     let eval = match &args.eval {
         Some(dir) => {
@@ -106,6 +122,18 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         seed: args.seed,
         augment: !args.no_augment,
         max_steps: args.max_steps,
+        text_to_image: args.text_to_image,
+        // One replica per core, or fewer where the batch (or the text→image loss's groups)
+        // would not split evenly.
+        replicas: args.replicas.unwrap_or_else(|| {
+            (1..=rayon::current_num_threads())
+                .rev()
+                .find(|r| {
+                    args.batch % r == 0
+                        && (args.text_to_image == 0.0 || (args.batch / r) % CONTRAST_GROUP == 0)
+                })
+                .unwrap_or(1)
+        }),
         ..Default::default()
     };
     let data = TrainData {
@@ -154,10 +182,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let train_seconds = train_start.elapsed().as_secs_f64();
     HfTensors::from_model(&model)?.save_dir(&model, &args.out)?;
     let log = serde_json::json!({
-        "data": args.data.display().to_string(),
+        "data": portable_path(&args.data),
         "images": images.len(),
         "classes": folders.classes,
-        "config": args.config.display().to_string(),
+        "config": portable_path(&args.config),
         "epochs": args.epochs,
         "batch": args.batch,
         "lr": args.lr,
@@ -166,6 +194,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "seed": args.seed,
         "augment": !args.no_augment,
         "max_steps": args.max_steps,
+        "hold_out": args.hold_out,
+        "replicas": opts.replicas,
+        "text_to_image": args.text_to_image,
         "templates": opts.templates,
         "threads": rayon::current_num_threads(),
         "train_seconds": train_seconds,

@@ -14,7 +14,7 @@ use deltaenergy::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};
 
 use super::features::{features, CacheArgs};
-use super::model_source::{read_file, write_file};
+use super::model_source::{own_temperature, portable_path, read_file, write_file};
 
 #[derive(clap::Args, Debug)]
 pub struct TuneArgs {
@@ -103,10 +103,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
 
     let tau = match args.tau {
         Some(t) => t,
-        None => {
-            let ls = f64::from(deltaenergy::device::read_f32(model.logit_scale.val())?[0]);
-            1.0 / ls.exp().min(100.0)
-        }
+        None => own_temperature(&model)?,
     };
     let opts = TuneOptions {
         n_ctx: args.n_ctx,
@@ -164,7 +161,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     let quant: Quant = bundle.header.quant.parse()?;
     let mut tuned_from = bundle.header.provenance.source.clone();
     if tuned_from.is_empty() {
-        tuned_from = args.model.display().to_string();
+        tuned_from = portable_path(&args.model);
     }
     let options = ConvertOptions {
         quant,
@@ -179,7 +176,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             calibration: format!(
                 "{} images of {} (per class: positions {}..{}, disjoint from the {} tuning shots)",
                 calib.len(),
-                args.train.display(),
+                portable_path(&args.train),
                 args.shots,
                 args.shots + args.calibration,
                 args.shots

@@ -25,11 +25,18 @@ pub fn data_dir() -> PathBuf {
 
 /// Runs the `deltaenergy` binary with the shared tokenizer as its default.
 pub fn run_cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_deltaenergy"))
-        .args(args)
-        .env("DELTAENERGY_TOKENIZER", data_dir().join("clip-tokenizer"))
-        .output()
-        .expect("the binary runs")
+    run_cli_env(args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub fn run_cli_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_deltaenergy"));
+    cmd.args(args)
+        .env("DELTAENERGY_TOKENIZER", data_dir().join("clip-tokenizer"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
 }
 
 pub fn model_dir(name: &str) -> PathBuf {

@@ -1,0 +1,133 @@
+//! Data-parallel training: the batch split over replicas must compute the same step as one
+//! model on the whole batch, and a run must repeat exactly for a given replica count.
+
+mod common;
+
+use common::*;
+use deltaenergy::device::cpu;
+use deltaenergy::export::HfTensors;
+use deltaenergy::loader::RandomSource;
+use deltaenergy::tokenizer::ClipTokenizer;
+use deltaenergy::train::{train, TrainData, TrainOptions};
+use deltaenergy::{ClipConfig, Error};
+use image::RgbImage;
+
+fn tokenizer() -> ClipTokenizer {
+    let dir = data_dir().join("clip-tokenizer");
+    ClipTokenizer::from_vocab_merges(
+        &std::fs::read_to_string(dir.join("vocab.json")).unwrap(),
+        &std::fs::read_to_string(dir.join("merges.txt")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn config() -> ClipConfig {
+    ClipConfig::from_json(
+        &std::fs::read_to_string(root().join("tests/fixtures/train-tiny.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Seeded noise images whose mean colour depends on the class, so there is something to learn.
+fn images(n: usize) -> (Vec<RgbImage>, Vec<usize>) {
+    let mut rng = RandomSource::new(11);
+    let mut imgs = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let k = i % 3;
+        imgs.push(RgbImage::from_fn(32, 32, |_, _| {
+            let mut px = [0u8; 3];
+            for (c, v) in px.iter_mut().enumerate() {
+                let base = if c == k { 170 } else { 60 };
+                *v = (base + (rng.next_u64() % 60) as i64 - 30) as u8;
+            }
+            image::Rgb(px)
+        }));
+        labels.push(k);
+    }
+    (imgs, labels)
+}
+
+fn run(replicas: usize) -> Result<HfTensors, Error> {
+    run_with(replicas, 8, 0.0)
+}
+
+fn run_with(replicas: usize, batch: usize, text_to_image: f64) -> Result<HfTensors, Error> {
+    let (imgs, labels) = images(4 * batch);
+    let classes: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
+    let data = TrainData {
+        images: &imgs,
+        labels: &labels,
+        classes: &classes,
+    };
+    let opts = TrainOptions {
+        epochs: 2,
+        batch,
+        warmup: 2,
+        replicas,
+        text_to_image,
+        ..Default::default()
+    };
+    let model = train(
+        &config(),
+        &data,
+        &tokenizer(),
+        &opts,
+        &cpu().autodiff(),
+        &mut |_, _| Ok(()),
+    )?;
+    HfTensors::from_model(&model)
+}
+
+fn max_abs_diff(a: &HfTensors, b: &HfTensors) -> f32 {
+    assert_eq!(
+        a.tensors.keys().collect::<Vec<_>>(),
+        b.tensors.keys().collect::<Vec<_>>()
+    );
+    a.tensors
+        .values()
+        .zip(b.tensors.values())
+        .flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn replicas_compute_the_same_steps_and_repeat_exactly() {
+    let one = run(1).unwrap();
+    let two = run(2).unwrap();
+    let two_again = run(2).unwrap();
+    let four = run(4).unwrap();
+    // The same run twice with the same replica count: bit for bit.
+    assert_eq!(max_abs_diff(&two, &two_again), 0.0);
+    // Other counts only change the order of floating-point sums. Eight AdamW steps at lr 2e-3
+    // move a parameter by at most ~0.016, so agreeing to 1e-4 means the same gradients.
+    let d2 = max_abs_diff(&one, &two);
+    let d4 = max_abs_diff(&one, &four);
+    assert!(d2 < 1e-4 && d4 < 1e-4, "1 vs 2 replicas {d2}, 1 vs 4 {d4}");
+    // And training did move the weights away from their seeded initialisation.
+    let init =
+        HfTensors::from_model(&deltaenergy::loader::random(&config(), 0, &cpu()).unwrap()).unwrap();
+    assert!(max_abs_diff(&one, &init) > 1e-3);
+}
+
+#[test]
+fn the_text_to_image_loss_is_split_over_replicas_the_same_way() {
+    // Groups of 32 images: a batch of 64 is two groups, one per replica.
+    let one = run_with(1, 64, 0.5).unwrap();
+    let two = run_with(2, 64, 0.5).unwrap();
+    let d = max_abs_diff(&one, &two);
+    assert!(d < 1e-4, "1 vs 2 replicas {d}");
+    // It changes what is learned.
+    let without = run_with(1, 64, 0.0).unwrap();
+    assert!(max_abs_diff(&one, &without) > 1e-4);
+    // A replica's share must hold whole groups.
+    let err = run_with(4, 64, 0.5).err().expect("16 images per replica");
+    assert!(err.to_string().contains("groups of 32"), "{err}");
+}
+
+#[test]
+fn a_batch_that_does_not_split_evenly_is_an_error() {
+    let err = run(3).err().expect("8 images do not split into 3 replicas");
+    assert!(err.to_string().contains("split evenly"), "{err}");
+    assert!(run(0).is_err());
+}
