@@ -40,6 +40,8 @@ pub struct Report {
     pub covariate_accuracy: Option<f64>,
     /// score name → OOD set name → metrics.
     pub scores: BTreeMap<String, BTreeMap<String, OodMetrics>>,
+    /// The score settings these numbers were computed with.
+    pub settings: ScoreParams,
 }
 
 /// A labelled set of similarities.
@@ -71,6 +73,7 @@ pub fn evaluate(
             .map(|c| top1(c.similarities, c.labels))
             .transpose()?,
         scores: table,
+        settings: *p,
     })
 }
 

@@ -21,6 +21,8 @@ pub mod export;
 pub mod loader;
 pub mod metrics;
 pub mod model;
+#[cfg(not(target_family = "wasm"))]
+pub mod outliers;
 pub mod preprocess;
 pub mod prompt;
 pub mod quant;

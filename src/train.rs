@@ -57,6 +57,10 @@ pub struct TrainOptions {
     pub replicas: usize,
     /// Weight of CLIP's text→image loss against the image→text one (0 to 1).
     pub text_to_image: f64,
+    /// Synthetic outliers added to each batch (see [`crate::outliers`]), trained towards a
+    /// uniform softmax over the classes with weight `outlier_weight` (outlier exposure).
+    pub outliers: usize,
+    pub outlier_weight: f64,
 }
 
 impl Default for TrainOptions {
@@ -73,6 +77,8 @@ impl Default for TrainOptions {
             max_steps: None,
             replicas: 1,
             text_to_image: 0.0,
+            outliers: 0,
+            outlier_weight: 0.5,
         }
     }
 }
@@ -211,6 +217,15 @@ struct Sample {
     template: usize,
 }
 
+/// A synthetic outlier as drawn for a step: the training image it may be made of, the seed of
+/// its generator and the template of the captions it is contrasted with.
+#[derive(Clone, Copy, Debug)]
+struct Outlier {
+    source: usize,
+    seed: u64,
+    template: usize,
+}
+
 /// What every shard of a step reads.
 struct StepContext<'a> {
     data: &'a TrainData<'a>,
@@ -222,6 +237,9 @@ struct StepContext<'a> {
     batch: usize,
     /// Weight of the text→image half of the loss (0: image→text only; 0.5: CLIP's mean of both).
     text_to_image: f64,
+    /// Synthetic outliers in the whole batch, and the weight of their loss.
+    outliers: usize,
+    outlier_weight: f64,
     device: &'a Device,
 }
 
@@ -263,17 +281,30 @@ fn text_to_image_loss(
     (p * positive).sum_dim(2).clamp_min(1e-30).log().sum().neg()
 }
 
-/// Forward and backward of one shard: its gradients, its part of the batch's mean loss and how
-/// many it got right.
+/// Outlier exposure, summed over outliers: each row's cross-entropy against the uniform
+/// distribution over the classes, `−mean_k log softmax(logits)_k`.
+fn outlier_loss(logits: Tensor<2>) -> Tensor<1> {
+    let k = logits.dims()[1];
+    log_softmax(logits, 1).sum().neg() / k as f64
+}
+
+/// Forward and backward of one shard (its images and its outliers): its gradients, its part of
+/// the batch's mean loss and how many images it got right.
 fn shard_step(
     model: &Clip,
     shard: &[Sample],
+    outliers: &[Outlier],
     ctx: &StepContext,
 ) -> Result<(GradientsParams, f64, usize)> {
-    let (b, k, s) = (shard.len(), ctx.data.classes.len(), ctx.size);
+    let (b, o, k, s) = (
+        shard.len(),
+        outliers.len(),
+        ctx.data.classes.len(),
+        ctx.size,
+    );
     let per = 3 * s * s;
-    let mut pixels = vec![0f32; b * per];
-    let mut index = Vec::with_capacity(b * k);
+    let mut pixels = vec![0f32; (b + o) * per];
+    let mut index = Vec::with_capacity((b + o) * k);
     let mut target = vec![0f32; b * k];
     for (i, x) in shard.iter().enumerate() {
         augment_into(
@@ -286,12 +317,22 @@ fn shard_step(
         index.extend((0..k).map(|c| (x.template * k + c) as i64));
         target[i * k + ctx.data.labels[x.image]] = 1.0;
     }
+    for (i, x) in outliers.iter().enumerate() {
+        let img = crate::outliers::synthesize(
+            &ctx.data.images[x.source],
+            s as u32,
+            &mut RandomSource::new(x.seed),
+        );
+        let at = (b + i) * per;
+        augment_into(&img, ctx.cfg, (0, 0), false, &mut pixels[at..at + per]);
+        index.extend((0..k).map(|c| (x.template * k + c) as i64));
+    }
     let device = ctx.device;
-    let pixels = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, s, s]), device);
-    let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b, k]), device);
+    let pixels = Tensor::<4>::from_data(TensorData::new(pixels, [b + o, 3, s, s]), device);
+    let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b + o, k]), device);
     let target = Tensor::<2>::from_data(TensorData::new(target, [b, k]), device);
 
-    let img = normalise_rows(model.encode_images(pixels));
+    let all = normalise_rows(model.encode_images(pixels));
     let txt = normalise_rows(model.encode_token_ids(ctx.captions)?);
     let scale = model
         .logit_scale
@@ -299,8 +340,9 @@ fn shard_step(
         .clamp_max(100f32.ln())
         .exp()
         .reshape([1, 1]);
-    let sims = img.clone().matmul(txt.clone().transpose());
-    let logits = sims.gather(1, index) * scale.clone();
+    let all_logits = all.clone().matmul(txt.clone().transpose()).gather(1, index) * scale.clone();
+    let img = all.slice([0..b]);
+    let logits = all_logits.clone().slice([0..b]);
     let logp = log_softmax(logits.clone(), 1);
     let mut loss = (logp * target).sum().neg() / ctx.batch as f64;
     if ctx.text_to_image > 0.0 {
@@ -313,6 +355,10 @@ fn shard_step(
         let own = Tensor::<1, Int>::from_data(TensorData::new(own, [b]), device);
         let t2i = text_to_image_loss(img, txt.select(0, own), &labels, CONTRAST_GROUP, scale);
         loss = loss * (1.0 - ctx.text_to_image) + t2i * (ctx.text_to_image / ctx.batch as f64);
+    }
+    if o > 0 {
+        let oe = outlier_loss(all_logits.slice([b..b + o])) / ctx.outliers as f64;
+        loss = loss + oe * ctx.outlier_weight;
     }
     // Reading back is free on the CPU backend (it is eager) and keeps the report exact.
     let part = f64::from(loss.clone().into_scalar::<f32>());
@@ -339,7 +385,7 @@ struct Replicas {
 impl Replicas {
     /// `count` 1 runs on the caller's thread with the global pool (burn's own parallelism).
     fn new(count: usize, batch: usize) -> Result<Self> {
-        if count == 0 || batch % count != 0 {
+        if count == 0 || !batch.is_multiple_of(count) {
             return Err(Error::Input(format!(
                 "the batch ({batch}) must split evenly into the replicas ({count})"
             )));
@@ -363,20 +409,26 @@ impl Replicas {
         &self,
         model: &Clip,
         samples: &[Sample],
+        outliers: &[Outlier],
         ctx: &StepContext,
     ) -> Result<(GradientsParams, f64, usize)> {
         if self.pools.is_empty() {
-            return shard_step(model, samples, ctx);
+            return shard_step(model, samples, outliers, ctx);
         }
-        let per = samples.len() / self.pools.len();
+        let n = self.pools.len();
+        let per = samples.len() / n;
+        // Outliers split the same way (their count is checked to divide evenly).
+        let per_outlier = outliers.len() / n;
         let results: Vec<Result<(GradientsParams, f64, usize)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .pools
                 .iter()
-                .zip(samples.chunks(per))
-                .map(|(pool, shard)| {
+                .enumerate()
+                .map(|(r, pool)| {
+                    let shard = &samples[r * per..(r + 1) * per];
+                    let out = &outliers[r * per_outlier..(r + 1) * per_outlier];
                     let replica = model.clone().fork(ctx.device);
-                    scope.spawn(move || pool.install(|| shard_step(&replica, shard, ctx)))
+                    scope.spawn(move || pool.install(|| shard_step(&replica, shard, out, ctx)))
                 })
                 .collect();
             handles
@@ -409,6 +461,21 @@ pub fn train(
     device: &Device,
     on_event: &mut dyn FnMut(&Event, &Clip) -> Result<()>,
 ) -> Result<Clip> {
+    let model = loader::random(config, opts.seed, device)?;
+    train_from(model, data, tokenizer, opts, device, on_event)
+}
+
+/// Goes on training `model` (on `device`, with autodiff) with a fresh optimiser and schedule:
+/// a second stage after [`train`], such as fine-tuning with outliers.
+pub fn train_from(
+    mut model: Clip,
+    data: &TrainData,
+    tokenizer: &ClipTokenizer,
+    opts: &TrainOptions,
+    device: &Device,
+    on_event: &mut dyn FnMut(&Event, &Clip) -> Result<()>,
+) -> Result<Clip> {
+    let config = &model.config.clone();
     let n = data.images.len();
     if n == 0 || data.labels.len() != n {
         return Err(Error::Input("training needs labelled images".into()));
@@ -427,7 +494,9 @@ pub fn train(
         return Err(Error::Input(format!("training images must be {s}×{s}")));
     }
     let t = opts.templates.len();
-    if opts.text_to_image > 0.0 && (opts.batch / opts.replicas.max(1)) % CONTRAST_GROUP != 0 {
+    if opts.text_to_image > 0.0
+        && !(opts.batch / opts.replicas.max(1)).is_multiple_of(CONTRAST_GROUP)
+    {
         return Err(Error::Input(format!(
             "the text→image loss contrasts groups of {CONTRAST_GROUP} images: each replica's \
              share of the batch must be a multiple of it"
@@ -446,7 +515,6 @@ pub fn train(
         config.text_config.max_position_embeddings,
     )?;
 
-    let mut model = loader::random(config, opts.seed, device)?;
     // As in OpenCLIP, weight decay only on matrices: decaying the logit scale would pull the
     // temperature up step by step (measured: the scale fell from 14 to 11 in four epochs), and
     // decaying LayerNorm gains and biases has no regularising purpose.
@@ -459,8 +527,17 @@ pub fn train(
             None,
         );
     let mut rng = RandomSource::new(opts.seed.wrapping_add(1));
+    // Outliers draw from a stream of their own, so adding them leaves the images, their order,
+    // augmentation and templates exactly as without.
+    let mut outlier_rng = RandomSource::new(opts.seed.wrapping_add(2));
     let batch = opts.batch.min(n);
     let replicas = Replicas::new(opts.replicas, batch)?;
+    if !opts.outliers.is_multiple_of(opts.replicas.max(1)) {
+        return Err(Error::Input(format!(
+            "the outliers per batch ({}) must split evenly into the replicas ({})",
+            opts.outliers, opts.replicas
+        )));
+    }
     let steps_per_epoch = n / batch;
     let total = opts
         .max_steps
@@ -495,6 +572,13 @@ pub fn train(
                     template,
                 });
             }
+            let outliers: Vec<Outlier> = (0..opts.outliers)
+                .map(|_| Outlier {
+                    source: (outlier_rng.next_u64() % n as u64) as usize,
+                    seed: outlier_rng.next_u64(),
+                    template: (outlier_rng.next_u64() % t as u64) as usize,
+                })
+                .collect();
             let ctx = StepContext {
                 data,
                 cfg: &cfg,
@@ -502,9 +586,11 @@ pub fn train(
                 size: s,
                 batch,
                 text_to_image: opts.text_to_image,
+                outliers: opts.outliers,
+                outlier_weight: opts.outlier_weight,
                 device,
             };
-            let (grads, loss, right) = replicas.step(&model, &samples, &ctx)?;
+            let (grads, loss, right) = replicas.step(&model, &samples, &outliers, &ctx)?;
             loss_sum += loss;
             correct += right;
             seen += batch;
@@ -577,6 +663,19 @@ mod tests {
             as f64;
         let e = std::f64::consts::E;
         let want = 2.0 * -(e / (e + 1.0)).ln();
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn outlier_loss_matches_a_hand_computed_case() {
+        let device = crate::device::cpu();
+        // Row 1 is uniform already: ln 2. Row 2 has softmax (3/4, 1/4): −(ln ¾ + ln ¼)/2.
+        let logits = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, 0.0, 3f32.ln(), 0.0], [2, 2]),
+            &device,
+        );
+        let got = outlier_loss(logits).into_scalar::<f32>() as f64;
+        let want = 2f64.ln() - (0.75f64.ln() + 0.25f64.ln()) / 2.0;
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     }
 

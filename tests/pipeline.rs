@@ -100,10 +100,50 @@ fn train_convert_tune_eval() {
     assert_eq!(log["replicas"], 1);
     assert!(tmp.join("model/model.safetensors").exists());
 
+    // The second stage of the demo model: fine-tuning with synthetic outliers.
+    let tuned_in = ok(run_cli(&[
+        "train",
+        "--init",
+        &p("model"),
+        "--data",
+        &p("train"),
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--hold-out",
+        "12",
+        "--text-to-image",
+        "0.5",
+        "--outliers",
+        "4",
+        "--out",
+        &p("model-oe"),
+    ]));
+    assert!(tuned_in["zero_shot_top1"].is_null(), "no --eval given");
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.join("model-oe/train.json")).unwrap())
+            .unwrap();
+    assert_eq!(log["outliers"], 4);
+    assert!(log["init"].as_str().unwrap().ends_with("model"), "{log}");
+    // --config and --init exclude each other.
+    let both = run_cli(&[
+        "train",
+        "--init",
+        &p("model"),
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        &p("train"),
+        "--out",
+        &p("nowhere"),
+    ]);
+    assert!(!both.status.success());
+
     let out = run_cli(&[
         "convert",
         "--hf",
-        &p("model"),
+        &p("model-oe"),
         "--quant",
         "q8",
         "--classes",
@@ -117,7 +157,7 @@ fn train_convert_tune_eval() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Without --tau the bundle scores at the trained model's own temperature.
-    let weights = std::fs::read(tmp.join("model/model.safetensors")).unwrap();
+    let weights = std::fs::read(tmp.join("model-oe/model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
     let ls = f32::from_le_bytes(
         st.tensor("logit_scale").unwrap().data()[..4]

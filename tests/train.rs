@@ -8,7 +8,7 @@ use deltaenergy::device::cpu;
 use deltaenergy::export::HfTensors;
 use deltaenergy::loader::RandomSource;
 use deltaenergy::tokenizer::ClipTokenizer;
-use deltaenergy::train::{train, TrainData, TrainOptions};
+use deltaenergy::train::{train, train_from, TrainData, TrainOptions};
 use deltaenergy::{ClipConfig, Error};
 use image::RgbImage;
 
@@ -53,20 +53,30 @@ fn run(replicas: usize) -> Result<HfTensors, Error> {
 }
 
 fn run_with(replicas: usize, batch: usize, text_to_image: f64) -> Result<HfTensors, Error> {
+    run_opts(TrainOptions {
+        batch,
+        replicas,
+        text_to_image,
+        ..options()
+    })
+}
+
+fn options() -> TrainOptions {
+    TrainOptions {
+        epochs: 2,
+        warmup: 2,
+        ..Default::default()
+    }
+}
+
+fn run_opts(opts: TrainOptions) -> Result<HfTensors, Error> {
+    let batch = opts.batch;
     let (imgs, labels) = images(4 * batch);
     let classes: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
     let data = TrainData {
         images: &imgs,
         labels: &labels,
         classes: &classes,
-    };
-    let opts = TrainOptions {
-        epochs: 2,
-        batch,
-        warmup: 2,
-        replicas,
-        text_to_image,
-        ..Default::default()
     };
     let model = train(
         &config(),
@@ -123,6 +133,77 @@ fn the_text_to_image_loss_is_split_over_replicas_the_same_way() {
     // A replica's share must hold whole groups.
     let err = run_with(4, 64, 0.5).err().expect("16 images per replica");
     assert!(err.to_string().contains("groups of 32"), "{err}");
+}
+
+#[test]
+fn outliers_train_the_same_across_replicas_and_change_the_model() {
+    let with = |replicas, outliers| {
+        run_opts(TrainOptions {
+            batch: 8,
+            replicas,
+            outliers,
+            ..options()
+        })
+    };
+    let one = with(1, 4).unwrap();
+    let two = with(2, 4).unwrap();
+    let d = max_abs_diff(&one, &two);
+    assert!(d < 1e-4, "1 vs 2 replicas with outliers {d}");
+    assert!(max_abs_diff(&one, &run(1).unwrap()) > 1e-4);
+    let err = with(2, 3)
+        .err()
+        .expect("3 outliers do not split into 2 replicas");
+    assert!(err.to_string().contains("outliers"), "{err}");
+}
+
+#[test]
+fn a_second_stage_goes_on_from_the_given_model() {
+    let (imgs, labels) = images(32);
+    let classes: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
+    let data = TrainData {
+        images: &imgs,
+        labels: &labels,
+        classes: &classes,
+    };
+    let device = cpu().autodiff();
+    let opts = TrainOptions {
+        batch: 8,
+        ..options()
+    };
+    let first = train(
+        &config(),
+        &data,
+        &tokenizer(),
+        &opts,
+        &device,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
+    let start = HfTensors::from_model(&first).unwrap();
+    // Back onto the autodiff device through the exporter and loader, as `train --init` does.
+    let bytes = start.to_safetensors().unwrap();
+    let reloaded =
+        deltaenergy::loader::load_hf(&serde_json::to_string(&config()).unwrap(), &bytes, &device)
+            .unwrap();
+    let tiny_lr = TrainOptions {
+        lr: 1e-6,
+        outliers: 4,
+        ..opts.clone()
+    };
+    let second = train_from(
+        reloaded,
+        &data,
+        &tokenizer(),
+        &tiny_lr,
+        &device,
+        &mut |_, _| Ok(()),
+    )
+    .map(|m| HfTensors::from_model(&m).unwrap())
+    .unwrap();
+    // A learning rate of 1e-6 over 8 steps moves no weight by more than ~1e-5: the second
+    // stage starts from the first stage's weights, not from a fresh initialisation.
+    let d = max_abs_diff(&start, &second);
+    assert!(d > 0.0 && d < 1e-4, "{d}");
 }
 
 #[test]

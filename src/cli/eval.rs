@@ -33,7 +33,8 @@ pub struct EvalArgs {
     pub template: Option<String>,
     #[command(flatten)]
     pub settings: ScoreSettings,
-    /// At most this many images from each folder (quick runs).
+    /// At most this many images from each folder (quick runs), spread evenly over its sorted
+    /// files, so a folder of sub-folders is sampled across all of them.
     #[arg(long)]
     pub limit: Option<usize>,
     #[command(flatten)]
@@ -58,8 +59,10 @@ fn set_name(dir: &Path, taken: &[String]) -> String {
     name
 }
 
+/// `limit` items at evenly spaced positions of `v` (all of it without a limit).
 fn limited<T: Clone>(v: &[T], limit: Option<usize>) -> Vec<T> {
-    v[..limit.unwrap_or(usize::MAX).min(v.len())].to_vec()
+    let n = limit.unwrap_or(usize::MAX).min(v.len());
+    (0..n).map(|i| v[i * v.len() / n].clone()).collect()
 }
 
 /// Images of labelled class folders, a limit per class.
@@ -218,4 +221,21 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limited;
+
+    #[test]
+    fn a_limit_samples_evenly() {
+        let v: Vec<usize> = (0..10).collect();
+        assert_eq!(limited(&v, Some(2)), [0, 5]);
+        assert_eq!(limited(&v, Some(4)), [0, 2, 5, 7]);
+        assert_eq!(limited(&v, Some(10)), v);
+        assert_eq!(limited(&v, Some(50)), v);
+        assert_eq!(limited(&v, None), v);
+        assert!(limited(&v, Some(0)).is_empty());
+        assert!(limited::<usize>(&[], Some(3)).is_empty());
+    }
 }

@@ -9,7 +9,7 @@ use burn::module::Module;
 use deltaenergy::dataset::{class_features, decode_all, image_features, predict, ClassFolders};
 use deltaenergy::export::HfTensors;
 use deltaenergy::prompt::Prompt;
-use deltaenergy::train::{train, Event, TrainData, TrainOptions, CONTRAST_GROUP};
+use deltaenergy::train::{train, train_from, Event, TrainData, TrainOptions, CONTRAST_GROUP};
 use deltaenergy::{device, metrics, ClipConfig, Error, Result};
 
 use super::model_source::{portable_path, read_file, tokenizer, write_file};
@@ -20,9 +20,13 @@ pub struct TrainArgs {
     /// Class folders of training images (folder names are the class names).
     #[arg(long)]
     pub data: PathBuf,
-    /// config.json of the model to train (transformers' CLIPConfig fields).
+    /// config.json of the model to train from scratch (transformers' CLIPConfig fields).
+    #[arg(long, required_unless_present = "init", conflicts_with = "init")]
+    pub config: Option<PathBuf>,
+    /// A trained model (Hugging Face directory) to go on training instead, with a fresh
+    /// optimiser and schedule: a second stage, such as fine-tuning with `--outliers`.
     #[arg(long)]
-    pub config: PathBuf,
+    pub init: Option<PathBuf>,
     /// Class folders to score zero-shot with "a photo of a {}." after every epoch.
     #[arg(long)]
     pub eval: Option<PathBuf>,
@@ -60,6 +64,13 @@ pub struct TrainArgs {
     /// class all positives); 0 trains image→text only, 0.5 is CLIP's symmetric mean.
     #[arg(long, default_value_t = 0.0)]
     pub text_to_image: f64,
+    /// Synthetic outliers per batch (tile-shuffled training images, dead leaves, smooth noise),
+    /// trained towards a uniform softmax over the classes (outlier exposure; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub outliers: usize,
+    /// Weight of the outlier-exposure loss.
+    #[arg(long, default_value_t = 0.5)]
+    pub outlier_weight: f64,
     /// vocab.json + merges.txt directory or bpe_simple_vocab_16e6.txt.gz (default: as `embed`).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -70,8 +81,13 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let text = String::from_utf8(read_file(&args.config)?)
-        .map_err(|_| Error::Input(format!("{} is not UTF-8", args.config.display())))?;
+    let config_path = match (&args.config, &args.init) {
+        (Some(c), _) => c.clone(),
+        (None, Some(dir)) => dir.join("config.json"),
+        (None, None) => return Err(Error::Input("give --config or --init".into())),
+    };
+    let text = String::from_utf8(read_file(&config_path)?)
+        .map_err(|_| Error::Input(format!("{} is not UTF-8", config_path.display())))?;
     let config = ClipConfig::from_json(&text)?;
     let tok = tokenizer(args.tokenizer.as_deref(), None)?;
     let cfg =
@@ -123,14 +139,18 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         augment: !args.no_augment,
         max_steps: args.max_steps,
         text_to_image: args.text_to_image,
+        outliers: args.outliers,
+        outlier_weight: args.outlier_weight,
         // One replica per core, or fewer where the batch (or the text→image loss's groups)
         // would not split evenly.
         replicas: args.replicas.unwrap_or_else(|| {
             (1..=rayon::current_num_threads())
                 .rev()
                 .find(|r| {
-                    args.batch % r == 0
-                        && (args.text_to_image == 0.0 || (args.batch / r) % CONTRAST_GROUP == 0)
+                    args.batch.is_multiple_of(*r)
+                        && args.outliers.is_multiple_of(*r)
+                        && (args.text_to_image == 0.0
+                            || (args.batch / r).is_multiple_of(CONTRAST_GROUP))
                 })
                 .unwrap_or(1)
         }),
@@ -145,7 +165,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let mut history = Vec::new();
     let train_start = Instant::now();
     let device = device::cpu().autodiff();
-    let model = train(&config, &data, &tok, &opts, &device, &mut |event, model| {
+    let start = match &args.init {
+        Some(dir) => Some(deltaenergy::loader::load_hf_dir(dir, &device)?),
+        None => None,
+    };
+    let mut report = |event: &Event, model: &deltaenergy::Clip| -> Result<()> {
         match event {
             Event::Step {
                 step,
@@ -178,14 +202,19 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             }
         }
         Ok(())
-    })?;
+    };
+    let model = match start {
+        Some(m) => train_from(m, &data, &tok, &opts, &device, &mut report)?,
+        None => train(&config, &data, &tok, &opts, &device, &mut report)?,
+    };
     let train_seconds = train_start.elapsed().as_secs_f64();
     HfTensors::from_model(&model)?.save_dir(&model, &args.out)?;
     let log = serde_json::json!({
         "data": portable_path(&args.data),
         "images": images.len(),
         "classes": folders.classes,
-        "config": portable_path(&args.config),
+        "config": portable_path(&config_path),
+        "init": args.init.as_deref().map(portable_path),
         "epochs": args.epochs,
         "batch": args.batch,
         "lr": args.lr,
@@ -197,6 +226,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "hold_out": args.hold_out,
         "replicas": opts.replicas,
         "text_to_image": args.text_to_image,
+        "outliers": args.outliers,
+        "outlier_weight": args.outlier_weight,
         "templates": opts.templates,
         "threads": rayon::current_num_threads(),
         "train_seconds": train_seconds,

@@ -1,0 +1,251 @@
+//! Synthetic outliers for outlier exposure (Hendrycks et al., ICLR 2019) when training the demo
+//! model: images that belong to none of the classes, made from the training images themselves or
+//! from seeded procedures, never from any evaluation set.
+//!
+//! A model trained on ten classes only has seen nothing else, so it maps anything to one of them,
+//! often confidently (a digit on a black background looks like an airplane in the sky to it).
+//! Training it to spread its softmax evenly over the classes on images with no object teaches
+//! it what "none of these" looks like. Four generic families, in the spirit of the synthetic
+//! pre-training images of Baradad et al. (NeurIPS 2021):
+//! - `Shuffled`: a training image cut into a 4 × 4 grid whose tiles are permuted: its colours
+//!   and local texture stay, its object does not;
+//! - `DeadLeaves`: random discs and rectangles of random colours over a random background;
+//! - `Noise`: Gaussian noise on a coarse grid, bilinearly upsampled (blobs to fine grain), with
+//!   a random mean colour and contrast;
+//! - `Fractal`: the attractor of a random iterated function system (2–4 contractive affine
+//!   maps, drawn by the chaos game), one colour on another, as in FractalDB (Kataoka et al.,
+//!   ACCV 2020).
+//!
+//! Half of each family is turned grey, and a dead-leaves image may hold a single shape.
+
+use image::{Rgb, RgbImage};
+
+use crate::loader::RandomSource;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Shuffled,
+    DeadLeaves,
+    Noise,
+    Fractal,
+}
+
+pub const KINDS: [Kind; 4] = [Kind::Shuffled, Kind::DeadLeaves, Kind::Noise, Kind::Fractal];
+
+fn colour(rng: &mut RandomSource) -> [u8; 3] {
+    let b = rng.next_u64();
+    [b as u8, (b >> 8) as u8, (b >> 16) as u8]
+}
+
+/// Below `n` (n > 0).
+fn below(rng: &mut RandomSource, n: u64) -> u64 {
+    rng.next_u64() % n
+}
+
+/// A square image of `size` pixels: one of the four families, chosen by `rng`, with `source`
+/// (a training image of the same size) as the material of `Shuffled`; half of them in grey, so
+/// the outliers span grey images as well as colour ones.
+pub fn synthesize(source: &RgbImage, size: u32, rng: &mut RandomSource) -> RgbImage {
+    let kind = KINDS[below(rng, KINDS.len() as u64) as usize];
+    let img = make(kind, source, size, rng);
+    if rng.next_u64() & 1 == 0 {
+        grey(&img)
+    } else {
+        img
+    }
+}
+
+/// ITU-R BT.601 luma in all three channels.
+fn grey(img: &RgbImage) -> RgbImage {
+    RgbImage::from_fn(img.width(), img.height(), |x, y| {
+        let [r, g, b] = img.get_pixel(x, y).0;
+        let l = (0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32).round() as u8;
+        Rgb([l, l, l])
+    })
+}
+
+pub fn make(kind: Kind, source: &RgbImage, size: u32, rng: &mut RandomSource) -> RgbImage {
+    match kind {
+        Kind::Shuffled => shuffled(source, size, rng),
+        Kind::DeadLeaves => dead_leaves(size, rng),
+        Kind::Noise => noise(size, rng),
+        Kind::Fractal => fractal(size, rng),
+    }
+}
+
+fn shuffled(source: &RgbImage, size: u32, rng: &mut RandomSource) -> RgbImage {
+    const GRID: u32 = 4;
+    let tile = size / GRID;
+    // A permutation of the tiles that moves every tile (a derangement by rejection): an identity
+    // draw would hand back the training image itself as an "outlier".
+    let n = (GRID * GRID) as usize;
+    let perm = loop {
+        let mut p: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            p.swap(i, below(rng, i as u64 + 1) as usize);
+        }
+        if p.iter().enumerate().all(|(i, &j)| i != j) {
+            break p;
+        }
+    };
+    let mut out = RgbImage::from_pixel(size, size, Rgb([0, 0, 0]));
+    for (dst, &src) in perm.iter().enumerate() {
+        let (dx, dy) = ((dst as u32 % GRID) * tile, (dst as u32 / GRID) * tile);
+        let (sx, sy) = ((src as u32 % GRID) * tile, (src as u32 / GRID) * tile);
+        for y in 0..tile {
+            for x in 0..tile {
+                out.put_pixel(dx + x, dy + y, *source.get_pixel(sx + x, sy + y));
+            }
+        }
+    }
+    out
+}
+
+fn dead_leaves(size: u32, rng: &mut RandomSource) -> RgbImage {
+    let mut img = RgbImage::from_pixel(size, size, Rgb(colour(rng)));
+    let shapes = 1 + below(rng, 30);
+    let s = size as i64;
+    for _ in 0..shapes {
+        let c = Rgb(colour(rng));
+        let (cx, cy) = (
+            below(rng, size as u64) as i64,
+            below(rng, size as u64) as i64,
+        );
+        let r = 1 + below(rng, (size / 3) as u64) as i64;
+        let disc = rng.next_u64() & 1 == 0;
+        let (rx, ry) = (r, 1 + below(rng, (size / 3) as u64) as i64);
+        for y in (cy - ry).max(0)..(cy + ry + 1).min(s) {
+            for x in (cx - rx).max(0)..(cx + rx + 1).min(s) {
+                let inside = !disc || (x - cx).pow(2) + (y - cy).pow(2) <= r * r;
+                if inside {
+                    img.put_pixel(x as u32, y as u32, c);
+                }
+            }
+        }
+    }
+    img
+}
+
+fn noise(size: u32, rng: &mut RandomSource) -> RgbImage {
+    let grid = 2usize << below(rng, 4); // 2, 4, 8 or 16 cells a side
+    let mean = colour(rng);
+    let contrast = 20.0 + 80.0 * rng.uniform();
+    let cells: Vec<[f32; 3]> = (0..(grid + 1) * (grid + 1))
+        .map(|_| [rng.normal(), rng.normal(), rng.normal()])
+        .collect();
+    let at = |gx: usize, gy: usize| cells[gy * (grid + 1) + gx];
+    RgbImage::from_fn(size, size, |x, y| {
+        let fx = x as f32 * grid as f32 / size as f32;
+        let fy = y as f32 * grid as f32 / size as f32;
+        let (gx, gy) = (fx as usize, fy as usize);
+        let (tx, ty) = (fx - gx as f32, fy - gy as f32);
+        let mut px = [0u8; 3];
+        for (c, v) in px.iter_mut().enumerate() {
+            let top = at(gx, gy)[c] * (1.0 - tx) + at(gx + 1, gy)[c] * tx;
+            let bottom = at(gx, gy + 1)[c] * (1.0 - tx) + at(gx + 1, gy + 1)[c] * tx;
+            let z = top * (1.0 - ty) + bottom * ty;
+            *v = (mean[c] as f32 + contrast * z).clamp(0.0, 255.0) as u8;
+        }
+        Rgb(px)
+    })
+}
+
+fn fractal(size: u32, rng: &mut RandomSource) -> RgbImage {
+    const POINTS: usize = 3000;
+    // Affine maps x ↦ A x + b with A's entries uniform in ±1, scaled so its largest absolute
+    // row sum is below 0.95: contractive, so the chaos game converges to an attractor.
+    let maps: Vec<[f32; 6]> = (0..2 + below(rng, 3))
+        .map(|_| {
+            let mut m = [0f32; 6];
+            for v in m.iter_mut() {
+                *v = 2.0 * rng.uniform() - 1.0;
+            }
+            let norm = (m[0].abs() + m[1].abs()).max(m[2].abs() + m[3].abs());
+            let k = (0.6 + 0.35 * rng.uniform()) / norm.max(1e-3);
+            for v in m.iter_mut().take(4) {
+                *v *= k;
+            }
+            m
+        })
+        .collect();
+    let (mut x, mut y) = (0f32, 0f32);
+    let mut pts = Vec::with_capacity(POINTS);
+    for i in 0..POINTS + 20 {
+        let m = &maps[below(rng, maps.len() as u64) as usize];
+        (x, y) = (m[0] * x + m[1] * y + m[4], m[2] * x + m[3] * y + m[5]);
+        if i >= 20 {
+            pts.push((x, y));
+        }
+    }
+    let (mut lo, mut hi) = ((f32::MAX, f32::MAX), (f32::MIN, f32::MIN));
+    for &(px, py) in &pts {
+        lo = (lo.0.min(px), lo.1.min(py));
+        hi = (hi.0.max(px), hi.1.max(py));
+    }
+    // Fit the attractor into the image with a margin, keeping its aspect ratio.
+    let span = (hi.0 - lo.0).max(hi.1 - lo.1).max(1e-6);
+    let inner = size as f32 * (0.6 + 0.35 * rng.uniform());
+    let off = (size as f32 - inner) / 2.0;
+    let (bg, fg) = (Rgb(colour(rng)), Rgb(colour(rng)));
+    let mut img = RgbImage::from_pixel(size, size, bg);
+    for (px, py) in pts {
+        let u = off + (px - lo.0) / span * (inner - 1.0);
+        let v = off + (py - lo.1) / span * (inner - 1.0);
+        img.put_pixel((u as u32).min(size - 1), (v as u32).min(size - 1), fg);
+    }
+    img
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> RgbImage {
+        RgbImage::from_fn(32, 32, |x, y| Rgb([(x * 8) as u8, (y * 8) as u8, 7]))
+    }
+
+    #[test]
+    fn shuffled_moves_every_tile_and_keeps_every_pixel() {
+        let src = source();
+        let out = make(Kind::Shuffled, &src, 32, &mut RandomSource::new(1));
+        let mut a: Vec<_> = src.pixels().map(|p| p.0).collect();
+        let mut b: Vec<_> = out.pixels().map(|p| p.0).collect();
+        assert_ne!(a, b);
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "a permutation of the tiles keeps the pixels");
+        // Tile (0, 0) of the output is some other tile of the source.
+        assert_ne!(out.get_pixel(0, 0), src.get_pixel(0, 0));
+    }
+
+    #[test]
+    fn grey_is_luma_in_every_channel() {
+        let img = RgbImage::from_pixel(2, 2, Rgb([255, 0, 0]));
+        assert_eq!(grey(&img).get_pixel(1, 1).0, [76, 76, 76]);
+        // Over many draws, both grey and colour outliers come out.
+        let src = source();
+        let mut rng = RandomSource::new(2);
+        let greys = (0..40)
+            .filter(|_| {
+                let o = synthesize(&src, 32, &mut rng);
+                o.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2])
+            })
+            .count();
+        assert!((8..=32).contains(&greys), "{greys} of 40 grey");
+    }
+
+    #[test]
+    fn families_are_seeded_and_varied() {
+        let src = source();
+        for kind in KINDS {
+            let a = make(kind, &src, 32, &mut RandomSource::new(5));
+            let b = make(kind, &src, 32, &mut RandomSource::new(5));
+            let c = make(kind, &src, 32, &mut RandomSource::new(6));
+            assert_eq!(a, b, "{kind:?} is seeded");
+            assert_ne!(a, c, "{kind:?} varies with the seed");
+            assert_eq!(a.dimensions(), (32, 32));
+            // Not a flat image: some pixel differs from the first.
+            assert!(a.pixels().any(|p| p != a.get_pixel(0, 0)), "{kind:?}");
+        }
+    }
+}
