@@ -341,8 +341,8 @@ fn shard_step(
         .exp()
         .reshape([1, 1]);
     let all_logits = all.clone().matmul(txt.clone().transpose()).gather(1, index) * scale.clone();
-    let img = all.slice([0..b]);
-    let logits = all_logits.clone().slice([0..b]);
+    let img = all.narrow(0, 0, b);
+    let logits = all_logits.clone().narrow(0, 0, b);
     let logp = log_softmax(logits.clone(), 1);
     let mut loss = (logp * target).sum().neg() / ctx.batch as f64;
     if ctx.text_to_image > 0.0 {
@@ -357,7 +357,7 @@ fn shard_step(
         loss = loss * (1.0 - ctx.text_to_image) + t2i * (ctx.text_to_image / ctx.batch as f64);
     }
     if o > 0 {
-        let oe = outlier_loss(all_logits.slice([b..b + o])) / ctx.outliers as f64;
+        let oe = outlier_loss(all_logits.narrow(0, b, o)) / ctx.outliers as f64;
         loss = loss + oe * ctx.outlier_weight;
     }
     // Reading back is free on the CPU backend (it is eager) and keeps the report exact.
