@@ -1,8 +1,15 @@
 # One command each: `make demo` (build, then run the demo), `make test` (everything CI runs).
 SHELL := bash
-# $DELTAENERGY_DATA wins, so the tests and the site read the same data wherever the clone lives.
-DATA ?= $(or $(DELTAENERGY_DATA),$(abspath ../shared/data))
-export DELTAENERGY_DATA ?= $(DATA)
+# `make DATA=…` wins, then $DELTAENERGY_DATA, then ../shared/data; the tests and the site read
+# the same folder wherever the clone lives. (Simply expanded: DATA and DELTAENERGY_DATA defined
+# recursively through each other would loop, as they did when the variable was unset.)
+ifdef DATA
+export DELTAENERGY_DATA := $(DATA)
+else
+DELTAENERGY_DATA ?= $(abspath ../shared/data)
+DATA := $(DELTAENERGY_DATA)
+export DELTAENERGY_DATA
+endif
 BIN := target/release/deltaenergy
 FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
 
@@ -41,14 +48,14 @@ E2E := tests/e2e
 # the CLI on the same bundle and images.
 test-e2e: web
 	cd $(E2E) && npm ci --no-audit --no-fund
-	$(BIN) score --json --model www/models/default.bundle www/samples/cat.jpg www/samples/banded.jpg \
+	$(BIN) score --json --model www/models/default.bundle www/samples/cat.jpg www/samples/blotchy.jpg \
 	  | node $(E2E)/expected.mjs > $(E2E)/expected.json
-	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/banded.jpg \
+	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg \
 	  E2E_EXPECTED=$(E2E)/expected.json node $(E2E)/run.mjs
 
 # The page's default model is the committed demo model (www/models/cifar-clip.q8.bundle).
 demo: web
-	$(BIN) score --model www/models/default.bundle www/samples/cat.jpg www/samples/banded.jpg www/samples/digit.png
+	$(BIN) score --model www/models/default.bundle www/samples/cat.jpg www/samples/blotchy.jpg www/samples/banded.jpg www/samples/digit-7.png
 	@echo "serving the page on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
 	node $(E2E)/server.mjs --port $(PORT) --root www
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fills www/ with what the page serves besides its code: the default model (the committed demo
 # model; the small random-weight fixture if it is missing) and a few sample images copied from
-# the shared data. Usage: prepare-site.sh BIN DATA
+# the shared data. The demo model flags the blotchy texture and the 7 as OOD and misses the
+# other textures and the 3, as it misses more than half of such images (README, "The demo
+# model"): the page shows both. Usage: prepare-site.sh BIN DATA
 set -euo pipefail
 bin="$1"; data="$2"
 mkdir -p www/models www/samples
@@ -18,6 +20,8 @@ samples=(
   "gallery/n02123045_tabby.JPEG:tabby.jpg:a tabby cat (photo)"
   "dtd/banded/banded_0002.jpg:banded.jpg:a banded texture (not a class)"
   "dtd/bubbly/bubbly_0038.jpg:bubbly.jpg:a bubbly texture (not a class)"
+  "dtd/blotchy/blotchy_0003.jpg:blotchy.jpg:a blotchy texture (not a class)"
+  "mnist-test/7/60000.png:digit-7.png:a handwritten 7 (not a class)"
 )
 json="["
 for s in "${samples[@]}"; do
