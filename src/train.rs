@@ -6,7 +6,12 @@
 //! negatives, so each image is contrasted with the captions of *every* class under its own
 //! template instead: a softmax over the classes at the learned temperature. That is CLIP's
 //! image→text InfoNCE with the duplicates removed, and exactly the rule zero-shot
-//! classification applies at test time.
+//! classification applies at test time. The text→image half contrasts each caption with the
+//! images of its group, every image of its class a positive.
+//!
+//! Optionally, synthetic outliers ([`crate::outliers`]) join each batch with a uniform target
+//! over the classes (outlier exposure). Batches are split over data-parallel replicas, one
+//! thread each (see [`Replicas`]).
 
 use burn::module::{Module, ParamGroup, ParamId};
 use burn::nn::{LayerNorm, Linear};

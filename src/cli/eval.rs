@@ -183,7 +183,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
                 .iter()
                 .map(|(n, t)| (n.clone(), t[i].clone()))
                 .collect();
-            let t = format!("{title}, τ = {}, c = {}", params.tau, params.c);
+            let t = format!("{title}, τ = {:.4}, c = {}", params.tau, params.c);
             let path = dir.join(format!("{}.svg", SCORE_NAMES[i]));
             write_file(&path, histogram_svg(&t, &id_scores[i], &sets))?;
             eprintln!("wrote {}", path.display());
