@@ -387,14 +387,38 @@ struct Replicas {
     pools: Vec<rayon::ThreadPool>,
 }
 
+/// Why `replicas` cannot share a step of `batch` images and `outliers` outliers (with the
+/// text→image loss at weight `text_to_image`), or `None` when they can: each replica takes an
+/// equal share of both, holding whole text→image groups.
+pub fn replica_split_error(
+    batch: usize,
+    outliers: usize,
+    text_to_image: f64,
+    replicas: usize,
+) -> Option<String> {
+    if replicas == 0 || !batch.is_multiple_of(replicas) {
+        return Some(format!(
+            "the batch ({batch}) must split evenly into the replicas ({replicas})"
+        ));
+    }
+    if !outliers.is_multiple_of(replicas) {
+        return Some(format!(
+            "the outliers per batch ({outliers}) must split evenly into the replicas ({replicas})"
+        ));
+    }
+    if text_to_image > 0.0 && !(batch / replicas).is_multiple_of(CONTRAST_GROUP) {
+        return Some(format!(
+            "the text→image loss contrasts groups of {CONTRAST_GROUP} images: each replica's \
+             share of the batch must be a multiple of it"
+        ));
+    }
+    None
+}
+
 impl Replicas {
     /// `count` 1 runs on the caller's thread with the global pool (burn's own parallelism).
-    fn new(count: usize, batch: usize) -> Result<Self> {
-        if count == 0 || !batch.is_multiple_of(count) {
-            return Err(Error::Input(format!(
-                "the batch ({batch}) must split evenly into the replicas ({count})"
-            )));
-        }
+    /// The split is checked by [`replica_split_error`].
+    fn new(count: usize) -> Result<Self> {
         let pools = if count == 1 {
             Vec::new()
         } else {
@@ -499,14 +523,6 @@ pub fn train_from(
         return Err(Error::Input(format!("training images must be {s}×{s}")));
     }
     let t = opts.templates.len();
-    if opts.text_to_image > 0.0
-        && !(opts.batch / opts.replicas.max(1)).is_multiple_of(CONTRAST_GROUP)
-    {
-        return Err(Error::Input(format!(
-            "the text→image loss contrasts groups of {CONTRAST_GROUP} images: each replica's \
-             share of the batch must be a multiple of it"
-        )));
-    }
     if !(0.0..=1.0).contains(&opts.text_to_image) {
         return Err(Error::Input(
             "the text→image weight must be within 0 and 1".into(),
@@ -536,13 +552,11 @@ pub fn train_from(
     // augmentation and templates exactly as without.
     let mut outlier_rng = RandomSource::new(opts.seed.wrapping_add(2));
     let batch = opts.batch.min(n);
-    let replicas = Replicas::new(opts.replicas, batch)?;
-    if !opts.outliers.is_multiple_of(opts.replicas.max(1)) {
-        return Err(Error::Input(format!(
-            "the outliers per batch ({}) must split evenly into the replicas ({})",
-            opts.outliers, opts.replicas
-        )));
+    if let Some(why) = replica_split_error(batch, opts.outliers, opts.text_to_image, opts.replicas)
+    {
+        return Err(Error::Input(why));
     }
+    let replicas = Replicas::new(opts.replicas)?;
     let steps_per_epoch = n / batch;
     let total = opts
         .max_steps

@@ -207,6 +207,34 @@ fn a_second_stage_goes_on_from_the_given_model() {
 }
 
 #[test]
+fn the_text_to_image_groups_are_checked_on_the_batch_actually_drawn() {
+    // 40 images cap a batch of 64 at 40, which holds no whole number of groups of 32: an
+    // error, not a shape mismatch inside the loss.
+    let (imgs, labels) = images(40);
+    let classes: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
+    let data = TrainData {
+        images: &imgs,
+        labels: &labels,
+        classes: &classes,
+    };
+    let opts = TrainOptions {
+        batch: 64,
+        text_to_image: 0.5,
+        ..options()
+    };
+    let err = train(
+        &config(),
+        &data,
+        &tokenizer(),
+        &opts,
+        &cpu().autodiff(),
+        &mut |_, _| Ok(()),
+    )
+    .expect_err("a batch of 40 is not whole groups of 32");
+    assert!(err.to_string().contains("groups of 32"), "{err}");
+}
+
+#[test]
 fn a_batch_that_does_not_split_evenly_is_an_error() {
     let err = run(3).err().expect("8 images do not split into 3 replicas");
     assert!(err.to_string().contains("split evenly"), "{err}");

@@ -9,7 +9,7 @@ use burn::module::Module;
 use deltaenergy::dataset::{class_features, decode_all, image_features, predict, ClassFolders};
 use deltaenergy::export::HfTensors;
 use deltaenergy::prompt::Prompt;
-use deltaenergy::train::{train, train_from, Event, TrainData, TrainOptions, CONTRAST_GROUP};
+use deltaenergy::train::{replica_split_error, train, train_from, Event, TrainData, TrainOptions};
 use deltaenergy::{device, metrics, ClipConfig, Error, Result};
 
 use super::model_source::{portable_path, read_file, tokenizer, write_file};
@@ -64,8 +64,9 @@ pub struct TrainArgs {
     /// class all positives); 0 trains image→text only, 0.5 is CLIP's symmetric mean.
     #[arg(long, default_value_t = 0.0)]
     pub text_to_image: f64,
-    /// Synthetic outliers per batch (tile-shuffled training images, dead leaves, smooth noise),
-    /// trained towards a uniform softmax over the classes (outlier exposure; 0: none).
+    /// Synthetic outliers per batch (tile-shuffled training images, dead leaves, smooth noise,
+    /// IFS fractals), trained towards a uniform softmax over the classes (outlier exposure;
+    /// 0: none).
     #[arg(long, default_value_t = 0)]
     pub outliers: usize,
     /// Weight of the outlier-exposure loss.
@@ -141,16 +142,13 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         text_to_image: args.text_to_image,
         outliers: args.outliers,
         outlier_weight: args.outlier_weight,
-        // One replica per core, or fewer where the batch (or the text→image loss's groups)
-        // would not split evenly.
+        // One replica per core, or fewer where the step would not split evenly.
         replicas: args.replicas.unwrap_or_else(|| {
+            let batch = args.batch.min(images.len());
             (1..=rayon::current_num_threads())
                 .rev()
-                .find(|r| {
-                    args.batch.is_multiple_of(*r)
-                        && args.outliers.is_multiple_of(*r)
-                        && (args.text_to_image == 0.0
-                            || (args.batch / r).is_multiple_of(CONTRAST_GROUP))
+                .find(|&r| {
+                    replica_split_error(batch, args.outliers, args.text_to_image, r).is_none()
                 })
                 .unwrap_or(1)
         }),
