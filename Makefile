@@ -1,61 +1,64 @@
-# One command each: `make demo` (build, then run the demo), `make test` (everything CI runs).
+# One command each: `make demo` (build the page and serve it) and `make test` (everything CI runs,
+# after installing what the tests need). Each step prints the time it took.
 SHELL := bash
-# `make DATA=…` wins, then $DELTAENERGY_DATA, then ../shared/data; the tests and the site read
-# the same folder wherever the clone lives. (Simply expanded: DATA and DELTAENERGY_DATA defined
-# recursively through each other would loop, as they did when the variable was unset.)
+# The data set (tests/README.md): `make DATA=…` wins, then $DELTAENERGY_DATA, then ../shared/data
+# when it exists. Without one, the tests that need it say so and skip; a DATA or
+# DELTAENERGY_DATA that is given must exist. (Simply expanded: defined recursively through each
+# other the two variables would loop.)
 ifdef DATA
-export DELTAENERGY_DATA := $(DATA)
-else
-DELTAENERGY_DATA ?= $(abspath ../shared/data)
+export DELTAENERGY_DATA := $(abspath $(DATA))
+else ifdef DELTAENERGY_DATA
 DATA := $(DELTAENERGY_DATA)
 export DELTAENERGY_DATA
+else ifneq ($(wildcard ../shared/data),)
+export DELTAENERGY_DATA := $(abspath ../shared/data)
+DATA := $(DELTAENERGY_DATA)
 endif
 BIN := target/release/deltaenergy
-FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
+TIMED := tools/timed
 
-.PHONY: all build test test-native test-wasm test-e2e web demo demo-model study bench quant-report fuzz fixtures fmt clippy clean
+.PHONY: all build setup-demo setup-test test test-native test-wasm test-e2e web demo demo-model study bench quant-report fuzz fixtures fmt clippy clean
 
 all: build
 
 build:
-	cargo build --release
+	$(TIMED) "native release build (the CLI)" cargo build --release
+
+setup-demo:
+	@tools/setup.sh demo
+
+setup-test:
+	@tools/setup.sh test
 
 # Tests run in release: the flex CPU backend is ~100x slower unoptimised.
-test: test-native test-e2e
+test: setup-test test-native test-e2e
 
 test-native:
-	cargo test --release
+	$(TIMED) "native tests (cargo test --release)" cargo test --release
 
 # The library must keep compiling for the browser.
 test-wasm:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	cargo build --profile wasm --lib --target wasm32-unknown-unknown
+	$(TIMED) "wasm build (profile wasm: size-optimised, fat LTO)" cargo build --profile wasm --lib --target wasm32-unknown-unknown
 
 # pkg/: the wasm-bindgen output (ES module + .wasm + TypeScript types), usable by other web apps;
-# www/: the static site (any file server can serve it), with pkg/ copied in.
-WASM := target/wasm32-unknown-unknown/wasm/deltaenergy.wasm
-web: build test-wasm
-	tools/web/ensure-wasm-bindgen.sh
-	# The name section only serves debuggers; dropping it saves ~5 MB of the ~20 MB.
-	wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir pkg $(WASM)
-	rm -rf www/pkg && mkdir -p www/pkg && cp pkg/deltaenergy.js pkg/deltaenergy_bg.wasm pkg/*.d.ts www/pkg/
-	tools/web/prepare-site.sh $(BIN) $(DATA)
-	@echo "wasm: $$(stat -c %s pkg/deltaenergy_bg.wasm) bytes raw, $$(gzip -9 -c pkg/deltaenergy_bg.wasm | wc -c) gzip -9"
+# www/: the static site (any file server can serve it), with pkg/ copied in and the committed
+# demo model as its default. Builds no native code (tools/web/build.sh).
+web: setup-demo
+	@tools/web/build.sh
 
 PORT ?= 8080
 E2E := tests/e2e
 # The page in Debian's headless Chromium, on WebGPU (SwiftShader) and on the CPU, compared with
 # the CLI on the same bundle and images.
-test-e2e: web
-	cd $(E2E) && npm ci --no-audit --no-fund
+test-e2e: build web
 	$(BIN) score --json --model www/models/default.bundle www/samples/cat.jpg www/samples/blotchy.jpg \
 	  | node $(E2E)/expected.mjs > $(E2E)/expected.json
 	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg \
-	  E2E_EXPECTED=$(E2E)/expected.json node $(E2E)/run.mjs
+	  E2E_EXPECTED=$(E2E)/expected.json $(TIMED) "browser tests (Chromium: WebGPU, then CPU)" node $(E2E)/run.mjs
 
 # The page's default model is the committed demo model (www/models/cifar-clip.q8.bundle).
 demo: web
-	$(BIN) score --model www/models/default.bundle www/samples/cat.jpg www/samples/blotchy.jpg www/samples/banded.jpg www/samples/digit-7.png
 	@echo "serving the page on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
 	node $(E2E)/server.mjs --port $(PORT) --root www
 

@@ -1,4 +1,4 @@
-//! ΔEnergy and the baseline OOD scores, on cosine similarities (`../shared/docs/METHOD.md`).
+//! ΔEnergy and the baseline OOD scores, on cosine similarities (`docs/METHOD.md`).
 //!
 //! Every score is "higher = more in-distribution". Arithmetic is in f64 with the maximum
 //! subtracted inside every log-sum-exp, so τ = 0.01 on cosines never overflows.

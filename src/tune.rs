@@ -1,5 +1,5 @@
 //! Prompt tuning: CoOp context vectors learned with the EBM objective of
-//! `../shared/docs/METHOD.md` (λ = 0 is plain CoOp).
+//! `docs/METHOD.md` (λ = 0 is plain CoOp).
 //!
 //! Both towers are frozen. Image features are computed once by the caller and passed in as unit
 //! rows; each step runs the text tower on the prompts `[SOT] ctx <class>. [EOT]` and

@@ -7,7 +7,7 @@ mod common;
 use burn::tensor::Device;
 use common::*;
 use deltaenergy::bundle::{Bundle, BundleWriter, Header, Provenance, Section, StoredDtype};
-use deltaenergy::convert::{compress_merges, convert, ConvertOptions, Quant};
+use deltaenergy::convert::{convert, ConvertOptions, Quant};
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::loader::{load_hf_dir, SafetensorsSource};
 use deltaenergy::prompt::Prompt;
@@ -15,10 +15,6 @@ use deltaenergy::{ClipConfig, Error};
 
 const NAME: &str = "tiny-quickgelu-p8";
 const CLASSES: [&str; 5] = ["airplane", "cat", "dog", "frog", "truck"];
-
-fn merges_gz() -> Vec<u8> {
-    compress_merges(&std::fs::read(data_dir().join("clip-tokenizer/merges.txt")).unwrap()).unwrap()
-}
 
 fn config(name: &str) -> ClipConfig {
     ClipConfig::from_json(&std::fs::read_to_string(model_dir(name).join("config.json")).unwrap())

@@ -58,6 +58,7 @@ fn assert_clean_failure(out: &Output, expect_in_stderr: &str) {
 
 #[test]
 fn tokenize_json_matches_transformers() {
+    let _data = data_or_skip!();
     let r = reference(NAME);
     let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
     let mut args = vec!["tokenize", "--json"];
@@ -85,9 +86,10 @@ fn tokenize_json_matches_transformers() {
 /// normalise, model) is checked against transformers; inputs come out in argument order.
 #[test]
 fn embed_in_argument_order_matches_transformers() {
+    let data = data_or_skip!();
     let r = reference(NAME);
     let png = png_image(&r);
-    let image = data_dir().join(&png.source);
+    let image = data.join(&png.source);
     let model = model_dir(NAME);
     let out = run_cli(&[
         "embed",
@@ -126,9 +128,10 @@ fn embed_in_argument_order_matches_transformers() {
 /// checked against cosines of transformers' own features.
 #[test]
 fn score_json_contract_and_values() {
+    let data = data_or_skip!();
     let r = reference(NAME);
     let png = png_image(&r);
-    let image = data_dir().join(&png.source);
+    let image = data.join(&png.source);
     // Comma-free reference texts, so they survive the comma-separated class list.
     let classes = [&r.texts[0], &r.texts[1], &r.texts[3]];
     let joined = classes
@@ -202,13 +205,14 @@ fn score_json_contract_and_values() {
 
 #[test]
 fn bad_input_fails_cleanly() {
+    let data = data_or_skip!();
     let model = model_dir(NAME);
     let m = model.to_str().unwrap();
     let tmp = std::env::temp_dir().join(format!("deltaenergy-cli-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let not_image = tmp.join("notes.jpg");
     std::fs::write(&not_image, b"this is not an image").unwrap();
-    let good = data_dir().join(&reference(NAME).images[0].source);
+    let good = data.join(&reference(NAME).images[0].source);
 
     assert_clean_failure(
         &run_cli(&["embed", "--model", "/nonexistent/model", "--text", "x"]),
@@ -301,6 +305,7 @@ fn bad_input_fails_cleanly() {
 /// convert → inspect → score/embed with the bundle, as a user would.
 #[test]
 fn convert_inspect_and_use_a_bundle() {
+    let data = data_or_skip!();
     let tmp = std::env::temp_dir().join(format!("deltaenergy-cli-bundle-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let model = model_dir(NAME);
@@ -343,7 +348,7 @@ fn convert_inspect_and_use_a_bundle() {
 
     // Classes, τ and threshold come from the bundle.
     let r = reference(NAME);
-    let png = data_dir().join(&png_image(&r).source);
+    let png = data.join(&png_image(&r).source);
     let lines = json_lines(&run_cli(&[
         "score",
         "--json",

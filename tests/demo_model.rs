@@ -79,8 +79,7 @@ const DTD_FLAGGED: f64 = 0.25;
 const MNIST_FLAGGED: f64 = 0.33;
 
 fn demo() -> Vec<u8> {
-    std::fs::read(root().join("www/models/cifar-clip.q8.bundle"))
-        .expect("the demo model is committed (make demo-model rebuilds it)")
+    demo_bundle()
 }
 
 #[test]
@@ -99,9 +98,9 @@ fn carries_classes_context_threshold_and_fits_a_page() {
 
 #[test]
 fn labels_cifar_photos_and_flags_textures_and_digits() {
+    let data = data_or_skip!();
     let bytes = demo();
     let b = Bundle::parse(&bytes).unwrap();
-    let data = data_dir();
     // None of these was used for training, tuning or calibration.
     let mut paths = Vec::new();
     let mut truth = Vec::new();

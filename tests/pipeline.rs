@@ -39,7 +39,7 @@ fn link_classes(from: &Path, to: &Path, classes: &[&str], skip: usize, n: usize)
 fn train_convert_tune_eval() {
     let tmp = std::env::temp_dir().join(format!("deltaenergy-pipeline-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let data = data_dir();
+    let data = data_or_skip!();
     let classes = ["airplane", "cat", "ship"];
     link_classes(
         &data.join("cifar10/train"),
@@ -253,6 +253,7 @@ fn train_convert_tune_eval() {
 
 #[test]
 fn bad_inputs_to_the_new_commands() {
+    let _data = data_or_skip!();
     let tmp = std::env::temp_dir().join(format!("deltaenergy-pipeline-bad-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(tmp.join("empty")).unwrap();

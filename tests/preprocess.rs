@@ -10,6 +10,8 @@
 //! Inputs taken from the data dir (`DELTAENERGY_DATA`, default `../shared/data`) are skipped,
 //! with a note, when that directory is absent and the variable is not set.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -77,24 +79,13 @@ fn manifest() -> Manifest {
     serde_json::from_str(&text).expect("manifest.json")
 }
 
-/// `None` when the default data dir is missing (a checkout without the shared data).
-fn data_dir() -> Option<PathBuf> {
-    match std::env::var_os("DELTAENERGY_DATA") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            let dir = repo().join("../shared/data");
-            dir.is_dir().then_some(dir)
-        }
-    }
-}
-
 fn source_bytes(entry: &Entry) -> Option<Vec<u8>> {
     let path = if let Some(rel) = entry.source.strip_prefix("data:") {
-        match data_dir() {
+        match common::data() {
             Some(dir) => dir.join(rel),
             None => {
                 eprintln!(
-                    "skipping {}: no data dir (set DELTAENERGY_DATA)",
+                    "skipping {}: no data set (see tests/README.md)",
                     entry.name
                 );
                 return None;

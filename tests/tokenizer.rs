@@ -3,7 +3,9 @@
 //! exactly the same ids, whether the vocabulary comes from `vocab.json` + `merges.txt` or from
 //! OpenAI's `bpe_simple_vocab_16e6.txt.gz`.
 
-use std::path::PathBuf;
+mod common;
+
+use std::path::{Path, PathBuf};
 
 use deltaenergy::tokenizer::{ClipTokenizer, TokenizerError, CONTEXT_LENGTH, EOT, SOT};
 use serde::Deserialize;
@@ -14,12 +16,6 @@ struct Case {
     ids: Vec<u32>,
 }
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("DELTAENERGY_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
-}
-
 fn read(path: PathBuf) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
@@ -28,21 +24,21 @@ fn read_text(path: PathBuf) -> String {
     String::from_utf8(read(path)).expect("UTF-8")
 }
 
-fn hf_files() -> (String, String) {
-    let dir = data_dir().join("clip-tokenizer");
+fn hf_files(data: &Path) -> (String, String) {
+    let dir = data.join("clip-tokenizer");
     (
         read_text(dir.join("vocab.json")),
         read_text(dir.join("merges.txt")),
     )
 }
 
-fn from_hf_files() -> ClipTokenizer {
-    let (vocab, merges) = hf_files();
+fn from_hf_files(data: &Path) -> ClipTokenizer {
+    let (vocab, merges) = hf_files(data);
     ClipTokenizer::from_vocab_merges(&vocab, &merges).expect("the HF files load")
 }
 
-fn openai_gz() -> Vec<u8> {
-    read(data_dir().join("clip-bpe/bpe_simple_vocab_16e6.txt.gz"))
+fn openai_gz(data: &Path) -> Vec<u8> {
+    read(data.join("clip-bpe/bpe_simple_vocab_16e6.txt.gz"))
 }
 
 fn cases() -> Vec<Case> {
@@ -81,25 +77,35 @@ fn check_all(tok: &ClipTokenizer, source: &str) {
 
 #[test]
 fn matches_hf_on_every_case() {
-    check_all(&from_hf_files(), "vocab.json + merges.txt");
+    let data = data_or_skip!();
+    check_all(&from_hf_files(&data), "vocab.json + merges.txt");
 }
 
 #[test]
 fn openai_gz_matches_hf_on_every_case() {
+    let data = data_or_skip!();
     check_all(
-        &ClipTokenizer::from_bpe_gz(&openai_gz()).expect("the gz loads"),
+        &ClipTokenizer::from_bpe_gz(&openai_gz(&data)).expect("the gz loads"),
         "bpe_simple_vocab_16e6.txt.gz",
     );
 }
 
+/// The tokenizer a bundle carries (the merges only; the vocabulary is derived from them), here
+/// the committed demo bundle's: the one check of token ids that needs no data set.
+#[test]
+fn a_bundles_tokenizer_matches_hf_on_every_case() {
+    check_all(&common::clip_tokenizer(), "the demo bundle's merges");
+}
+
 #[test]
 fn openai_gz_builds_the_same_vocabulary() {
-    let hf = from_hf_files();
-    let openai = ClipTokenizer::from_bpe_gz(&openai_gz()).unwrap();
+    let data = data_or_skip!();
+    let hf = from_hf_files(&data);
+    let openai = ClipTokenizer::from_bpe_gz(&openai_gz(&data)).unwrap();
     assert_eq!(hf.vocab_size(), 49408);
     assert_eq!(openai.vocab_size(), hf.vocab_size());
     let vocab: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&hf_files().0).unwrap();
+        serde_json::from_str(&hf_files(&data).0).unwrap();
     for (token, id) in &vocab {
         let id = id.as_u64().unwrap() as u32;
         assert_eq!(openai.token_id(token), Some(id), "token {token:?}");
@@ -111,7 +117,7 @@ fn openai_gz_builds_the_same_vocabulary() {
 
 #[test]
 fn truncation_and_decoding() {
-    let tok = from_hf_files();
+    let tok = common::clip_tokenizer();
     let long = "a photo of a cat. ".repeat(30);
     let ids = tok.encode(&long);
     assert_eq!(ids.len(), CONTEXT_LENGTH);
@@ -129,14 +135,15 @@ fn truncation_and_decoding() {
 
 #[test]
 fn malformed_inputs_are_errors_not_panics() {
-    let gz = openai_gz();
+    let data = data_or_skip!();
+    let gz = openai_gz(&data);
     for cut in [0, 10, gz.len() / 2, gz.len() - 1] {
         match ClipTokenizer::from_bpe_gz(&gz[..cut]) {
             Err(TokenizerError::BadGzip(_)) => {}
             other => panic!("gz cut at {cut}: {:?}", other.map(|_| "loaded")),
         }
     }
-    let (vocab, merges) = hf_files();
+    let (vocab, merges) = hf_files(&data);
     for bad in [
         "[\"a\", \"b\"]",
         "\"vocab\"",

@@ -13,12 +13,7 @@ use deltaenergy::{ClipConfig, Error};
 use image::RgbImage;
 
 fn tokenizer() -> ClipTokenizer {
-    let dir = data_dir().join("clip-tokenizer");
-    ClipTokenizer::from_vocab_merges(
-        &std::fs::read_to_string(dir.join("vocab.json")).unwrap(),
-        &std::fs::read_to_string(dir.join("merges.txt")).unwrap(),
-    )
-    .unwrap()
+    clip_tokenizer()
 }
 
 fn config() -> ClipConfig {

@@ -7,7 +7,6 @@ use burn::tensor::{Tensor, TensorData};
 use common::*;
 use deltaenergy::device::{cpu, read_f32};
 use deltaenergy::loader::load_hf_dir;
-use deltaenergy::tokenizer::ClipTokenizer;
 use deltaenergy::tune::{ebm_loss, feature_mask, tune, EbmParams, MaskRule, TuneOptions};
 
 fn unit(v: &[f64]) -> Vec<f64> {
@@ -205,12 +204,7 @@ fn bad_batches_are_errors() {
 #[test]
 fn tuning_a_fixture_model_lowers_the_loss_and_moves_the_context() {
     let model = load_hf_dir(&model_dir("tiny-quickgelu-p8"), &cpu()).unwrap();
-    let tok_dir = data_dir().join("clip-tokenizer");
-    let tok = ClipTokenizer::from_vocab_merges(
-        &std::fs::read_to_string(tok_dir.join("vocab.json")).unwrap(),
-        &std::fs::read_to_string(tok_dir.join("merges.txt")).unwrap(),
-    )
-    .unwrap();
+    let tok = clip_tokenizer();
     let classes: Vec<String> = ["cat", "dog", "ship"].map(String::from).to_vec();
     // Three separable clusters of unit features around random class centres.
     let dim = model.config.projection_dim;

@@ -17,13 +17,45 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("DELTAENERGY_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"))
+/// The data set (tests/README.md says what it holds and where it comes from):
+/// `$DELTAENERGY_DATA`, else `../shared/data` beside the clone. `None` when it is absent at the
+/// default path, so a clone with nothing beside it still runs every test that does not need it;
+/// a `$DELTAENERGY_DATA` that is set must exist (CI sets it, so CI never skips).
+pub fn data() -> Option<PathBuf> {
+    match std::env::var_os("DELTAENERGY_DATA") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.is_dir(),
+                "DELTAENERGY_DATA={} is not a directory (see tests/README.md)",
+                dir.display()
+            );
+            Some(dir)
+        }
+        None => {
+            let dir = root().join("../shared/data");
+            dir.is_dir().then_some(dir)
+        }
+    }
 }
 
-/// Runs the `deltaenergy` binary with the shared tokenizer as its default.
+/// The data set, or a return from the calling test with a line saying why it did not run.
+#[macro_export]
+macro_rules! data_or_skip {
+    () => {
+        match common::data() {
+            Some(dir) => dir,
+            None => {
+                eprintln!(
+                    "skipped: needs the data set (../shared/data or $DELTAENERGY_DATA; see tests/README.md)"
+                );
+                return;
+            }
+        }
+    };
+}
+
+/// Runs the `deltaenergy` binary with the data set's tokenizer as its default (when there is one).
 pub fn run_cli(args: &[&str]) -> std::process::Output {
     run_cli_env(args, &[])
 }
@@ -31,8 +63,10 @@ pub fn run_cli(args: &[&str]) -> std::process::Output {
 /// [`run_cli`] with extra environment variables.
 pub fn run_cli_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_deltaenergy"));
-    cmd.args(args)
-        .env("DELTAENERGY_TOKENIZER", data_dir().join("clip-tokenizer"));
+    cmd.args(args);
+    if let Some(data) = data() {
+        cmd.env("DELTAENERGY_TOKENIZER", data.join("clip-tokenizer"));
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -128,4 +162,24 @@ macro_rules! on_every_backend {
             }
         }
     };
+}
+
+/// The committed demo model (`www/models/cifar-clip.q8.bundle`).
+pub fn demo_bundle() -> Vec<u8> {
+    std::fs::read(root().join("www/models/cifar-clip.q8.bundle"))
+        .expect("the demo model is committed (make demo-model rebuilds it)")
+}
+
+/// The real CLIP merges, gzipped as bundles store them, from the committed demo bundle, so that
+/// the library's tests need no data set for a tokenizer (tests/tokenizer.rs checks the
+/// tokenizer itself against the data set's files and Hugging Face's ids).
+pub fn merges_gz() -> Vec<u8> {
+    let bytes = demo_bundle();
+    let bundle = deltaenergy::bundle::Bundle::parse(&bytes).unwrap();
+    bundle.bytes(bundle.header.tokenizer).to_vec()
+}
+
+/// CLIP's tokenizer (see [`merges_gz`]).
+pub fn clip_tokenizer() -> deltaenergy::tokenizer::ClipTokenizer {
+    deltaenergy::tokenizer::ClipTokenizer::from_bpe_gz(&merges_gz()).unwrap()
 }

@@ -210,7 +210,14 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     const { url } = await startServer(opts);
     console.log(`serving ${opts.root} at ${url} (Ctrl-C to stop)`);
   } catch (e) {
-    console.error(`error: ${e.message}`);
+    if (e.code === 'EADDRINUSE') {
+      console.error(`error: port ${e.port} is already in use (another server, or an earlier "make demo" still running); ` +
+        `stop it, or pick another port: PORT=9000 make demo`);
+    } else if (e.code === 'EACCES') {
+      console.error(`error: not allowed to listen on port ${e.port} (ports below 1024 need root); try PORT=8080 make demo`);
+    } else {
+      console.error(`error: ${e.message}`);
+    }
     process.exit(1);
   }
 }
