@@ -84,10 +84,7 @@ fn source_bytes(entry: &Entry) -> Option<Vec<u8>> {
         match common::data() {
             Some(dir) => dir.join(rel),
             None => {
-                eprintln!(
-                    "skipping {}: no data set (see tests/README.md)",
-                    entry.name
-                );
+                common::say_skipped(&format!("the image {}", entry.name));
                 return None;
             }
         }

@@ -46,13 +46,21 @@ macro_rules! data_or_skip {
         match common::data() {
             Some(dir) => dir,
             None => {
-                eprintln!(
-                    "skipped: needs the data set (../shared/data or $DELTAENERGY_DATA; see tests/README.md)"
-                );
+                common::say_skipped(concat!("the test at ", file!(), ":", line!()));
                 return;
             }
         }
     };
+}
+
+/// Says on the terminal that a test did not run. Written to stderr directly, because the test
+/// harness captures `eprintln!` and shows it only for failures.
+pub fn say_skipped(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {test} needs the data set (../shared/data or $DELTAENERGY_DATA; see tests/README.md)"
+    );
 }
 
 /// Runs the `deltaenergy` binary with the data set's tokenizer as its default (when there is one).
