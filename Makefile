@@ -17,7 +17,7 @@ endif
 BIN := target/release/deltaenergy
 TIMED := tools/timed
 
-.PHONY: all build setup-demo setup-test test test-native test-wasm test-e2e web demo demo-model study bench quant-report fuzz fixtures fmt clippy clean
+.PHONY: all build setup-demo setup-test lint test test-native test-wasm test-e2e web package demo demo-model study bench quant-report fuzz fixtures fmt clippy clean
 
 all: build
 
@@ -31,7 +31,14 @@ setup-test:
 	@tools/setup.sh test
 
 # Tests run in release: the flex CPU backend is ~100x slower unoptimised.
-test: setup-test test-native test-e2e
+test: setup-test lint test-native test-e2e
+
+# Formatting and lints hold the line (warnings are errors).
+lint:
+	$(TIMED) "cargo fmt --check" cargo fmt --check
+	$(TIMED) "cargo clippy (all targets, warnings are errors)" cargo clippy --release --all-targets -- -D warnings
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	$(TIMED) "cargo clippy (the wasm build, web.rs)" cargo clippy --profile wasm --lib --target wasm32-unknown-unknown -- -D warnings
 
 test-native:
 	$(TIMED) "native tests (cargo test --release)" cargo test --release
@@ -47,15 +54,28 @@ test-wasm:
 web: setup-demo
 	@tools/web/build.sh
 
+# pkg/ as an npm package: the JavaScript checked against its JSDoc types, which tsc emits as
+# pkg/types/*.d.ts, then `npm pack` (target/package/deltaenergy-VERSION.tgz).
+TSC := tools/web/node_modules/.bin/tsc
+PACKAGE = target/package/deltaenergy-$(shell node -p "require('./pkg/package.json').version").tgz
+package: web
+	@test -x $(TSC) || (cd tools/web && npm ci --no-audit --no-fund --loglevel=error)
+	rm -rf pkg/types
+	$(TIMED) "tsc: check pkg/ and emit its types" bash -c "$(TSC) -p pkg/tsconfig.json && $(TSC) -p pkg/tsconfig.worker.json"
+	mkdir -p target/package && cd pkg && npm pack --silent --pack-destination ../target/package
+
 PORT ?= 8080
 E2E := tests/e2e
 # The page in Debian's headless Chromium, on WebGPU (SwiftShader) and on the CPU, compared with
 # the CLI on the same bundle and images.
-test-e2e: build web
+# Then the packed package in a plain app of its own (examples/basic).
+test-e2e: build package
 	$(BIN) score --json --model www/models/default.bundle www/samples/cat.jpg www/samples/blotchy.jpg \
 	  | node $(E2E)/expected.mjs > $(E2E)/expected.json
 	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg \
 	  E2E_EXPECTED=$(E2E)/expected.json $(TIMED) "browser tests (Chromium: WebGPU, then CPU)" node $(E2E)/run.mjs
+	$(TIMED) "the packed package in examples/basic (Chromium)" \
+	  node $(E2E)/example.mjs $(PACKAGE) www/samples/cat.jpg $(E2E)/expected.json
 
 # The page's default model is the committed demo model (www/models/cifar-clip.q8.bundle).
 demo: web
@@ -126,7 +146,7 @@ fmt:
 	cargo fmt
 
 clippy:
-	cargo clippy --release --all-targets
+	cargo clippy --release --all-targets -- -D warnings
 
 clean:
 	cargo clean

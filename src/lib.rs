@@ -1,40 +1,34 @@
 //! ΔEnergy: out-of-distribution scoring for CLIP, on WebGPU in the browser and natively.
 //!
-//! The crate is organised the way the data flows: [`tokenizer`] and [`preprocess`] turn text and
-//! images into tensors, [`model`] is CLIP as burn modules (built by [`loader`] from Hugging Face
-//! weights), [`score`] turns cosine similarities into ΔEnergy and its baselines, and [`metrics`]
-//! evaluates scores. See ARCHITECTURE.md for the design and its constraints.
+//! The folders follow the data: [`clip`] is the model (config, tokenizer, image preprocessing,
+//! the burn modules and their loader, prompts), [`bundle`] the one-file format a scorer ships in
+//! (with quantization, conversion from Hugging Face weights and export back to them), [`ood`]
+//! the scores and their evaluation (plain f64 arithmetic, no burn), and [`train`] training and
+//! prompt tuning (native only). [`web`] is the browser's API. See ARCHITECTURE.md.
+//!
+//! Every module is also reachable at the crate root (`deltaenergy::score`,
+//! `deltaenergy::tokenizer`, …), the paths the CLI and the tests use.
 
 pub mod bundle;
-pub mod classify;
-pub mod config;
-#[cfg(not(target_family = "wasm"))]
-pub mod convert;
-#[cfg(not(target_family = "wasm"))]
-pub mod dataset;
+pub mod clip;
 pub mod device;
-pub mod embed;
 pub mod error;
-pub mod eval;
-#[cfg(not(target_family = "wasm"))]
-pub mod export;
-pub mod loader;
-pub mod metrics;
-pub mod model;
-#[cfg(not(target_family = "wasm"))]
-pub mod outliers;
-pub mod preprocess;
-pub mod prompt;
-pub mod quant;
-pub mod score;
-pub mod tokenizer;
+pub mod ood;
+pub mod rng;
 #[cfg(not(target_family = "wasm"))]
 pub mod train;
-#[cfg(not(target_family = "wasm"))]
-pub mod tune;
 #[cfg(target_family = "wasm")]
 pub mod web;
+
+pub use bundle::quant;
+#[cfg(not(target_family = "wasm"))]
+pub use bundle::{convert, export};
+pub use clip::{config, embed, loader, model, preprocess, prompt, tokenizer};
+pub use ood::{classify, eval, metrics, score};
+#[cfg(not(target_family = "wasm"))]
+pub use train::{dataset, outliers, tune};
 
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{Error, Result};
 pub use model::Clip;
+pub use score::ScoreKind;

@@ -1,4 +1,5 @@
-//! `deltaenergy`: the native command line (tokenize, embed, score, bench).
+//! `deltaenergy`: the native command line (tokenize, embed, score, bench, convert, inspect,
+//! compare, train, tune, eval); each subcommand lives in `cli/`.
 //!
 //! Contract: results go to stdout (one JSON line per input with `--json`), errors to stderr with
 //! a non-zero exit, and no input makes it panic.

@@ -1,25 +1,27 @@
 //! The browser API (the only `#[wasm_bindgen]` surface): load a bundle from bytes, pick WebGPU
-//! or the CPU, set classes, classify images. Every tensor read is asynchronous — a blocking
-//! read panics on wasm+wgpu and deadlocks in a Worker.
+//! or the CPU, set classes and the threshold, classify images, judge scores. The package in
+//! `pkg/` runs it in a worker; its keys are camelCase throughout. Every tensor read is
+//! asynchronous: a blocking read panics on wasm+wgpu and deadlocks in a Worker.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::bundle::{hex, Bundle, Header};
-use crate::classify::classify;
+use crate::bundle::{hex, Bundle, Header, Provenance};
+use crate::classify::{classify, Classification};
 use crate::device::{read_f32_async, rows};
+use crate::embed::clean_classes;
 use crate::model::Clip;
 use crate::preprocess::{preprocess_bytes, preprocess_rgb, rgba_to_rgb};
 use crate::prompt::Prompt;
-use crate::score::{cosine_similarities, ScoreParams};
+use crate::score::{cosine_similarities, ScoreKind, ScoreParams, Scores, Threshold};
 use crate::tokenizer::ClipTokenizer;
 
 /// A JavaScript `Error` whose `name` says what kind of failure it is (see [`crate::Error::kind`]),
-/// so the page can branch on `e.name === "DeviceError"` rather than on message text.
+/// so callers branch on `e.name === "DeviceError"` rather than on message text.
 fn js(e: impl Into<crate::Error>) -> JsValue {
     let e: crate::Error = e.into();
     let err = js_sys::Error::new(&e.to_string());
@@ -41,9 +43,18 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
         .map_err(|e| JsError::new(&e.to_string()).into())
 }
 
+/// Why the model runs where it runs: a code, a sentence for people, the raw text behind it.
+#[derive(Clone, Serialize)]
+struct DeviceReason {
+    code: &'static str,
+    message: String,
+    detail: String,
+}
+
 thread_local! {
     /// burn refuses a second wgpu initialisation, so the first outcome is kept for the page's
     /// lifetime (a failure too: the next load goes straight to the CPU with the same reason).
+    /// Ok holds the adapter's description, Err the raw error.
     static WGPU: RefCell<Option<Result<(Device, String), String>>> = const { RefCell::new(None) };
 }
 
@@ -60,12 +71,7 @@ async fn webgpu() -> Result<(Device, String), String> {
                 .filter(|s| !s.is_empty())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let why = if name.is_empty() {
-                "WebGPU adapter".to_string()
-            } else {
-                format!("WebGPU adapter: {name}")
-            };
-            Ok((device, why))
+            Ok((device, name))
         }
         Err(e) => Err(format!("{e:?}")),
     };
@@ -73,26 +79,47 @@ async fn webgpu() -> Result<(Device, String), String> {
     outcome
 }
 
-/// The device for "auto", "webgpu" or "cpu", with the reason for the choice.
-async fn pick_device(requested: &str) -> Result<(Device, &'static str, String), JsValue> {
+/// The device for "auto", "webgpu" or "cpu", and why.
+async fn pick_device(requested: &str) -> Result<(Device, &'static str, DeviceReason), JsValue> {
+    let reason = |code, message: &str, detail: String| DeviceReason {
+        code,
+        message: message.to_string(),
+        detail,
+    };
     match requested {
-        "cpu" => Ok((crate::device::cpu(), "cpu", "CPU backend requested".into())),
+        "cpu" => Ok((
+            crate::device::cpu(),
+            "cpu",
+            reason("requested", "The CPU was asked for.", String::new()),
+        )),
         "webgpu" => match webgpu().await {
-            Ok((d, why)) => Ok((d, "webgpu", why)),
+            Ok((d, adapter)) => Ok((
+                d,
+                "webgpu",
+                reason("requested", "WebGPU was asked for.", adapter),
+            )),
             Err(e) => Err(js(crate::Error::Device(format!(
-                "WebGPU is not available: {e}"
+                "this browser offers no WebGPU adapter ({e})"
             )))),
         },
         "auto" | "" => match webgpu().await {
-            Ok((d, why)) => Ok((d, "webgpu", why)),
+            Ok((d, adapter)) => Ok((
+                d,
+                "webgpu",
+                reason("webgpu", "The browser offers WebGPU, so the GPU runs the model.", adapter),
+            )),
             Err(e) => Ok((
                 crate::device::cpu(),
                 "cpu",
-                format!("no WebGPU adapter ({e}); using the CPU"),
+                reason(
+                    "no-webgpu",
+                    "This browser offers no WebGPU adapter, so the CPU runs the model (slower, same results).",
+                    e,
+                ),
             )),
         },
         other => Err(js(crate::Error::Input(format!(
-            "unknown backend `{other}` (auto, webgpu or cpu)"
+            "unknown device `{other}` (auto, webgpu or cpu)"
         )))),
     }
 }
@@ -106,9 +133,10 @@ struct State {
     /// Normalised text features of `classes`.
     text: Vec<Vec<f32>>,
     params: ScoreParams,
-    threshold: Option<f64>,
-    backend: &'static str,
-    reason: String,
+    /// The threshold in force: the bundle's, or one set since (its `tpr` then unknown).
+    threshold: Option<(Threshold, bool)>,
+    device: &'static str,
+    reason: DeviceReason,
     bytes: usize,
     sha256: String,
 }
@@ -121,37 +149,125 @@ async fn text_features(
 ) -> Result<Vec<Vec<f32>>, JsValue> {
     let dim = model.config.projection_dim;
     let t = model.encode_classes(tok, classes, prompt).map_err(js)?;
-    Ok(rows(read_f32_async(t).await.map_err(js)?, dim))
+    let mut rows = rows(read_f32_async(t).await.map_err(js)?, dim);
+    rows.iter_mut().for_each(|r| crate::embed::l2_normalise(r));
+    Ok(rows)
 }
 
-/// A loaded bundle, ready to classify.
-#[wasm_bindgen]
-pub struct Scorer {
-    state: Rc<RefCell<State>>,
+// ------------------------------------------------------------------ what crosses to JavaScript
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsThreshold<'a> {
+    score: &'static str,
+    value: f64,
+    tpr: Option<f64>,
+    calibration: &'a str,
+}
+
+impl<'a> JsThreshold<'a> {
+    fn of(t: &'a Threshold, calibrated: bool) -> Self {
+        JsThreshold {
+            score: t.score.camel(),
+            value: t.value,
+            tpr: calibrated.then_some(t.tpr),
+            calibration: &t.calibration,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsScoreSettings {
+    tau: f64,
+    c: usize,
+    crop_value: f64,
+    mcm_tau: f64,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Info<'a> {
     classes: &'a [String],
+    bundle_classes: &'a [String],
     template: &'a str,
     has_context: bool,
-    threshold: Option<crate::bundle::Threshold>,
-    score: ScoreParams,
+    threshold: Option<JsThreshold<'a>>,
+    bundle_threshold: Option<JsThreshold<'a>>,
+    score_settings: JsScoreSettings,
     quant: &'a str,
     image_size: usize,
-    provenance: &'a crate::bundle::Provenance,
+    provenance: &'a Provenance,
     bytes: usize,
     sha256: &'a str,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Timings {
+    decode_ms: f64,
+    image_ms: f64,
+    score_ms: f64,
+    total_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    #[serde(flatten)]
+    result: Classification,
+    threshold: Option<JsThreshold<'a>>,
+    timings: Timings,
+}
+
+/// Scores as JavaScript holds them (`result.scores`), for `judge`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsScores {
+    delta_energy: f64,
+    energy: f64,
+    mcm: f64,
+    max_logit: f64,
+}
+
+fn info(s: &State) -> Result<JsValue, JsValue> {
+    to_js(&Info {
+        classes: &s.classes,
+        bundle_classes: &s.header.classes,
+        template: &s.header.template,
+        has_context: s.header.context.is_some(),
+        threshold: s.threshold.as_ref().map(|(t, c)| JsThreshold::of(t, *c)),
+        bundle_threshold: s
+            .header
+            .threshold
+            .as_ref()
+            .map(|t| JsThreshold::of(t, true)),
+        score_settings: JsScoreSettings {
+            tau: s.params.tau,
+            c: s.params.c,
+            crop_value: s.params.crop_value,
+            mcm_tau: s.params.mcm_tau,
+        },
+        quant: &s.header.quant,
+        image_size: s.model.image_size(),
+        provenance: &s.header.provenance,
+        bytes: s.bytes,
+        sha256: &s.sha256,
+    })
+}
+
+/// A loaded bundle, ready to classify. The package's `createScorer` is the friendlier way in.
+#[wasm_bindgen]
+pub struct Scorer {
+    state: Rc<RefCell<State>>,
+}
+
 #[wasm_bindgen]
 impl Scorer {
-    /// Parses and verifies a bundle, builds the model on the chosen backend ("auto" tries WebGPU
+    /// Parses and verifies a bundle, builds the model on the chosen device ("auto" tries WebGPU
     /// and falls back to the CPU) and prepares the text features of its classes.
-    pub async fn load(bytes: Vec<u8>, backend: String) -> Result<Scorer, JsValue> {
+    pub async fn load(bytes: Vec<u8>, device: String) -> Result<Scorer, JsValue> {
         console_error_panic_hook::set_once();
-        let (device, backend, reason) = pick_device(&backend).await?;
+        let (device, name, reason) = pick_device(&device).await?;
         let bundle = Bundle::parse(&bytes).map_err(js)?;
         let model = bundle.model(&device).map_err(js)?;
         let tokenizer = bundle.tokenizer().map_err(js)?;
@@ -161,29 +277,24 @@ impl Scorer {
         let text = match bundle.text_features() {
             Some(f) => f,
             None if classes.is_empty() => Vec::new(),
-            None => normalised(text_features(&model, &tokenizer, &classes, &prompt).await?),
+            None => text_features(&model, &tokenizer, &classes, &prompt).await?,
         };
         let sha256 = hex(&bundle.sha256);
-        let threshold = header
-            .threshold
-            .as_ref()
-            .filter(|t| t.score == "delta_energy")
-            .map(|t| t.value);
         gloo::console::log!(format!(
-            "deltaenergy: {} bundle loaded on {backend} ({reason})",
-            header.quant
+            "deltaenergy: {} bundle loaded on {name} ({})",
+            header.quant, reason.message
         ));
         Ok(Scorer {
             state: Rc::new(RefCell::new(State {
                 model,
                 tokenizer,
                 params: header.score,
+                threshold: header.threshold.clone().map(|t| (t, true)),
                 header,
                 classes,
                 prompt,
                 text,
-                threshold,
-                backend,
+                device: name,
                 reason,
                 bytes: bytes.len(),
                 sha256,
@@ -193,60 +304,96 @@ impl Scorer {
 
     /// "webgpu" or "cpu": what actually runs.
     #[wasm_bindgen(getter)]
-    pub fn backend(&self) -> String {
-        self.state.borrow().backend.to_string()
+    pub fn device(&self) -> String {
+        self.state.borrow().device.to_string()
     }
 
-    #[wasm_bindgen(getter, js_name = backendReason)]
-    pub fn backend_reason(&self) -> String {
-        self.state.borrow().reason.clone()
+    /// `{code, message, detail}`: why it runs there.
+    #[wasm_bindgen(getter, js_name = deviceReason)]
+    pub fn device_reason(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.state.borrow().reason)
     }
 
+    /// The model's description (see the package's `ModelInfo`).
     pub fn info(&self) -> Result<JsValue, JsValue> {
-        let s = self.state.borrow();
-        to_js(&Info {
-            classes: &s.classes,
-            template: &s.header.template,
-            has_context: s.header.context.is_some(),
-            threshold: s.header.threshold.clone(),
-            score: s.params,
-            quant: &s.header.quant,
-            image_size: s.model.image_size(),
-            provenance: &s.header.provenance,
-            bytes: s.bytes,
-            sha256: &s.sha256,
-        })
+        info(&self.state.borrow())
     }
 
-    /// Replaces the class list; text features are recomputed here with the bundle's prompt
-    /// (its learned context, if any). Resolves to nothing; rejects on an empty list.
+    /// Replaces the class list. Each item may hold several names separated by commas or new
+    /// lines; blanks and repeats are dropped (`embed::clean_classes`, as the command line).
+    /// Text features are computed with the bundle's prompt (its learned context, if any).
+    /// Resolves to the new info; rejects on an empty list, keeping the old one.
     #[wasm_bindgen(js_name = setClasses)]
     pub fn set_classes(&self, classes: Vec<String>) -> js_sys::Promise {
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let classes: Vec<String> = classes
-                .iter()
-                .map(|c| c.trim().to_string())
-                .filter(|c| !c.is_empty())
-                .collect();
-            if classes.is_empty() {
-                return Err(js(crate::Error::Input("the class list is empty".into())));
-            }
+            let classes = clean_classes(&classes).map_err(js)?;
             let (model, tok, prompt) = {
                 let s = state.borrow();
                 (s.model.clone(), s.tokenizer.clone(), s.prompt.clone())
             };
-            let text = normalised(text_features(&model, &tok, &classes, &prompt).await?);
+            let text = text_features(&model, &tok, &classes, &prompt).await?;
             let mut s = state.borrow_mut();
             s.classes = classes;
             s.text = text;
-            Ok(JsValue::UNDEFINED)
+            info(&s)
         })
     }
 
+    /// Sets the threshold's value on the score it applies to (the bundle's, else ΔEnergy);
+    /// `undefined` returns to the bundle's own threshold.
     #[wasm_bindgen(js_name = setThreshold)]
-    pub fn set_threshold(&self, value: f64) {
-        self.state.borrow_mut().threshold = value.is_finite().then_some(value);
+    pub fn set_threshold(&self, value: Option<f64>) -> Result<(), JsValue> {
+        let mut s = self.state.borrow_mut();
+        s.threshold = match value {
+            None => s.header.threshold.clone().map(|t| (t, true)),
+            Some(v) if !v.is_finite() => {
+                return Err(js(crate::Error::Input(format!(
+                    "the threshold must be a finite number, got {v}"
+                ))))
+            }
+            Some(value) => {
+                let score = s
+                    .threshold
+                    .as_ref()
+                    .map_or(ScoreKind::DeltaEnergy, |(t, _)| t.score);
+                let t = Threshold {
+                    score,
+                    value,
+                    tpr: f64::NAN,
+                    calibration: "set in the page".into(),
+                };
+                Some((t, false))
+            }
+        };
+        Ok(())
+    }
+
+    /// The verdicts of the threshold in force on scores computed before (`result.scores`
+    /// objects): true = OOD, null = no threshold. The page re-flags its results with this.
+    pub fn judge(&self, scores: JsValue) -> Result<JsValue, JsValue> {
+        let scores: Vec<JsScores> = serde_wasm_bindgen::from_value(scores).map_err(|e| {
+            js(crate::Error::Input(format!(
+                "judge: not a list of scores: {e}"
+            )))
+        })?;
+        let s = self.state.borrow();
+        let verdicts: Vec<Option<bool>> = scores
+            .iter()
+            .map(|j| {
+                let sc = Scores {
+                    delta_energy: j.delta_energy,
+                    energy: j.energy,
+                    mcm: j.mcm,
+                    max_logit: j.max_logit,
+                    label: 0,
+                    cropped: Vec::new(),
+                    energy_cropped: 0.0,
+                };
+                s.threshold.as_ref().map(|(t, _)| t.is_ood(&sc))
+            })
+            .collect();
+        to_js(&verdicts)
     }
 
     /// Runs the image tower once so shaders compile now, not on the first real image.
@@ -296,27 +443,6 @@ impl Scorer {
     }
 }
 
-fn normalised(mut rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-    rows.iter_mut().for_each(|r| crate::embed::l2_normalise(r));
-    rows
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Timings {
-    decode_ms: f64,
-    image_ms: f64,
-    score_ms: f64,
-    total_ms: f64,
-}
-
-#[derive(Serialize)]
-struct Output {
-    #[serde(flatten)]
-    result: crate::classify::Classification,
-    timings: Timings,
-}
-
 async fn run(
     state: Rc<RefCell<State>>,
     pixels: Vec<f32>,
@@ -336,10 +462,19 @@ async fn run(
     let t2 = now_ms();
     let s = state.borrow();
     let sims = cosine_similarities(&[features], &s.text).remove(0);
-    let result = classify(sims, &s.classes, &s.params, s.threshold, top_k).map_err(js)?;
+    let threshold = s.threshold.as_ref();
+    let result = classify(
+        sims,
+        &s.classes,
+        &s.params,
+        threshold.map(|(t, _)| t),
+        top_k,
+    )
+    .map_err(js)?;
     let t3 = now_ms();
     to_js(&Output {
         result,
+        threshold: threshold.map(|(t, c)| JsThreshold::of(t, *c)),
         timings: Timings {
             decode_ms: t1 - t0,
             image_ms: t2 - t1,

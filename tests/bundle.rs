@@ -178,10 +178,9 @@ fn bundle_carries_classes_settings_and_features() {
     }
 }
 
-/// A learned context equal to the token embeddings of "a photo of a" reproduces the template.
-#[test]
-fn context_prompt_matches_template_when_context_is_the_template() {
-    let device = deltaenergy::device::cpu();
+/// A learned context equal to the token embeddings of "a photo of a" reproduces the template,
+/// on every backend: the page runs learned-context bundles on WebGPU.
+fn context_prompt_matches_template_when_context_is_the_template(device: Device) {
     let model = load_hf_dir(&model_dir(NAME), &device).unwrap();
     let tok = deltaenergy::tokenizer::ClipTokenizer::from_bpe_gz(&merges_gz()).unwrap();
     let ids = tok.encode_tokens("a photo of a");
@@ -197,20 +196,28 @@ fn context_prompt_matches_template_when_context_is_the_template() {
     let b = Bundle::parse(&bytes).unwrap();
     assert!(matches!(b.prompt(), Prompt::Context { n_ctx: 4, .. }));
     let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
-    let templated = rows(
-        read_f32(
-            model
-                .encode_classes(&tok, &classes, &Prompt::Template("a photo of a {}.".into()))
-                .unwrap(),
+    let features = |m: &deltaenergy::Clip, prompt: &Prompt| {
+        rows(
+            read_f32(m.encode_classes(&tok, &classes, prompt).unwrap()).unwrap(),
+            16,
         )
-        .unwrap(),
-        16,
-    );
-    for (stored, t) in b.text_features().unwrap().iter().zip(&templated) {
-        let (cos, max) = compare(stored, t);
-        assert!(cos > 0.999999 && max < 1e-5, "{cos} {max}");
+    };
+    let templated = features(&model, &Prompt::Template("a photo of a {}.".into()));
+    // The context spliced in on this device, from the bundle's own model.
+    let spliced = features(&b.model(&device).unwrap(), &b.prompt());
+    let stored = b.text_features().unwrap();
+    for ((s, c), t) in stored.iter().zip(&spliced).zip(&templated) {
+        for (what, got) in [("stored", s), ("spliced", c)] {
+            let (cos, max) = compare(got, t);
+            assert!(cos > 0.999999 && max < 1e-5, "{what}: {cos} {max}");
+        }
     }
 }
+
+on_every_backend!(
+    learned_context,
+    context_prompt_matches_template_when_context_is_the_template
+);
 
 // ---- damage -------------------------------------------------------------------------------
 

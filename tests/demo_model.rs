@@ -4,10 +4,11 @@
 
 mod common;
 
+use burn::tensor::Device;
 use common::*;
 use deltaenergy::bundle::Bundle;
 use deltaenergy::classify::classify;
-use deltaenergy::device::{cpu, read_f32, rows};
+use deltaenergy::device::{read_f32, rows};
 use deltaenergy::embed::l2_normalise;
 use deltaenergy::preprocess::preprocess_bytes;
 use deltaenergy::score::cosine_similarities;
@@ -41,8 +42,8 @@ struct Verdicts {
     ood: Vec<bool>,
 }
 
-fn judge(bundle: &Bundle, paths: &[std::path::PathBuf]) -> Verdicts {
-    let model = bundle.model(&cpu()).unwrap();
+fn judge(bundle: &Bundle, paths: &[std::path::PathBuf], device: &Device) -> Verdicts {
+    let model = bundle.model(device).unwrap();
     let cfg = model.preprocess_config();
     let pixels: Vec<Vec<f32>> = paths
         .iter()
@@ -54,7 +55,7 @@ fn judge(bundle: &Bundle, paths: &[std::path::PathBuf]) -> Verdicts {
     );
     feats.iter_mut().for_each(|f| l2_normalise(f));
     let text = bundle.text_features().expect("precomputed text features");
-    let threshold = bundle.header.threshold.as_ref().map(|t| t.value);
+    let threshold = bundle.header.threshold.as_ref();
     let classes: Vec<String> = bundle.header.classes.clone();
     let mut out = Verdicts {
         labels: Vec::new(),
@@ -92,12 +93,15 @@ fn carries_classes_context_threshold_and_fits_a_page() {
     let ctx = b.header.context.as_ref().expect("EBM context vectors");
     assert_eq!(ctx.n_ctx, 4);
     let t = b.header.threshold.as_ref().expect("a calibrated threshold");
-    assert_eq!((t.score.as_str(), t.tpr), ("delta_energy", 0.95));
+    assert_eq!(
+        (t.score, t.tpr),
+        (deltaenergy::ScoreKind::DeltaEnergy, 0.95)
+    );
     assert!(t.value.is_finite());
 }
 
-#[test]
-fn labels_cifar_photos_and_flags_textures_and_digits() {
+/// On every backend: the page runs this bundle on WebGPU and on the CPU.
+fn labels_cifar_photos_and_flags_textures_and_digits(device: Device) {
     let data = data_or_skip!();
     let bytes = demo();
     let b = Bundle::parse(&bytes).unwrap();
@@ -118,7 +122,7 @@ fn labels_cifar_photos_and_flags_textures_and_digits() {
     for d in 0..10 {
         paths.extend(files(&data.join("mnist-test").join(d.to_string()), 5));
     }
-    let v = judge(&b, &paths);
+    let v = judge(&b, &paths, &device);
     let share = |flags: &[bool], want: bool| {
         flags.iter().filter(|o| **o == want).count() as f64 / flags.len() as f64
     };
@@ -134,7 +138,7 @@ fn labels_cifar_photos_and_flags_textures_and_digits() {
     let dtd_flagged = share(dtd_ood, true);
     let mnist_flagged = share(mnist_ood, true);
     println!(
-        "demo model: CIFAR-10 test top-1 {acc:.3}, ID kept {id_kept:.3}, DTD flagged {dtd_flagged:.3}, \
+        "demo model on {device:?}: CIFAR-10 test top-1 {acc:.3}, ID kept {id_kept:.3}, DTD flagged {dtd_flagged:.3}, \
          MNIST flagged {mnist_flagged:.3}"
     );
     assert!(acc >= ACC, "top-1 {acc}");
@@ -145,3 +149,8 @@ fn labels_cifar_photos_and_flags_textures_and_digits() {
         "MNIST flagged {mnist_flagged}"
     );
 }
+
+on_every_backend!(
+    on_unseen_images,
+    labels_cifar_photos_and_flags_textures_and_digits
+);

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use deltaenergy::device::cpu;
 use deltaenergy::export::HfTensors;
-use deltaenergy::loader::RandomSource;
+use deltaenergy::rng::Rng;
 use deltaenergy::tokenizer::ClipTokenizer;
 use deltaenergy::train::{train, train_from, TrainData, TrainOptions};
 use deltaenergy::{ClipConfig, Error};
@@ -25,7 +25,7 @@ fn config() -> ClipConfig {
 
 /// Seeded noise images whose mean colour depends on the class, so there is something to learn.
 fn images(n: usize) -> (Vec<RgbImage>, Vec<usize>) {
-    let mut rng = RandomSource::new(11);
+    let mut rng = Rng::new(11);
     let mut imgs = Vec::new();
     let mut labels = Vec::new();
     for i in 0..n {

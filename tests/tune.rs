@@ -208,7 +208,7 @@ fn tuning_a_fixture_model_lowers_the_loss_and_moves_the_context() {
     let classes: Vec<String> = ["cat", "dog", "ship"].map(String::from).to_vec();
     // Three separable clusters of unit features around random class centres.
     let dim = model.config.projection_dim;
-    let mut rng = deltaenergy::loader::RandomSource::new(3);
+    let mut rng = deltaenergy::rng::Rng::new(3);
     let centres: Vec<Vec<f32>> = (0..3)
         .map(|_| (0..dim).map(|_| rng.normal()).collect())
         .collect();

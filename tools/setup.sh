@@ -5,8 +5,8 @@
 #   tools/setup.sh demo   Node.js 20.15+ and the wasm32 target (tools/web/build.sh installs the
 #                         pinned wasm-bindgen-cli beside the wasm build)
 #   tools/setup.sh test   the same, wasm-bindgen-cli, Chromium and Mesa's lavapipe (Debian
-#                         packages) and the browser tests' npm packages; reports whether the
-#                         data set is there
+#                         packages), rustfmt and clippy, and the npm packages of the browser
+#                         tests and of the package's build; reports whether the data set is there
 #
 # Every step prints what it did and how long it took. Nothing here downloads a browser or a
 # driver from anywhere but Debian's own packages and npm's registry.
@@ -46,6 +46,13 @@ fi
 [ "$what" = demo ] && exit 0
 [ "$what" = test ] || stop "unknown mode '$what' (demo or test)"
 
+step "rustfmt and clippy"
+if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+  done_step "already installed"
+else
+  rustup component add rustfmt clippy
+  done_step "installed"
+fi
 step "wasm-bindgen-cli (the version Cargo.lock pins)"
 tools/web/ensure-wasm-bindgen.sh
 done_step "wasm-bindgen $(wasm-bindgen --version | awk '{print $2}')"
@@ -89,16 +96,17 @@ else
   done_step "found $chromium and a Vulkan driver"
 fi
 
-# --- npm packages of the browser tests (playwright-core only; it drives the installed Chromium)
-step "npm packages of the browser tests (tests/e2e)"
-lock=tests/e2e/package-lock.json
-stamp=tests/e2e/node_modules/.package-lock.json
-if [ -f "$stamp" ] && [ "$stamp" -nt "$lock" ]; then
-  done_step "already installed"
-else
-  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
-  done_step "installed"
-fi
+# --- npm packages: the browser tests' (playwright-core, which drives the installed Chromium)
+# and the package's build tools (TypeScript, which checks pkg/ and emits its types)
+for dir in tests/e2e tools/web; do
+  step "npm packages of $dir"
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    done_step "already installed"
+  else
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    done_step "installed"
+  fi
+done
 
 # --- the data set: tests that need it skip (saying so) when it is absent
 step "the data set (DELTAENERGY_DATA, default ../shared/data)"

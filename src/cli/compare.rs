@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use deltaenergy::dataset::{image_files, spread};
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::embed::parse_classes;
 use deltaenergy::prompt::Prompt;
@@ -34,39 +35,6 @@ pub struct CompareArgs {
     pub inputs: Vec<PathBuf>,
 }
 
-fn images_in(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| Error::Io {
-            path: dir.display().to_string(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            images_in(&p, out)?;
-        } else if matches!(
-            p.extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase)
-                .as_deref(),
-            Some("jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp")
-        ) {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
-/// Spreads `n` picks evenly over a sorted list, so class folders are all represented.
-fn spread(all: Vec<PathBuf>, n: usize) -> Vec<PathBuf> {
-    if all.len() <= n {
-        return all;
-    }
-    (0..n).map(|i| all[i * all.len() / n].clone()).collect()
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -76,9 +44,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
     let mut paths = Vec::new();
     for input in &args.inputs {
         if input.is_dir() {
-            let mut all = Vec::new();
-            images_in(input, &mut all)?;
-            paths.extend(spread(all, args.per_dir));
+            paths.extend(spread(&image_files(input)?, Some(args.per_dir)));
         } else {
             paths.push(input.clone());
         }

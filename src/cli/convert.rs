@@ -7,7 +7,7 @@ use deltaenergy::bundle::{hex, Bundle, Threshold};
 use deltaenergy::convert::{compress_merges, convert, ConvertOptions, Quant};
 use deltaenergy::embed::parse_classes;
 use deltaenergy::loader::{Init, RandomSource, SafetensorsSource, WeightSource};
-use deltaenergy::score::{temperature, ScoreParams};
+use deltaenergy::score::{temperature, ScoreKind, ScoreParams};
 use deltaenergy::{device, ClipConfig, Error, Result};
 
 use super::model_source::{portable_path, read_file, tokenizer_path, write_file};
@@ -50,8 +50,9 @@ pub struct ConvertArgs {
     /// OOD threshold on `--threshold-score` (images scoring below it are flagged OOD).
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
+    /// The score the threshold applies to: delta_energy, energy, mcm or max_logit.
     #[arg(long, default_value = "delta_energy")]
-    pub threshold_score: String,
+    pub threshold_score: ScoreKind,
     /// How the threshold was calibrated (free text, kept in the bundle).
     #[arg(long, default_value = "given on the command line")]
     pub threshold_note: String,
@@ -132,7 +133,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             mcm_tau: args.mcm_tau,
         },
         threshold: args.threshold.map(|value| Threshold {
-            score: args.threshold_score.clone(),
+            score: args.threshold_score,
             value,
             tpr: 0.95,
             calibration: args.threshold_note.clone(),

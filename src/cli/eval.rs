@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use deltaenergy::dataset::{class_features, image_files, ClassFolders};
-use deltaenergy::eval::{evaluate, histogram_svg, score_table, Labelled, SCORE_NAMES};
-use deltaenergy::score::cosine_similarities;
+use deltaenergy::dataset::{class_features, image_files, spread, ClassFolders};
+use deltaenergy::eval::{evaluate, histogram_svg, score_table, Labelled};
+use deltaenergy::score::{cosine_similarities, ScoreKind};
 use deltaenergy::{Error, Result};
 
-use super::features::{features, CacheArgs};
+use super::features::{decoded_features, CacheArgs};
 use super::model_source::{load, write_file};
 use super::{ModelArgs, ScoreSettings};
 
@@ -59,12 +59,6 @@ fn set_name(dir: &Path, taken: &[String]) -> String {
     name
 }
 
-/// `limit` items at evenly spaced positions of `v` (all of it without a limit).
-fn limited<T: Clone>(v: &[T], limit: Option<usize>) -> Vec<T> {
-    let n = limit.unwrap_or(usize::MAX).min(v.len());
-    (0..n).map(|i| v[i * v.len() / n].clone()).collect()
-}
-
 /// Images of labelled class folders, a limit per class.
 fn labelled(
     dir: &Path,
@@ -87,7 +81,7 @@ fn labelled(
             .filter(|(_, l)| *l == k)
             .map(|(p, _)| p.clone())
             .collect();
-        for p in limited(&of, limit) {
+        for p in spread(&of, limit) {
             files.push(p);
             labels.push(label);
         }
@@ -110,26 +104,16 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
                    labels: Option<&[usize]>,
                    label: &str|
      -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
-        let rows = features(
+        let d = decoded_features(
             model,
             &loaded.vision_digest,
             files,
+            labels,
             batch,
             cache.as_deref(),
             label,
         )?;
-        let mut feats = Vec::new();
-        let mut kept = Vec::new();
-        for (i, r) in rows.into_iter().enumerate() {
-            if let Some(r) = r {
-                feats.push(r);
-                kept.push(labels.map_or(0, |l| l[i]));
-            }
-        }
-        if feats.is_empty() {
-            return Err(Error::Input(format!("{label}: no image could be read")));
-        }
-        Ok((cosine_similarities(&feats, &text), kept))
+        Ok((cosine_similarities(&d.features, &text), d.labels))
     };
 
     let (id_files, id_labels) = labelled(&args.id, &classes, args.limit)?;
@@ -145,7 +129,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let mut ood = Vec::new();
     for dir in &args.ood {
         let name = set_name(dir, &names);
-        let files = limited(&image_files(dir)?, args.limit);
+        let files = spread(&image_files(dir)?, args.limit);
         let (sims, _) = sims_of(&files, None, &name)?;
         names.push(name.clone());
         ood.push((name, sims));
@@ -178,13 +162,20 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             .iter()
             .map(|(n, s)| Ok((n.clone(), score_table(s, &params)?)))
             .collect::<Result<_>>()?;
-        for (i, title) in [(0, "ΔEnergy"), (1, "energy (negative)")] {
+        for (i, kind) in [ScoreKind::DeltaEnergy, ScoreKind::Energy]
+            .into_iter()
+            .enumerate()
+        {
+            let title = match kind {
+                ScoreKind::Energy => "energy (negative)",
+                _ => kind.label(),
+            };
             let sets: Vec<(String, Vec<f64>)> = ood_scores
                 .iter()
                 .map(|(n, t)| (n.clone(), t[i].clone()))
                 .collect();
             let t = format!("{title}, τ = {:.4}, c = {}", params.tau, params.c);
-            let path = dir.join(format!("{}.svg", SCORE_NAMES[i]));
+            let path = dir.join(format!("{kind}.svg"));
             write_file(&path, histogram_svg(&t, &id_scores[i], &sets))?;
             eprintln!("wrote {}", path.display());
         }
@@ -211,31 +202,18 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             "{:<14} {:<18} {:>7} {:>7} {:>8} {:>8}",
             "score", "ood set", "AUROC", "FPR95", "AUPR-In", "AUPR-Out"
         );
-        for score in SCORE_NAMES {
-            for (name, m) in &report.scores[score] {
+        for score in ScoreKind::ALL {
+            for (name, m) in &report.scores[&score] {
                 println!(
-                    "{score:<14} {name:<18} {:>7.4} {:>7.4} {:>8.4} {:>8.4}",
-                    m.auroc, m.fpr95, m.aupr_in, m.aupr_out
+                    "{:<14} {name:<18} {:>7.4} {:>7.4} {:>8.4} {:>8.4}",
+                    score.name(),
+                    m.auroc,
+                    m.fpr95,
+                    m.aupr_in,
+                    m.aupr_out
                 );
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::limited;
-
-    #[test]
-    fn a_limit_samples_evenly() {
-        let v: Vec<usize> = (0..10).collect();
-        assert_eq!(limited(&v, Some(2)), [0, 5]);
-        assert_eq!(limited(&v, Some(4)), [0, 2, 5, 7]);
-        assert_eq!(limited(&v, Some(10)), v);
-        assert_eq!(limited(&v, Some(50)), v);
-        assert_eq!(limited(&v, None), v);
-        assert!(limited(&v, Some(0)).is_empty());
-        assert!(limited::<usize>(&[], Some(3)).is_empty());
-    }
 }

@@ -169,3 +169,37 @@ pub fn features(
     }
     Ok(rows)
 }
+
+/// Features of the images that decoded, with their labels (`labels[i]` belongs to `files[i]`;
+/// none given: all 0). The images that did not decode were reported by [`features`] and are
+/// left out; none decoding at all is an error.
+pub struct Decoded {
+    pub features: Vec<Vec<f32>>,
+    pub labels: Vec<usize>,
+}
+
+pub fn decoded_features(
+    model: &Clip,
+    vision: &[u8; 32],
+    files: &[PathBuf],
+    labels: Option<&[usize]>,
+    batch: usize,
+    cache: Option<&Path>,
+    label: &str,
+) -> Result<Decoded> {
+    let rows = features(model, vision, files, batch, cache, label)?;
+    let mut out = Decoded {
+        features: Vec::new(),
+        labels: Vec::new(),
+    };
+    for (i, r) in rows.into_iter().enumerate() {
+        if let Some(r) = r {
+            out.features.push(r);
+            out.labels.push(labels.map_or(0, |l| l[i]));
+        }
+    }
+    if out.features.is_empty() {
+        return Err(Error::Input(format!("{label}: no image could be read")));
+    }
+    Ok(out)
+}

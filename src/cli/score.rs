@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::embed::parse_classes;
-use deltaenergy::score::{cosine_similarities, scores, Scores};
+use deltaenergy::score::{cosine_similarities, scores};
 use deltaenergy::{Error, Result};
 
 use super::{model_source, ModelArgs, ScoreSettings};
@@ -27,16 +27,6 @@ pub struct ScoreArgs {
     pub json: bool,
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-}
-
-fn threshold_score(name: &str, r: &Scores) -> Option<f64> {
-    match name {
-        "delta_energy" => Some(r.delta_energy),
-        "energy" => Some(r.energy),
-        "mcm" => Some(r.mcm),
-        "max_logit" => Some(r.max_logit),
-        _ => None,
-    }
 }
 
 pub fn run(args: ScoreArgs) -> Result<ExitCode> {
@@ -85,9 +75,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         for ((path, _), s) in batch.iter().zip(sims) {
             let r = scores(&s, &params)?;
             let label = &classes[r.label];
-            let ood = threshold
-                .as_ref()
-                .and_then(|t| threshold_score(&t.score, &r).map(|v| v < t.value));
+            let ood = threshold.as_ref().map(|t| t.is_ood(&r));
             if args.json {
                 let mut line = serde_json::json!({
                     "image": path.display().to_string(),

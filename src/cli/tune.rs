@@ -4,16 +4,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use deltaenergy::bundle::{Bundle, BundleSource, Threshold};
-use deltaenergy::convert::{convert, ConvertOptions, Quant};
+use deltaenergy::bundle::Bundle;
+use deltaenergy::convert::{now, rebundle, Rebundle};
 use deltaenergy::dataset::{class_features, ClassFolders};
-use deltaenergy::metrics::threshold_at_tpr;
+use deltaenergy::metrics::calibrate;
 use deltaenergy::prompt::Prompt;
-use deltaenergy::score::{cosine_similarities, delta_energy};
+use deltaenergy::score::{cosine_similarities, ScoreKind};
 use deltaenergy::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};
 
-use super::features::{features, CacheArgs};
+use super::features::{decoded_features, CacheArgs};
 use super::model_source::{own_temperature, portable_path, read_file, write_file};
 
 #[derive(clap::Args, Debug)]
@@ -83,20 +83,17 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
 
     let split = |n: usize, skip: usize, label: &str| -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
         let files = folders.take_per_class(n, skip);
-        let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-        let rows = features(&model, &vision, &paths, 64, cache.as_deref(), label)?;
-        let mut f = Vec::new();
-        let mut y = Vec::new();
-        for (r, (_, l)) in rows.into_iter().zip(&files) {
-            if let Some(r) = r {
-                f.push(r);
-                y.push(*l);
-            }
-        }
-        if f.is_empty() {
-            return Err(Error::Input(format!("{label}: no images")));
-        }
-        Ok((f, y))
+        let (paths, labels): (Vec<PathBuf>, Vec<usize>) = files.into_iter().unzip();
+        let d = decoded_features(
+            &model,
+            &vision,
+            &paths,
+            Some(&labels),
+            64,
+            cache.as_deref(),
+            label,
+        )?;
+        Ok((d.features, d.labels))
     };
     let (shots, shot_labels) = split(args.shots, 0, "shots")?;
     let (calib, calib_labels) = split(args.calibration, args.shots, "calibration")?;
@@ -149,39 +146,32 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     };
     let text = class_features(&model, &tok, &classes, &prompt)?;
     let sims = cosine_similarities(&calib, &text);
-    let score = bundle.header.score;
-    let de: Vec<f64> = sims
-        .iter()
-        .map(|s| delta_energy(s, &score))
-        .collect::<Result<_>>()?;
-    let threshold = threshold_at_tpr(&de, 0.95)?;
+    let note = format!(
+        "{} images of {} (per class: positions {}..{}, disjoint from the {} tuning shots)",
+        calib.len(),
+        portable_path(&args.train),
+        args.shots,
+        args.shots + args.calibration,
+        args.shots
+    );
+    let threshold = calibrate(
+        &sims,
+        &bundle.header.score,
+        ScoreKind::DeltaEnergy,
+        0.95,
+        note,
+    )?;
     let calib_acc = deltaenergy::eval::top1(&sims, &calib_labels)?;
     let shots_acc = deltaenergy::eval::top1(&cosine_similarities(&shots, &text), &shot_labels)?;
 
-    let quant: Quant = bundle.header.quant.parse()?;
     let mut tuned_from = bundle.header.provenance.source.clone();
     if tuned_from.is_empty() {
         tuned_from = portable_path(&args.model);
     }
-    let options = ConvertOptions {
-        quant,
+    let changes = Rebundle {
         classes: classes.clone(),
-        template: bundle.header.template.clone(),
         context: Some((context, args.n_ctx, opts.suffix.clone())),
-        score,
-        threshold: Some(Threshold {
-            score: "delta_energy".into(),
-            value: threshold,
-            tpr: 0.95,
-            calibration: format!(
-                "{} images of {} (per class: positions {}..{}, disjoint from the {} tuning shots)",
-                calib.len(),
-                portable_path(&args.train),
-                args.shots,
-                args.shots + args.calibration,
-                args.shots
-            ),
-        }),
+        threshold: Some(threshold.clone()),
         source: format!(
             "{tuned_from}; tuned: {} shots, n_ctx {}, λ {}, mask {}{}, τ {}, {} epochs, lr {}, seed {}",
             args.shots,
@@ -194,20 +184,9 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             args.lr,
             args.seed
         ),
-        text_features: true,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created: now(),
     };
-    let merges = bundle.bytes(bundle.header.tokenizer).to_vec();
-    let out = convert(
-        &bundle.header.config,
-        &mut BundleSource::new(&bundle),
-        merges,
-        &options,
-        &device,
-    )?;
+    let out = rebundle(&bundle, changes, &device)?;
     write_file(&args.out, &out)?;
     println!(
         "{}",
@@ -220,7 +199,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             "tau": tau,
             "shots_accuracy": shots_acc,
             "calibration_accuracy": calib_acc,
-            "threshold": threshold,
+            "threshold": threshold.value,
             "calibration_images": calib.len(),
         })
     );

@@ -168,10 +168,12 @@ async function readCard(page, name, timeout = STEP_TIMEOUT) {
     return { error: (await card.textContent()).trim() };
   }
   const label = (await card.locator('[data-testid=label]').textContent()).trim();
-  const de = Number((await card.locator('[data-testid=delta-energy]').textContent()).trim());
+  // The card shows ΔE to 3 decimals; the exact value is in data-value.
+  const de = Number(await card.locator('[data-testid=delta-energy]').getAttribute('data-value'));
+  const shown = (await card.locator('[data-testid=delta-energy]').textContent()).trim();
   const ood = (await card.locator('[data-testid=ood]').textContent()).trim();
   const top = await card.locator('ol li .top-name').allTextContents();
-  return { label, de, ood, top };
+  return { label, de, shown, ood, top };
 }
 
 function clearMessage(text) {
@@ -221,6 +223,17 @@ async function runBackend(which, server, expected) {
       return;
     }
 
+    await check('the page speaks to people (rounded numbers, plain sentences, raw text behind a disclosure)', async () => {
+      const visible = await page.evaluate(() => ({
+        info: document.getElementById('model-info').innerText,
+        reason: document.getElementById('backend-reason').innerText,
+      }));
+      assert(!/\d\.\d{6,}/.test(visible.info), `long numbers in the model panel: ${visible.info}`);
+      assert(!/\$DELTAENERGY|target\//.test(visible.info), `build paths in the model panel: ${visible.info}`);
+      assert(/^[A-Z][^{}]*\.( details)?$/.test(visible.reason.trim()), `the device reason is not a sentence: ${visible.reason}`);
+      return visible.reason.trim();
+    });
+
     await check(`backend is ${which}`, async () => {
       const b = (await page.locator('[data-testid=backend]').textContent()).trim();
       const why = (await page.locator('#backend-reason').textContent()).trim();
@@ -241,6 +254,7 @@ async function runBackend(which, server, expected) {
           const r = await readCard(page, name);
           assert(!r.error, r.error);
           assert(Number.isFinite(r.de), `ΔE is not a number`);
+          assert(r.shown === r.de.toFixed(3), `ΔE shown as "${r.shown}", not to 3 decimals of ${r.de}`);
           assert(/ood|in-distribution/.test(r.ood), `badge text "${r.ood}"`);
           scored.set(name, r);
           const want = expected?.get(name);
@@ -272,10 +286,15 @@ async function runBackend(which, server, expected) {
             s.dispatchEvent(new Event('input', { bubbles: true }));
           }, end);
         const badge = cardLocator(page, first).locator('[data-testid=ood]');
+        // The verdicts come back from the scorer's worker: wait for them.
+        const settle = async (re) => {
+          await badge.filter({ hasText: re }).waitFor({ timeout: 10_000 }).catch(() => {});
+          return (await badge.textContent()).trim();
+        };
         await setTo('max');
-        const high = (await badge.textContent()).trim();
+        const high = await settle(/\bood\b/);
         await setTo('min');
-        const low = (await badge.textContent()).trim();
+        const low = await settle(/in-distribution/);
         assert(/\bood\b/.test(high) && !/in-distribution/.test(high), `at the maximum: "${high}"`);
         assert(/in-distribution/.test(low), `at the minimum: "${low}"`);
         return `"${high}" / "${low}"`;
@@ -469,7 +488,7 @@ async function main() {
       assert(r.headers.get('cross-origin-opener-policy') === 'same-origin', 'COOP');
       assert(r.headers.get('cross-origin-embedder-policy') === 'require-corp', 'COEP');
       assert(/^text\/html/.test(r.headers.get('content-type')), 'HTML type');
-      const js = await fetch(new URL('worker.js', server.url));
+      const js = await fetch(new URL('pkg/worker.js', server.url));
       assert(/^text\/javascript/.test(js.headers.get('content-type')), 'JS type');
       const up = await fetch(new URL('/%2e%2e/Makefile', server.url));
       assert(up.status === 404, `traversal: ${up.status}`);

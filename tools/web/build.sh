@@ -38,7 +38,8 @@ fi
 # The name section only serves debuggers; dropping it saves ~5 MB of the ~20 MB.
 $timed "wasm-bindgen (pkg/)" wasm-bindgen --target web --remove-name-section --remove-producers-section \
   --out-dir pkg "$wasm"
-rm -rf www/pkg && mkdir -p www/pkg && cp pkg/deltaenergy.js pkg/deltaenergy_bg.wasm pkg/*.d.ts www/pkg/
+# The page is the package's first client: it imports pkg/index.js like any other app.
+rm -rf www/pkg && mkdir -p www/pkg && cp pkg/*.js pkg/deltaenergy*.d.ts pkg/deltaenergy_bg.wasm www/pkg/
 # The page's default model; replace www/models/default.bundle to serve another one.
 cp www/models/cifar-clip.q8.bundle www/models/default.bundle
 echo "wasm: $(stat -c %s pkg/deltaenergy_bg.wasm) bytes raw, $(gzip -9 -c pkg/deltaenergy_bg.wasm | wc -c) gzip -9"

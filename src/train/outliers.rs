@@ -20,7 +20,7 @@
 
 use image::{Rgb, RgbImage};
 
-use crate::loader::RandomSource;
+use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -32,20 +32,20 @@ pub enum Kind {
 
 pub const KINDS: [Kind; 4] = [Kind::Shuffled, Kind::DeadLeaves, Kind::Noise, Kind::Fractal];
 
-fn colour(rng: &mut RandomSource) -> [u8; 3] {
+fn colour(rng: &mut Rng) -> [u8; 3] {
     let b = rng.next_u64();
     [b as u8, (b >> 8) as u8, (b >> 16) as u8]
 }
 
 /// Below `n` (n > 0).
-fn below(rng: &mut RandomSource, n: u64) -> u64 {
+fn below(rng: &mut Rng, n: u64) -> u64 {
     rng.next_u64() % n
 }
 
 /// A square image of `size` pixels: one of the four families, chosen by `rng`, with `source`
 /// (a training image of the same size) as the material of `Shuffled`; half of them in grey, so
 /// the outliers span grey images as well as colour ones.
-pub fn synthesize(source: &RgbImage, size: u32, rng: &mut RandomSource) -> RgbImage {
+pub fn synthesize(source: &RgbImage, size: u32, rng: &mut Rng) -> RgbImage {
     let kind = KINDS[below(rng, KINDS.len() as u64) as usize];
     let img = make(kind, source, size, rng);
     if rng.next_u64() & 1 == 0 {
@@ -64,7 +64,7 @@ fn grey(img: &RgbImage) -> RgbImage {
     })
 }
 
-pub fn make(kind: Kind, source: &RgbImage, size: u32, rng: &mut RandomSource) -> RgbImage {
+pub fn make(kind: Kind, source: &RgbImage, size: u32, rng: &mut Rng) -> RgbImage {
     match kind {
         Kind::Shuffled => shuffled(source, size, rng),
         Kind::DeadLeaves => dead_leaves(size, rng),
@@ -73,7 +73,7 @@ pub fn make(kind: Kind, source: &RgbImage, size: u32, rng: &mut RandomSource) ->
     }
 }
 
-fn shuffled(source: &RgbImage, size: u32, rng: &mut RandomSource) -> RgbImage {
+fn shuffled(source: &RgbImage, size: u32, rng: &mut Rng) -> RgbImage {
     const GRID: u32 = 4;
     let tile = size / GRID;
     // A permutation of the tiles that moves every tile (a derangement by rejection): an identity
@@ -101,7 +101,7 @@ fn shuffled(source: &RgbImage, size: u32, rng: &mut RandomSource) -> RgbImage {
     out
 }
 
-fn dead_leaves(size: u32, rng: &mut RandomSource) -> RgbImage {
+fn dead_leaves(size: u32, rng: &mut Rng) -> RgbImage {
     let mut img = RgbImage::from_pixel(size, size, Rgb(colour(rng)));
     let shapes = 1 + below(rng, 30);
     let s = size as i64;
@@ -126,7 +126,7 @@ fn dead_leaves(size: u32, rng: &mut RandomSource) -> RgbImage {
     img
 }
 
-fn noise(size: u32, rng: &mut RandomSource) -> RgbImage {
+fn noise(size: u32, rng: &mut Rng) -> RgbImage {
     let grid = 2usize << below(rng, 4); // 2, 4, 8 or 16 cells a side
     let mean = colour(rng);
     let contrast = 20.0 + 80.0 * rng.uniform();
@@ -150,7 +150,7 @@ fn noise(size: u32, rng: &mut RandomSource) -> RgbImage {
     })
 }
 
-fn fractal(size: u32, rng: &mut RandomSource) -> RgbImage {
+fn fractal(size: u32, rng: &mut Rng) -> RgbImage {
     const POINTS: usize = 3000;
     // Affine maps x ↦ A x + b with A's entries uniform in ±1, scaled so its largest absolute
     // row sum is below 0.95: contractive, so the chaos game converges to an attractor.
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn shuffled_moves_every_tile_and_keeps_every_pixel() {
         let src = source();
-        let out = make(Kind::Shuffled, &src, 32, &mut RandomSource::new(1));
+        let out = make(Kind::Shuffled, &src, 32, &mut Rng::new(1));
         let mut a: Vec<_> = src.pixels().map(|p| p.0).collect();
         let mut b: Vec<_> = out.pixels().map(|p| p.0).collect();
         assert_ne!(a, b);
@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(grey(&img).get_pixel(1, 1).0, [76, 76, 76]);
         // Over many draws, both grey and colour outliers come out.
         let src = source();
-        let mut rng = RandomSource::new(2);
+        let mut rng = Rng::new(2);
         let greys = (0..40)
             .filter(|_| {
                 let o = synthesize(&src, 32, &mut rng);
@@ -238,9 +238,9 @@ mod tests {
     fn families_are_seeded_and_varied() {
         let src = source();
         for kind in KINDS {
-            let a = make(kind, &src, 32, &mut RandomSource::new(5));
-            let b = make(kind, &src, 32, &mut RandomSource::new(5));
-            let c = make(kind, &src, 32, &mut RandomSource::new(6));
+            let a = make(kind, &src, 32, &mut Rng::new(5));
+            let b = make(kind, &src, 32, &mut Rng::new(5));
+            let c = make(kind, &src, 32, &mut Rng::new(6));
             assert_eq!(a, b, "{kind:?} is seeded");
             assert_ne!(a, c, "{kind:?} varies with the seed");
             assert_eq!(a.dimensions(), (32, 32));

@@ -3,9 +3,98 @@
 //! Every score is "higher = more in-distribution". Arithmetic is in f64 with the maximum
 //! subtracted inside every log-sum-exp, so τ = 0.01 on cosines never overflows.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// The four scores, each "higher = more in-distribution". Their names are `delta_energy`,
+/// `energy`, `mcm` and `max_logit` on the command line, in bundles and in JSON reports, and
+/// [`ScoreKind::camel`] in the browser's API; parsing any other name is an error that lists these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreKind {
+    DeltaEnergy,
+    Energy,
+    Mcm,
+    MaxLogit,
+}
+
+impl ScoreKind {
+    /// In the order of reports and tables.
+    pub const ALL: [ScoreKind; 4] = [
+        ScoreKind::DeltaEnergy,
+        ScoreKind::Energy,
+        ScoreKind::Mcm,
+        ScoreKind::MaxLogit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoreKind::DeltaEnergy => "delta_energy",
+            ScoreKind::Energy => "energy",
+            ScoreKind::Mcm => "mcm",
+            ScoreKind::MaxLogit => "max_logit",
+        }
+    }
+
+    /// The name in the browser's API, whose keys are camelCase.
+    pub fn camel(self) -> &'static str {
+        match self {
+            ScoreKind::DeltaEnergy => "deltaEnergy",
+            ScoreKind::Energy => "energy",
+            ScoreKind::Mcm => "mcm",
+            ScoreKind::MaxLogit => "maxLogit",
+        }
+    }
+
+    /// As people read it in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScoreKind::DeltaEnergy => "ΔEnergy",
+            ScoreKind::Energy => "Energy",
+            ScoreKind::Mcm => "MCM",
+            ScoreKind::MaxLogit => "MaxLogit",
+        }
+    }
+
+    /// This score of an image.
+    pub fn of(self, s: &Scores) -> f64 {
+        match self {
+            ScoreKind::DeltaEnergy => s.delta_energy,
+            ScoreKind::Energy => s.energy,
+            ScoreKind::Mcm => s.mcm,
+            ScoreKind::MaxLogit => s.max_logit,
+        }
+    }
+
+    /// "higher = more in-distribution", so an image scoring below the threshold is OOD.
+    pub fn is_ood(self, s: &Scores, threshold: f64) -> bool {
+        self.of(s) < threshold
+    }
+}
+
+impl FromStr for ScoreKind {
+    type Err = Error;
+    /// The snake_case name, or the camelCase one of the browser's API.
+    fn from_str(s: &str) -> Result<Self> {
+        ScoreKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s || k.camel() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ScoreKind::ALL.iter().map(|k| k.name()).collect();
+                Error::Input(format!("unknown score `{s}` (known: {})", known.join(", ")))
+            })
+    }
+}
+
+impl fmt::Display for ScoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Parameters of the scores. `tau` is the temperature on cosines (CLIP's learned logit scale
 /// is 100, hence 0.01); `c` the number of top similarities cropped; `crop_value` what they are
@@ -60,6 +149,26 @@ impl ScoreParams {
             )));
         }
         Ok(())
+    }
+}
+
+/// The OOD threshold and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    /// The score it applies to (a bundle naming an unknown score is refused when read).
+    pub score: ScoreKind,
+    /// Images scoring at or above it are called in-distribution.
+    pub value: f64,
+    /// The fraction of calibration ID images it keeps (0.95).
+    pub tpr: f64,
+    /// How it was calibrated, e.g. "cifar10/train held-out, 1000 images".
+    pub calibration: String,
+}
+
+impl Threshold {
+    /// Whether an image with these scores is flagged out-of-distribution.
+    pub fn is_ood(&self, s: &Scores) -> bool {
+        self.score.is_ood(s, self.value)
     }
 }
 
@@ -305,6 +414,28 @@ mod tests {
                 assert!(v.is_finite(), "tau {tau}: {r:?}");
             }
         }
+    }
+
+    #[test]
+    fn score_names_parse_once_and_refuse_typos() {
+        for k in ScoreKind::ALL {
+            assert_eq!(k.name().parse::<ScoreKind>().unwrap(), k);
+            assert_eq!(k.camel().parse::<ScoreKind>().unwrap(), k);
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
+        }
+        let e = "delta-energy".parse::<ScoreKind>().unwrap_err().to_string();
+        assert!(
+            e.contains("delta-energy") && e.contains("delta_energy, energy, mcm, max_logit"),
+            "{e}"
+        );
+        assert!(serde_json::from_str::<ScoreKind>("\"delta-energy\"").is_err());
+        let s = scores(&ID, &Default::default()).unwrap();
+        assert_eq!(ScoreKind::Mcm.of(&s), s.mcm);
+        assert!(ScoreKind::DeltaEnergy.is_ood(&s, s.delta_energy + 1e-9));
+        assert!(!ScoreKind::DeltaEnergy.is_ood(&s, s.delta_energy));
     }
 
     #[test]

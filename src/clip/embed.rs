@@ -89,16 +89,30 @@ pub fn prompts(template: &str, classes: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Splits a comma-separated class list, trimming blanks; an empty result is an error.
+/// A class list typed as one string ("cat, dog" or one name per line): see [`clean_classes`].
 pub fn parse_classes(list: &str) -> Result<Vec<String>> {
-    let classes: Vec<String> = list
-        .split(',')
+    clean_classes(&[list])
+}
+
+/// Class names as a user gave them, cleaned the one way the page and the command line share:
+/// each item is split at commas and new lines, names are trimmed, blanks and repeats dropped
+/// (the first of equal names kept, order kept). An empty result is an error.
+pub fn clean_classes<S: AsRef<str>>(items: &[S]) -> Result<Vec<String>> {
+    let mut classes: Vec<String> = Vec::new();
+    for name in items
+        .iter()
+        .flat_map(|item| item.as_ref().split([',', '\n']))
         .map(str::trim)
         .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .collect();
+    {
+        if !classes.iter().any(|c| c == name) {
+            classes.push(name.to_string());
+        }
+    }
     if classes.is_empty() {
-        return Err(Error::Input("the class list is empty".into()));
+        return Err(Error::Input(
+            "the class list is empty: give at least one class name (separated by commas or new lines)".into(),
+        ));
     }
     Ok(classes)
 }
@@ -114,6 +128,12 @@ mod tests {
             ["cat", "dog", "bird"]
         );
         assert!(parse_classes(" , ,").is_err());
+        assert_eq!(
+            clean_classes(&["cat\n dog,cat", "", "bird, dog", "  big  cat "]).unwrap(),
+            ["cat", "dog", "bird", "big  cat"]
+        );
+        assert!(clean_classes(&["\n ,\r\n"]).is_err()); // Windows line ends trim away
+        assert!(clean_classes::<&str>(&[]).is_err());
         assert!(parse_classes("").is_err());
         let p = prompts("a photo of a {}.", &["cat".into(), "big dog".into()]).unwrap();
         assert_eq!(p, ["a photo of a cat.", "a photo of a big dog."]);

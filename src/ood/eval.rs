@@ -8,21 +8,15 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::metrics::{accuracy, ood_metrics, OodMetrics};
-use crate::score::{scores, top_indices, ScoreParams};
+use crate::score::{scores, top_indices, ScoreKind, ScoreParams};
 
-/// The four scores, in the order (and with the names) of the JSON report.
-pub const SCORE_NAMES: [&str; 4] = ["delta_energy", "energy", "mcm", "max_logit"];
-
-/// Each score of each image: `[score][image]`.
+/// Each score of each image: `[score][image]`, scores in [`ScoreKind::ALL`]'s order.
 pub fn score_table(similarities: &[Vec<f64>], p: &ScoreParams) -> Result<[Vec<f64>; 4]> {
     let mut out: [Vec<f64>; 4] = Default::default();
     for s in similarities {
         let sc = scores(s, p)?;
-        for (col, v) in out
-            .iter_mut()
-            .zip([sc.delta_energy, sc.energy, sc.mcm, sc.max_logit])
-        {
-            col.push(v);
+        for (col, kind) in out.iter_mut().zip(ScoreKind::ALL) {
+            col.push(kind.of(&sc));
         }
     }
     Ok(out)
@@ -38,8 +32,8 @@ pub fn top1(similarities: &[Vec<f64>], labels: &[usize]) -> Result<f64> {
 pub struct Report {
     pub id_accuracy: f64,
     pub covariate_accuracy: Option<f64>,
-    /// score name → OOD set name → metrics.
-    pub scores: BTreeMap<String, BTreeMap<String, OodMetrics>>,
+    /// score → OOD set name → metrics.
+    pub scores: BTreeMap<ScoreKind, BTreeMap<String, OodMetrics>>,
     /// The score settings these numbers were computed with.
     pub settings: ScoreParams,
 }
@@ -57,12 +51,12 @@ pub fn evaluate(
     p: &ScoreParams,
 ) -> Result<Report> {
     let id_scores = score_table(id.similarities, p)?;
-    let mut table: BTreeMap<String, BTreeMap<String, OodMetrics>> = BTreeMap::new();
+    let mut table: BTreeMap<ScoreKind, BTreeMap<String, OodMetrics>> = BTreeMap::new();
     for (name, sims) in ood {
         let ood_scores = score_table(sims, p)?;
-        for (i, score) in SCORE_NAMES.iter().enumerate() {
+        for (i, score) in ScoreKind::ALL.into_iter().enumerate() {
             table
-                .entry(score.to_string())
+                .entry(score)
                 .or_default()
                 .insert(name.clone(), ood_metrics(&id_scores[i], &ood_scores[i])?);
         }
@@ -196,7 +190,7 @@ mod tests {
         assert!((r.id_accuracy - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(r.covariate_accuracy, None);
         // MaxLogit (τ 1) = max s: ID 0.9, 0.8, 0.7 all above OOD 0.5, 0.55 → AUROC 1, FPR 0.
-        let m = r.scores["max_logit"]["flat"];
+        let m = r.scores[&ScoreKind::MaxLogit]["flat"];
         assert_eq!(
             (m.auroc, m.fpr95, m.aupr_in, m.aupr_out),
             (1.0, 0.0, 1.0, 1.0)

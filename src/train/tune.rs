@@ -12,8 +12,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::device::read_f32;
 use crate::embed::normalise_rows;
 use crate::error::{Error, Result};
-use crate::loader::RandomSource;
 use crate::model::Clip;
+use crate::rng::Rng;
 use crate::tokenizer::ClipTokenizer;
 
 /// Which image-feature elements the mask zeroes, by `P = f̂ ⊙ ĝ_c`.
@@ -245,7 +245,7 @@ pub fn initial_context(
             read_f32(model.text.embed_tokens(ids))
         }
         None => {
-            let mut rng = RandomSource::new(o.seed);
+            let mut rng = Rng::new(o.seed);
             Ok((0..o.n_ctx * width).map(|_| rng.normal() * 0.02).collect())
         }
     }
@@ -276,7 +276,7 @@ pub fn tune(
     let mut ctx = initial_context(model, tokenizer, o)?;
     let mut velocity = vec![0f32; ctx.len()];
     let device: Device = model.logit_scale.device().autodiff();
-    let mut rng = RandomSource::new(o.seed.wrapping_add(1));
+    let mut rng = Rng::new(o.seed.wrapping_add(1));
     let batches_per_epoch = features.len().div_ceil(o.batch);
     let total = batches_per_epoch * o.epochs;
     let mut step = 0;

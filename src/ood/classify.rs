@@ -5,7 +5,9 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::score::{scores, ScoreParams};
+use crate::score::{scores, ScoreParams, Threshold};
+
+// Serialised for the browser's API, whose keys are camelCase throughout.
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ranked {
@@ -14,6 +16,7 @@ pub struct Ranked {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ScoreSet {
     pub delta_energy: f64,
     pub energy: f64,
@@ -28,8 +31,7 @@ pub struct Classification {
     pub label_index: usize,
     pub top: Vec<Ranked>,
     pub scores: ScoreSet,
-    /// The ΔEnergy threshold in force, if any; `ood` is `delta_energy < threshold`.
-    pub threshold: Option<f64>,
+    /// Whether the threshold in force flags it (None without a threshold).
     pub ood: Option<bool>,
     pub similarities: Vec<f64>,
     pub cropped: Vec<f64>,
@@ -44,7 +46,7 @@ pub fn classify(
     similarities: Vec<f64>,
     classes: &[String],
     params: &ScoreParams,
-    threshold: Option<f64>,
+    threshold: Option<&Threshold>,
     top_k: usize,
 ) -> Result<Classification> {
     let r = scores(&similarities, params)?;
@@ -78,8 +80,7 @@ pub fn classify(
             mcm: r.mcm,
             max_logit: r.max_logit,
         },
-        threshold,
-        ood: threshold.map(|t| r.delta_energy < t),
+        ood: threshold.map(|t| t.is_ood(&r)),
         similarities,
         cropped: r.cropped,
         energy_before: r.energy,
@@ -92,6 +93,16 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::score::ScoreKind;
+
+    fn on(score: ScoreKind, value: f64) -> Threshold {
+        Threshold {
+            score,
+            value,
+            tpr: 0.95,
+            calibration: String::new(),
+        }
+    }
 
     #[test]
     fn verdict_from_the_worked_example() {
@@ -100,7 +111,7 @@ mod tests {
             vec![0.30, 0.22, 0.20, 0.18],
             &classes,
             &Default::default(),
-            Some(5.0),
+            Some(&on(ScoreKind::DeltaEnergy, 5.0)),
             3,
         )
         .unwrap();
@@ -117,11 +128,26 @@ mod tests {
             vec![0.23, 0.22, 0.21, 0.20],
             &classes,
             &Default::default(),
-            Some(5.0),
+            Some(&on(ScoreKind::DeltaEnergy, 5.0)),
             9,
         )
         .unwrap();
         assert_eq!((ood.ood, ood.top.len()), (Some(true), 4));
+        // A threshold on another score judges by that score: MCM of the flat case is ~0.26.
+        let mcm = |v| {
+            classify(
+                vec![0.23, 0.22, 0.21, 0.20],
+                &classes,
+                &Default::default(),
+                Some(&on(ScoreKind::Mcm, v)),
+                1,
+            )
+            .unwrap()
+            .ood
+        };
+        assert_eq!((mcm(0.2), mcm(0.3)), (Some(false), Some(true)));
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["scores"]["deltaEnergy"].is_number() && json["energyBefore"].is_number());
         let none = classify(vec![0.1], &classes[..1], &Default::default(), None, 5).unwrap();
         assert_eq!(none.ood, None);
         assert!(classify(vec![], &[], &Default::default(), None, 5).is_err());

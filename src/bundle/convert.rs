@@ -156,6 +156,50 @@ impl Default for ConvertOptions {
     }
 }
 
+/// What a new bundle made from an existing one changes; everything else (weights at their
+/// precision, tokenizer, template, score settings) is copied.
+pub struct Rebundle {
+    pub classes: Vec<String>,
+    /// Learned context `[n_ctx, text width]` and the prompt suffix after the class name.
+    pub context: Option<(Vec<f32>, usize, String)>,
+    pub threshold: Option<Threshold>,
+    /// Provenance: what the new bundle was made from, and how.
+    pub source: String,
+    pub created: u64,
+}
+
+/// A new bundle from `bundle` with `changes` (what `tune` writes): the weights are copied
+/// unchanged at their stored precision, the text features of the new classes precomputed.
+pub fn rebundle(bundle: &Bundle, changes: Rebundle, device: &Device) -> Result<Vec<u8>> {
+    let options = ConvertOptions {
+        quant: bundle.header.quant.parse()?,
+        classes: changes.classes,
+        template: bundle.header.template.clone(),
+        context: changes.context,
+        score: bundle.header.score,
+        threshold: changes.threshold,
+        source: changes.source,
+        text_features: true,
+        created: changes.created,
+    };
+    let merges = bundle.bytes(bundle.header.tokenizer).to_vec();
+    convert(
+        &bundle.header.config,
+        &mut crate::bundle::BundleSource::new(bundle),
+        merges,
+        &options,
+        device,
+    )
+}
+
+/// Seconds since the Unix epoch, for provenance (0 if the clock is before it).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// The BPE merges in the form the bundle stores (OpenAI's: a header line, then the merges CLIP
 /// uses), gzip-compressed. Accepts HF `merges.txt` text or OpenAI's `.txt.gz` bytes.
 pub fn compress_merges(merges: &[u8]) -> Result<Vec<u8>> {

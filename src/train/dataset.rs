@@ -59,6 +59,13 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// At most `limit` items at evenly spaced positions of `v` (all of it without a limit), so a
+/// sorted folder of sub-folders is sampled across all of them (`eval --limit`, `compare`).
+pub fn spread<T: Clone>(v: &[T], limit: Option<usize>) -> Vec<T> {
+    let n = limit.unwrap_or(usize::MAX).min(v.len());
+    (0..n).map(|i| v[i * v.len() / n].clone()).collect()
+}
+
 /// A labelled image folder: one sub-folder per class.
 #[derive(Clone, Debug)]
 pub struct ClassFolders {
@@ -178,4 +185,21 @@ pub fn predict(images: &[Vec<f32>], classes: &[Vec<f32>]) -> Vec<usize> {
         .iter()
         .map(|s| crate::score::top_indices(s, 1)[0])
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_samples_evenly() {
+        let v: Vec<usize> = (0..10).collect();
+        assert_eq!(spread(&v, Some(2)), [0, 5]);
+        assert_eq!(spread(&v, Some(4)), [0, 2, 5, 7]);
+        assert_eq!(spread(&v, Some(10)), v);
+        assert_eq!(spread(&v, Some(50)), v);
+        assert_eq!(spread(&v, None), v);
+        assert!(spread(&v, Some(0)).is_empty());
+        assert!(spread::<usize>(&[], Some(3)).is_empty());
+    }
 }

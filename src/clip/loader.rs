@@ -14,6 +14,7 @@ use safetensors::{Dtype, SafeTensors};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
 use crate::model::{Clip, EncoderLayer, Mlp, SelfAttention, TextTransformer, VisionTransformer};
+use crate::rng::Rng;
 
 /// What a tensor is, so a random source can initialise it sensibly.
 #[derive(Clone, Copy, Debug)]
@@ -125,34 +126,14 @@ fn decode_values(key: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
 /// Seeded random weights (normal, std 0.02, LayerNorms at identity), for benchmarks and as the
 /// starting point of training. The same seed gives the same model on every platform.
 pub struct RandomSource {
-    state: u64,
+    rng: Rng,
 }
 
 impl RandomSource {
     pub fn new(seed: u64) -> Self {
         Self {
-            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            rng: Rng::new(seed),
         }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        // splitmix64: tiny, portable and good enough for initialisation.
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1).
-    pub fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-
-    /// Standard normal via Box–Muller.
-    pub fn normal(&mut self) -> f32 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
     }
 }
 
@@ -160,7 +141,7 @@ impl WeightSource for RandomSource {
     fn take(&mut self, _key: &str, shape: &[usize], init: Init) -> Result<Vec<f32>> {
         let n = shape.iter().product();
         Ok(match init {
-            Init::Normal(std) => (0..n).map(|_| self.normal() * std).collect(),
+            Init::Normal(std) => (0..n).map(|_| self.rng.normal() * std).collect(),
             Init::Ones => vec![1.0; n],
             Init::Zeros => vec![0.0; n],
             Init::Const(v) => vec![v; n],

@@ -1,0 +1,288 @@
+// deltaenergy in the browser: CLIP classification and ΔEnergy out-of-distribution scores, on
+// the user's device, in a Web Worker, on WebGPU with a fallback to the CPU.
+//
+//   import { createScorer } from 'deltaenergy';
+//   const scorer = await createScorer({ model: '/models/cifar-clip.q8.bundle' });
+//   const result = await scorer.classify(file);
+//   console.log(result.label, result.scores.deltaEnergy, result.ood);
+//   scorer.dispose();
+//
+// `createScorer` owns the worker, the bundle cache, the WebGPU → CPU fallback and recovery from
+// a crashed worker. The wasm-bindgen module underneath (`deltaenergy/wasm`) is the low-level
+// `Scorer`, for callers that run their own worker.
+
+import { ScorerError } from './errors.js';
+import { imageMessage, modelSource } from './inputs.js';
+
+export { ScorerError } from './errors.js';
+
+/** @typedef {import('./types.js').ClassifyResult} ClassifyResult */
+/** @typedef {import('./types.js').CreateScorerOptions} CreateScorerOptions */
+/** @typedef {import('./types.js').Device} Device */
+/** @typedef {import('./types.js').DeviceReason} DeviceReason */
+/** @typedef {import('./types.js').DeviceRequest} DeviceRequest */
+/** @typedef {import('./types.js').ImageInput} ImageInput */
+/** @typedef {import('./types.js').ModelInfo} ModelInfo */
+/** @typedef {import('./types.js').ModelSource} ModelSource */
+/** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
+/** @typedef {import('./types.js').ScoreName} ScoreName */
+/** @typedef {import('./types.js').Scores} Scores */
+
+/** The four scores, each "higher = more in-distribution". @type {readonly ScoreName[]} */
+export const SCORE_NAMES = Object.freeze(['deltaEnergy', 'energy', 'mcm', 'maxLogit']);
+
+// A worker that crashes this often within a minute is not restarted again.
+const MAX_RESTARTS = 2;
+const RESTART_WINDOW_MS = 60_000;
+
+/**
+ * Starts a scorer in a worker and loads `options.model` into it.
+ * @param {CreateScorerOptions} options
+ * @returns {Promise<DeltaEnergyScorer>}
+ */
+export async function createScorer(options) {
+  const scorer = new DeltaEnergyScorer(options);
+  try {
+    await scorer.load(options.model, { device: options.device });
+  } catch (e) {
+    scorer.dispose();
+    throw e;
+  }
+  return scorer;
+}
+
+/** A model in a worker. Make one with `createScorer`. */
+export class DeltaEnergyScorer {
+  /** @type {Worker | null} */ #worker = null;
+  /** @type {Promise<void>} */ #booted = Promise.resolve();
+  /** @type {Map<number, {resolve: Function, reject: Function, onProgress?: Function}>} */ #pending = new Map();
+  #nextId = 1;
+  /** @type {CreateScorerOptions} */ #options;
+  /** @type {number[]} */ #restarts = [];
+  /** @type {string | null} */ #broken = null;
+  /** @type {{source: ReturnType<typeof modelSource>, device: DeviceRequest} | null} */ #model = null;
+  /** @type {{device: Device, reason: DeviceReason, info: ModelInfo} | null} */ #state = null;
+  /** @type {string[] | null} */ #classes = null;
+  /** @type {number | null | undefined} */ #threshold = undefined;
+  /** @type {string} */ #version = '';
+
+  /** @param {CreateScorerOptions} options */
+  constructor(options) {
+    this.#options = { device: 'auto', allowedOrigins: [], ...options };
+    this.#start();
+  }
+
+  /** Where the model runs now. @returns {Device | null} */
+  get device() {
+    return this.#state?.device ?? null;
+  }
+
+  /** Why it runs there. @returns {DeviceReason | null} */
+  get deviceReason() {
+    return this.#state?.reason ?? null;
+  }
+
+  /** The loaded model. @returns {ModelInfo | null} */
+  get info() {
+    return this.#state?.info ?? null;
+  }
+
+  /** The version of the wasm scorer. */
+  get version() {
+    return this.#version;
+  }
+
+  /**
+   * Loads another model into this scorer (the previous one stays if this one fails).
+   * @param {ModelSource} model
+   * @param {{device?: DeviceRequest}} [options]
+   * @returns {Promise<ModelInfo>}
+   */
+  async load(model, { device = this.#options.device ?? 'auto' } = {}) {
+    const source = modelSource(model, this.#options.allowedOrigins ?? []);
+    const ready = await this.#loadFrom(source, device);
+    this.#model = { source, device };
+    this.#classes = null;
+    this.#threshold = undefined;
+    return ready.info;
+  }
+
+  /**
+   * Classifies an image and scores it.
+   * @param {ImageInput} image
+   * @param {{topK?: number}} [options] how many classes `top` lists (default 5)
+   * @returns {Promise<ClassifyResult>}
+   */
+  async classify(image, { topK = 5 } = {}) {
+    const { message, transfer } = await imageMessage(image);
+    return this.#call('classify', { image: message, topK }, transfer);
+  }
+
+  /**
+   * Replaces the class list. Names are separated by commas or new lines (in one string or
+   * several); blanks and repeats are dropped. Text features are computed in the worker.
+   * @param {string | string[]} classes
+   * @returns {Promise<ModelInfo>}
+   */
+  async setClasses(classes) {
+    const info = await this.#call('setClasses', { classes: Array.isArray(classes) ? classes.map(String) : [String(classes)] });
+    this.#classes = info.classes;
+    this.#setInfo(info);
+    return info;
+  }
+
+  /**
+   * Sets the OOD threshold on the model's threshold score (ΔEnergy unless the bundle says
+   * otherwise); `null` returns to the bundle's own.
+   * @param {number | null} value
+   * @returns {Promise<ModelInfo>}
+   */
+  async setThreshold(value) {
+    if (value !== null && !Number.isFinite(value)) throw new ScorerError('the threshold must be a finite number', 'InputError');
+    const info = await this.#call('setThreshold', { value });
+    this.#threshold = value;
+    this.#setInfo(info);
+    return info;
+  }
+
+  /**
+   * The verdicts of the threshold in force on scores already computed (to re-flag results
+   * after the threshold moved): true = OOD, null = no threshold.
+   * @param {Array<Scores | {scores: Scores}>} results
+   * @returns {Promise<Array<boolean | null>>}
+   */
+  async judge(results) {
+    const scores = results.map((r) => ('scores' in r ? r.scores : r));
+    return this.#call('judge', { scores });
+  }
+
+  /** Stops the worker; every later call fails. Safe to call twice. */
+  dispose() {
+    this.#broken = 'the scorer was disposed';
+    this.#failPending(new ScorerError(this.#broken, 'DisposedError'));
+    this.#worker?.terminate();
+    this.#worker = null;
+  }
+
+  // ------------------------------------------------------------------ the worker
+
+  #start() {
+    /** @type {{resolve: (v?: void) => void, reject: (e: Error) => void}} */
+    const booted = { resolve: () => {}, reject: () => {} };
+    this.#booted = new Promise((resolve, reject) => {
+      Object.assign(booted, { resolve, reject });
+    });
+    const url = this.#options.workerUrl ?? new URL('./worker.js', import.meta.url);
+    let worker;
+    try {
+      worker = new Worker(url, { type: 'module' });
+    } catch (e) {
+      booted.reject(new ScorerError(`could not start the scorer's worker: ${e instanceof Error ? e.message : e}`, 'IoError'));
+      return;
+    }
+    this.#worker = worker;
+    worker.addEventListener('message', (event) => {
+      const m = event.data ?? {};
+      if (m.kind === 'boot') {
+        if (m.ok) {
+          this.#version = m.version ?? '';
+          booted.resolve();
+        } else booted.reject(new ScorerError(m.error.message, m.error.name));
+        return;
+      }
+      const p = this.#pending.get(m.id);
+      if (m.kind === 'progress') {
+        this.#observe(m.event);
+        p?.onProgress?.(m.event);
+        this.#options.onProgress?.(m.event);
+      } else if (p && (m.kind === 'ok' || m.kind === 'error')) {
+        this.#pending.delete(m.id);
+        if (m.kind === 'ok') p.resolve(m.value);
+        else p.reject(new ScorerError(m.error.message, m.error.name));
+      }
+    });
+    worker.addEventListener('error', (event) => {
+      // The worker's script could not run at all (missing file, syntax error, blocked by CSP).
+      event.preventDefault();
+      const e = new ScorerError(`the scorer's worker failed: ${event.message || 'worker.js could not be loaded'}`, 'IoError');
+      booted.reject(e);
+      this.#failPending(e);
+    });
+    this.#booted.catch(() => {}); // reported by the first call
+  }
+
+  /** Keeps `device`, `deviceReason` and `info` in step with what the worker reports. */
+  #observe(event) {
+    if (event.status === 'ready') this.#state = { device: event.device, reason: event.reason, info: event.info };
+    else if (event.status === 'fallback' && this.#state) this.#state = { ...this.#state, device: event.device, reason: event.reason };
+  }
+
+  #setInfo(info) {
+    if (this.#state) this.#state = { ...this.#state, info };
+  }
+
+  #failPending(error) {
+    for (const [id, p] of this.#pending) {
+      this.#pending.delete(id);
+      p.reject(error);
+    }
+  }
+
+  async #send(op, payload, transfer = [], onProgress) {
+    if (this.#broken) throw new ScorerError(this.#broken, 'DisposedError');
+    await this.#booted;
+    const worker = this.#worker;
+    if (!worker) throw new ScorerError('the scorer is not running', 'DisposedError');
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, onProgress });
+      worker.postMessage({ id, op, ...payload }, transfer);
+    });
+  }
+
+  /** A request; a crash of the worker restarts it (the request itself still fails). */
+  async #call(op, payload, transfer = []) {
+    try {
+      return await this.#send(op, payload, transfer);
+    } catch (e) {
+      if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
+      throw e;
+    }
+  }
+
+  async #loadFrom(source, device) {
+    const { message, transfer } = await source.source();
+    try {
+      return await this.#send('load', { source: message, device }, transfer);
+    } catch (e) {
+      if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
+      throw e;
+    }
+  }
+
+  /** A trap leaves the wasm unusable: a fresh worker, the same model, classes and threshold. */
+  async #restart(error) {
+    const now = Date.now();
+    this.#restarts = this.#restarts.filter((t) => now - t < RESTART_WINDOW_MS);
+    this.#worker?.terminate();
+    this.#worker = null;
+    this.#failPending(new ScorerError(`the scorer restarted after a crash (${error.message})`, 'CrashError'));
+    if (!this.#model || this.#restarts.length >= MAX_RESTARTS) {
+      this.#broken = `the scorer crashed (${error.message}); reload the page to try again`;
+      return;
+    }
+    this.#restarts.push(now);
+    // A crash on WebGPU restarts on the CPU.
+    const device = this.#state?.device === 'webgpu' ? 'cpu' : this.#model.device;
+    this.#options.onProgress?.({ status: 'restart', message: `the scorer crashed (${error.message}) and restarts${device === 'cpu' ? ' on the CPU' : ''}` });
+    this.#start();
+    try {
+      await this.#loadFrom(this.#model.source, device);
+      this.#model = { ...this.#model, device };
+      if (this.#classes) this.#setInfo(await this.#send('setClasses', { classes: this.#classes }));
+      if (this.#threshold !== undefined) this.#setInfo(await this.#send('setThreshold', { value: this.#threshold }));
+    } catch (e) {
+      this.#broken = `the scorer crashed and could not restart (${e instanceof Error ? e.message : e}); reload the page`;
+    }
+  }
+}

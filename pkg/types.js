@@ -1,0 +1,157 @@
+// The package's types, as JSDoc: `tsc --checkJs` checks the code against them and emits them as
+// `types/*.d.ts` (make package). One casing throughout: camelCase keys, and score names spelled
+// as the keys of `Scores`.
+
+/**
+ * Where to run: `auto` tries WebGPU and falls back to the CPU.
+ * @typedef {'auto' | 'webgpu' | 'cpu'} DeviceRequest
+ */
+
+/**
+ * Where the model runs: WebGPU, or the CPU (burn's `flex` backend in WebAssembly).
+ * @typedef {'webgpu' | 'cpu'} Device
+ */
+
+/**
+ * Why the model runs where it runs.
+ * - `requested`: the caller asked for this device.
+ * - `webgpu`: a WebGPU adapter was granted.
+ * - `no-webgpu`: the browser offers no WebGPU adapter, so the CPU runs it.
+ * - `webgpu-failed`: WebGPU failed while loading or running, so the CPU took over.
+ * @typedef {object} DeviceReason
+ * @property {'requested' | 'webgpu' | 'no-webgpu' | 'webgpu-failed'} code
+ * @property {string} message a sentence for people
+ * @property {string} detail the raw text behind it (an adapter's name, a driver's error), or ""
+ */
+
+/**
+ * The names of the four scores; every score is "higher = more in-distribution".
+ * @typedef {'deltaEnergy' | 'energy' | 'mcm' | 'maxLogit'} ScoreName
+ */
+
+/**
+ * One image's scores: ΔEnergy = LSE(s/τ) − LSE(s′/τ) with the top `c` similarities cropped,
+ * energy = LSE(s/τ) (the negative energy), MCM = max softmax(s/τ_MCM), MaxLogit = max s/τ.
+ * @typedef {object} Scores
+ * @property {number} deltaEnergy
+ * @property {number} energy
+ * @property {number} mcm
+ * @property {number} maxLogit
+ */
+
+/**
+ * The settings the scores are computed with.
+ * @typedef {object} ScoreSettings
+ * @property {number} tau the temperature on cosine similarities
+ * @property {number} c how many of the top similarities ΔEnergy crops
+ * @property {number} cropValue what they are cropped to
+ * @property {number} mcmTau the temperature of MCM's softmax
+ */
+
+/**
+ * The OOD threshold in force: an image whose `score` is below `value` is flagged OOD.
+ * @typedef {object} Threshold
+ * @property {ScoreName} score
+ * @property {number} value
+ * @property {number | null} tpr the share of in-distribution images it keeps, when calibrated
+ * @property {string} calibration how it was set, for people
+ */
+
+/**
+ * Where a model came from.
+ * @typedef {object} Provenance
+ * @property {string} source what it was converted or trained from
+ * @property {string} converter the `deltaenergy` version that wrote the bundle
+ * @property {number} created seconds since the Unix epoch, 0 when unknown
+ */
+
+/**
+ * What a loaded model is.
+ * @typedef {object} ModelInfo
+ * @property {string[]} classes the class names in use
+ * @property {string[]} bundleClasses the class names the bundle ships
+ * @property {string} template the prompt template ("a photo of a {}.")
+ * @property {boolean} hasContext whether the prompt is learned context vectors
+ * @property {Threshold | null} threshold the threshold in force (the bundle's, or one set since)
+ * @property {Threshold | null} bundleThreshold the bundle's own threshold
+ * @property {ScoreSettings} scoreSettings
+ * @property {'f32' | 'f16' | 'q8' | 'q4'} quant the precision of the linear weights
+ * @property {number} imageSize the side of the square the image is resized to
+ * @property {Provenance} provenance
+ * @property {number} bytes the bundle's size
+ * @property {string} sha256 the bundle's checksum (hex)
+ */
+
+/**
+ * A class and its softmax(s/τ) probability.
+ * @typedef {object} RankedClass
+ * @property {string} label
+ * @property {number} probability
+ */
+
+/**
+ * One image's verdict.
+ * @typedef {object} ClassifyResult
+ * @property {string} label the best-matching class
+ * @property {number} labelIndex its index in `ModelInfo.classes`
+ * @property {RankedClass[]} top the best `topK` classes
+ * @property {Scores} scores
+ * @property {Threshold | null} threshold the threshold it was judged against
+ * @property {boolean | null} ood whether it is flagged out-of-distribution (null: no threshold)
+ * @property {number[]} similarities the cosine similarity with each class
+ * @property {number[]} cropped the similarities after ΔEnergy's crop
+ * @property {number} energyBefore LSE(s/τ)
+ * @property {number} energyAfter LSE(s′/τ)
+ * @property {number} tau
+ * @property {number} c
+ * @property {{decodeMs: number, imageMs: number, scoreMs: number, totalMs: number}} timings
+ * @property {'wasm' | 'browser'} decodedBy which decoder read the image
+ * @property {Device} device where it ran
+ */
+
+/**
+ * Progress and state changes, told apart by `status`:
+ * - `check`: revalidating a cached model with the server;
+ * - `download`: bytes of the model so far (`cached` when read from Cache Storage);
+ * - `load`: verifying the bundle and building the model;
+ * - `warmup`: running the model once so the first real image is fast;
+ * - `classes`: computing the text features of new classes;
+ * - `ready`: the model is ready on `device`;
+ * - `fallback`: WebGPU failed, the model now runs on the CPU (`reason` says why);
+ * - `restart`: the scorer crashed and restarts its worker (`message` says why);
+ * - `note`: something worth telling that changes nothing.
+ * @typedef {{status: 'check'}
+ *   | {status: 'download', loaded: number, total: number, cached: boolean}
+ *   | {status: 'load'}
+ *   | {status: 'warmup', device: Device}
+ *   | {status: 'classes'}
+ *   | {status: 'ready', device: Device, reason: DeviceReason, info: ModelInfo, loadMs: number, warmUpMs: number, cached: boolean}
+ *   | {status: 'fallback', device: Device, reason: DeviceReason}
+ *   | {status: 'restart', message: string}
+ *   | {status: 'note', message: string}} ProgressEvent
+ */
+
+/**
+ * A model: a URL (same origin as the page unless listed in `allowedOrigins`), or the bundle's
+ * bytes (a `File` the user picked, a `Blob`, an `ArrayBuffer`, a `Uint8Array`).
+ * @typedef {string | URL | Blob | ArrayBuffer | Uint8Array} ModelSource
+ */
+
+/**
+ * An image: an encoded file (`Blob`, `File`, bytes: JPEG, PNG, WebP, GIF or BMP in the wasm
+ * decoder, other types the browser decodes), decoded pixels (`ImageData`, `ImageBitmap`, a
+ * canvas, an `<img>`), or a URL to fetch.
+ * @typedef {Blob | ArrayBuffer | Uint8Array | ImageBitmapSource | URL | string} ImageInput
+ */
+
+/**
+ * @typedef {object} CreateScorerOptions
+ * @property {ModelSource} model the bundle to load
+ * @property {DeviceRequest} [device] default `auto`
+ * @property {(event: ProgressEvent) => void} [onProgress] progress and state changes
+ * @property {string[]} [allowedOrigins] origins besides the page's own that models may be
+ *   fetched from (none by default)
+ * @property {string | URL} [workerUrl] where `worker.js` is served, if not beside this module
+ */
+
+export {};

@@ -1,0 +1,238 @@
+// The scorer's worker (a module worker): every model step runs here, off the page's thread.
+// `index.js` starts it and speaks to it; nothing else should.
+//
+// Protocol. Requests are {id, op, ...}; each gets exactly one final answer, {id, kind: 'ok',
+// value} or {id, kind: 'error', error: {name, message}}, and any number of {id, kind:
+// 'progress', event} before it (events are the package's ProgressEvent union). Once at start
+// the worker posts {kind: 'boot', ok, version} or {kind: 'boot', ok: false, error}.
+// Requests that use the model run one at a time, in order; `judge` (pure arithmetic) does not
+// wait for them.
+//
+// ops: load {source: {kind: 'url', href, allowedOrigins} | {kind: 'bytes', bytes}, device}
+//      classify {image: {kind: 'encoded', bytes, type} | {kind: 'rgba', width, height, rgba}
+//                | {kind: 'bitmap', bitmap}, topK}
+//      setClasses {classes}   setThreshold {value}   judge {scores}
+
+import { ScorerError, describe, isGpuFailure } from './errors.js';
+import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
+
+/** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
+
+// Decoding in the browser (for image types the wasm decoder does not read) stops here.
+const MAX_BROWSER_DECODE_PIXELS = 40_000_000;
+const WASM_FORMATS = /^image\/(jpeg|jpg|pjpeg|png|apng|webp|gif|bmp|x-ms-bmp)$/i;
+
+// wasm-bindgen's panic hook logs the panic with console.error just before the trap: keep the
+// last one, so that a crash reaches the page with its reason rather than "unreachable".
+let lastPanic = { text: '', at: 0 };
+const consoleError = console.error.bind(console);
+console.error = (...args) => {
+  lastPanic = { text: args.map((a) => (a instanceof Error ? a.message : String(a))).join(' '), at: Date.now() };
+  consoleError(...args);
+};
+const explain = (e) => describe(e, Date.now() - lastPanic.at < 10_000 ? lastPanic.text : '');
+
+/** @type {any} the wasm-bindgen module */
+let wasm = null;
+/** The model, and what a reload on the CPU needs to restore. */
+const current = { scorer: null, bytes: null, classes: null, threshold: undefined };
+
+const post = (message, transfer = []) => self.postMessage(message, transfer);
+
+const booted = (async () => {
+  try {
+    wasm = await import('./deltaenergy.js');
+    await wasm.default();
+    post({ kind: 'boot', ok: true, version: wasm.version() });
+  } catch (e) {
+    const message = `could not start the scorer: loading deltaenergy.js and its .wasm failed (${explain(e).message})`;
+    post({ kind: 'boot', ok: false, error: { name: 'IoError', message } });
+  }
+})();
+
+let queue = Promise.resolve();
+function serially(task) {
+  const run = queue.then(task);
+  queue = run.catch(() => {});
+  return run;
+}
+
+self.onmessage = (event) => {
+  const msg = event.data ?? {};
+  const { id } = msg;
+  /** @param {ProgressEvent} e */
+  const progress = (e) => post({ id, kind: 'progress', event: e });
+  const task = async () => {
+    await booted;
+    if (!wasm) throw new ScorerError('the scorer did not start', 'IoError');
+    switch (msg.op) {
+      case 'load':
+        return load(msg, progress);
+      case 'classify':
+        return classify(msg, progress);
+      case 'setClasses':
+        return onGpuFailureUseCpu(progress, async (s) => {
+          progress({ status: 'classes' });
+          const info = await s.setClasses(msg.classes);
+          current.classes = info.classes;
+          return info;
+        });
+      case 'setThreshold':
+        requireScorer().setThreshold(msg.value ?? undefined);
+        current.threshold = msg.value ?? null;
+        return requireScorer().info();
+      case 'judge':
+        return requireScorer().judge(msg.scores);
+      default:
+        throw new ScorerError(`unknown request "${msg.op}"`, 'InputError');
+    }
+  };
+  (msg.op === 'judge' ? booted.then(task) : serially(task)).then(
+    (value) => post({ id, kind: 'ok', value }),
+    (e) => post({ id, kind: 'error', error: explain(e) }),
+  );
+};
+
+function requireScorer() {
+  if (!current.scorer) throw new ScorerError('no model is loaded yet', 'InputError');
+  return current.scorer;
+}
+
+/** Builds and warms up a scorer; frees it again if the warm-up fails. */
+async function start(bytes, device, progress) {
+  progress({ status: 'load' });
+  const t0 = performance.now();
+  const scorer = await wasm.Scorer.load(bytes, device);
+  const loadMs = performance.now() - t0;
+  try {
+    progress({ status: 'warmup', device: scorer.device });
+    const warmUpMs = await scorer.warmUp();
+    return { scorer, loadMs, warmUpMs };
+  } catch (e) {
+    scorer.free();
+    throw e;
+  }
+}
+
+function adopt(scorer, bytes) {
+  if (current.scorer && current.scorer !== scorer) current.scorer.free();
+  current.scorer = scorer;
+  // Only a scorer on WebGPU may need the bytes again, to move to the CPU.
+  current.bytes = scorer.device === 'webgpu' ? bytes : null;
+}
+
+/** A DeviceReason for a move to the CPU after WebGPU failed. */
+function fellBack(what, e) {
+  return { code: 'webgpu-failed', message: `WebGPU failed while ${what}, so the model now runs on the CPU.`, detail: explain(e).message };
+}
+
+async function load(msg, progress) {
+  let fetched = null;
+  let bytes;
+  if (msg.source?.kind === 'url') {
+    const url = checkUrl(msg.source.href, self.location.origin, msg.source.allowedOrigins ?? []);
+    fetched = await fetchBundle(url, progress);
+    bytes = fetched.bytes;
+  } else if (msg.source?.kind === 'bytes' && msg.source.bytes instanceof ArrayBuffer) {
+    bytes = new Uint8Array(msg.source.bytes);
+  } else {
+    throw new ScorerError('load: no model given', 'InputError');
+  }
+  const device = msg.device ?? 'auto';
+  let started;
+  let reason = null;
+  try {
+    started = await start(bytes, device, progress);
+  } catch (e) {
+    if (fetched?.cached) await forgetBundle(fetched.href);
+    // WebGPU came up but could not run the model: the CPU before giving up.
+    if (device === 'cpu' || !isGpuFailure(explain(e))) throw e;
+    reason = fellBack('loading the model', e);
+    started = await start(bytes, 'cpu', progress);
+  }
+  adopt(started.scorer, bytes);
+  current.classes = null;
+  current.threshold = undefined;
+  if (fetched) await keepBundle(fetched, progress);
+  const s = started.scorer;
+  const ready = {
+    status: 'ready',
+    device: s.device,
+    reason: reason ?? s.deviceReason,
+    info: s.info(),
+    loadMs: started.loadMs,
+    warmUpMs: started.warmUpMs,
+    cached: Boolean(fetched?.cached),
+  };
+  progress(ready);
+  return ready;
+}
+
+/** Runs `fn(scorer)`; if WebGPU fails underneath, reloads the model on the CPU and retries once. */
+async function onGpuFailureUseCpu(progress, fn) {
+  const scorer = requireScorer();
+  try {
+    return await fn(scorer);
+  } catch (e) {
+    const d = explain(e);
+    if (scorer.device !== 'webgpu' || !current.bytes || !isGpuFailure(d)) throw e;
+    const reason = fellBack('running the model', e);
+    const { scorer: cpu } = await start(current.bytes, 'cpu', progress);
+    if (current.classes) await cpu.setClasses(current.classes);
+    if (current.threshold !== undefined) cpu.setThreshold(current.threshold ?? undefined);
+    adopt(cpu, null);
+    progress({ status: 'fallback', device: 'cpu', reason });
+    return fn(cpu);
+  }
+}
+
+/** RGBA pixels of a bitmap, through an OffscreenCanvas. */
+function bitmapPixels(bitmap) {
+  const { width, height } = bitmap;
+  if (width * height > MAX_BROWSER_DECODE_PIXELS) {
+    throw new ScorerError(`the image is too large (${width}×${height} pixels)`, 'InputError');
+  }
+  const ctx = new OffscreenCanvas(width, height).getContext('2d');
+  ctx.drawImage(bitmap, 0, 0);
+  return { width, height, rgba: new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer) };
+}
+
+async function classify(msg, progress) {
+  const topK = Math.max(1, Math.floor(Number(msg.topK) || 5));
+  const image = msg.image ?? {};
+  const withDevice = (s, r, decodedBy) => ({ ...r, decodedBy, device: s.device });
+  return onGpuFailureUseCpu(progress, async (s) => {
+    if (image.kind === 'rgba') {
+      return withDevice(s, await s.classifyRgba(image.width, image.height, new Uint8Array(image.rgba), topK), 'browser');
+    }
+    if (image.kind === 'bitmap') {
+      const { width, height, rgba } = bitmapPixels(image.bitmap);
+      return withDevice(s, await s.classifyRgba(width, height, rgba, topK), 'browser');
+    }
+    if (image.kind !== 'encoded' || !(image.bytes instanceof ArrayBuffer)) {
+      throw new ScorerError('classify: no image given', 'InputError');
+    }
+    const bytes = new Uint8Array(image.bytes);
+    try {
+      return withDevice(s, await s.classifyImage(bytes, topK), 'wasm');
+    } catch (e) {
+      // A type the wasm decoder does not read (AVIF, …): let the browser decode it.
+      const type = String(image.type ?? '');
+      const d = explain(e);
+      const browserMay = d.name === 'InputError' && /^image\//i.test(type) && !WASM_FORMATS.test(type) && !/too large/i.test(d.message);
+      if (!browserMay || typeof createImageBitmap !== 'function' || typeof OffscreenCanvas !== 'function') throw e;
+      let bitmap;
+      try {
+        bitmap = await createImageBitmap(new Blob([bytes], { type }));
+      } catch {
+        throw e; // the wasm decoder's message is the clearer one
+      }
+      try {
+        const { width, height, rgba } = bitmapPixels(bitmap);
+        return withDevice(s, await s.classifyRgba(width, height, rgba, topK), 'browser');
+      } finally {
+        bitmap.close();
+      }
+    }
+  });
+}

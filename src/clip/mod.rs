@@ -1,0 +1,11 @@
+//! CLIP as this crate runs it: the transformers config, the tokenizer, image preprocessing, the
+//! model as burn modules, the loader that builds it from weights, and prompts (templates or
+//! learned context vectors).
+
+pub mod config;
+pub mod embed;
+pub mod loader;
+pub mod model;
+pub mod preprocess;
+pub mod prompt;
+pub mod tokenizer;

@@ -1,0 +1,10 @@
+//! Training and tuning, native only (burn's autodiff on the CPU): contrastive training of a
+//! CLIP from scratch, synthetic outliers for outlier exposure, EBM prompt tuning, and the image
+//! folders they read.
+
+mod contrastive;
+pub mod dataset;
+pub mod outliers;
+pub mod tune;
+
+pub use contrastive::*;

@@ -1,0 +1,55 @@
+// The class editor: the names the model should know. The scorer cleans the list (commas and
+// new lines separate names; blanks and repeats are dropped) and says what it kept.
+
+import { $ } from './dom.js';
+import { session } from './session.js';
+import { setStatus, showError, showProgress, hideProgress } from './status.js';
+import { keepThresholdForClasses } from './threshold.js';
+import { markStale, updateControls } from './results.js';
+import { renderModelInfo } from './model-panel.js';
+
+export function fillClassEditor(classes) {
+  $('classes').value = classes.join('\n');
+}
+
+/** Applies the editor's text; resolves to whether it worked. */
+export async function applyClasses(text) {
+  const button = $('apply-classes');
+  button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
+  setStatus('Computing text features for the new classes…');
+  showProgress({ status: 'classes' });
+  try {
+    const info = await session.scorer.setClasses(text);
+    session.model.info = info;
+    session.context += 1;
+    markStale();
+    renderModelInfo();
+    fillClassEditor(info.classes);
+    await keepThresholdForClasses(info);
+    setStatus(`Classes applied: ${info.classes.length} classes. New images use them.`);
+    $('classes').dataset.applied = String(session.context);
+    return true;
+  } catch (e) {
+    showError(`Could not apply the classes: ${e.message}. The current classes stay in use.`);
+    setStatus('The classes were not changed.');
+    return false;
+  } finally {
+    hideProgress();
+    button.removeAttribute('aria-busy');
+    updateControls();
+  }
+}
+
+export function initClassEditor() {
+  $('classes-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (session.model) applyClasses($('classes').value);
+  });
+  $('reset-classes').addEventListener('click', () => {
+    if (!session.model) return;
+    fillClassEditor(session.model.info.bundleClasses);
+    $('classes').focus();
+    setStatus('The bundle’s classes are in the editor; press “Apply classes” to use them.');
+  });
+}
