@@ -292,6 +292,27 @@ fn damaged_files_are_clear_errors() {
     assert!(err(&json).contains("header"));
 }
 
+/// A threshold naming a score that does not exist (the `delta-energy` typo) is refused on
+/// reading, naming the known scores, rather than loaded and silently ignored.
+#[test]
+fn a_threshold_on_an_unknown_score_is_refused() {
+    let bytes = demo_bundle();
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[48..48 + header_len]).unwrap();
+    let at = 48
+        + header
+            .find("\"score\":\"delta_energy\"")
+            .expect("the demo bundle's threshold");
+    let mut typo = bytes.clone();
+    let with_typo = b"\"score\":\"delta-energy\"";
+    typo[at..at + with_typo.len()].copy_from_slice(with_typo);
+    let e = err(&resign(typo));
+    assert!(
+        e.contains("delta-energy") && e.contains("delta_energy") && e.contains("max_logit"),
+        "{e}"
+    );
+}
+
 #[test]
 fn inconsistent_headers_are_clear_errors() {
     // A section that points past the end of the file (an absurd size), re-signed.

@@ -411,3 +411,29 @@ fn convert_inspect_and_use_a_bundle() {
     );
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// A score name with a typo is refused before anything is written, with the names it knows.
+#[test]
+fn an_unknown_score_name_is_refused() {
+    let out = std::env::temp_dir().join(format!("deltaenergy-typo-{}.bundle", std::process::id()));
+    let model = model_dir(NAME);
+    let r = run_cli(&[
+        "convert",
+        "--hf",
+        model.to_str().unwrap(),
+        "--threshold",
+        "0.2",
+        "--threshold-score",
+        "delta-energy",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success());
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr
+            .contains("unknown score `delta-energy` (known: delta_energy, energy, mcm, max_logit)"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
