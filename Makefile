@@ -15,6 +15,7 @@ export DELTAENERGY_DATA := $(abspath ../shared/data)
 DATA := $(DELTAENERGY_DATA)
 endif
 BIN := target/release/deltaenergy
+FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
 TIMED := tools/timed
 
 .PHONY: all build setup-demo setup-test lint test test-native test-wasm test-e2e web package demo demo-model study bench quant-report fuzz fixtures fmt clippy clean
@@ -66,13 +67,21 @@ package: web
 
 PORT ?= 8080
 E2E := tests/e2e
+IMPORT := target/e2e-import
 # The page in Debian's headless Chromium, on WebGPU (SwiftShader) and on the CPU, compared with
 # the CLI on the same bundle and images.
 # Then the packed package in a plain app of its own (examples/basic).
 test-e2e: build package
 	$(BIN) score --json --model www/models/default.bundle www/samples/cat.jpg www/samples/blotchy.jpg \
 	  | node $(E2E)/expected.mjs > $(E2E)/expected.json
-	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg \
+	# A Hugging Face checkpoint for the page's import (the random-weight fixture, the demo
+	# bundle's tokenizer), and what the CLI makes of it.
+	rm -rf $(IMPORT) && mkdir -p $(IMPORT)/checkpoint
+	node $(E2E)/tokenizer-of.mjs www/models/cifar-clip.q8.bundle $(IMPORT)
+	cp $(FIXTURE)/config.json $(FIXTURE)/model.safetensors $(IMPORT)/merges.txt $(IMPORT)/checkpoint/
+	$(BIN) convert --hf $(FIXTURE) --tokenizer $(IMPORT)/bpe.txt.gz --quant q8 --classes $(CLASSES) --out $(IMPORT)/cli.bundle
+	$(BIN) score --json --model $(IMPORT)/cli.bundle www/samples/cat.jpg | node $(E2E)/expected.mjs > $(IMPORT)/expected.json
+	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg E2E_IMPORT=$(IMPORT) \
 	  E2E_EXPECTED=$(E2E)/expected.json $(TIMED) "browser tests (Chromium: WebGPU, then CPU)" node $(E2E)/run.mjs
 	$(TIMED) "the packed package in examples/basic (Chromium)" \
 	  node $(E2E)/example.mjs $(PACKAGE) www/samples/cat.jpg $(E2E)/expected.json

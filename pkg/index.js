@@ -12,10 +12,11 @@
 // `Scorer`, for callers that run their own worker.
 
 import { ScorerError } from './errors.js';
-import { imageMessage, modelSource } from './inputs.js';
+import { checkpointFiles, imageMessage, modelSource } from './inputs.js';
 
 export { ScorerError } from './errors.js';
 
+/** @typedef {import('./types.js').CheckpointFiles} CheckpointFiles */
 /** @typedef {import('./types.js').ClassifyResult} ClassifyResult */
 /** @typedef {import('./types.js').CreateScorerOptions} CreateScorerOptions */
 /** @typedef {import('./types.js').Device} Device */
@@ -154,6 +155,28 @@ export class DeltaEnergyScorer {
   async judge(results) {
     const scores = results.map((r) => ('scores' in r ? r.scores : r));
     return this.#call('judge', { scores });
+  }
+
+  /**
+   * Converts a Hugging Face CLIP checkpoint into a bundle in the worker, tensor by tensor, with
+   * the converter the command line uses; resolves to the bundle's bytes (load them with
+   * `load`, keep them, or offer them as a download). The model in use is not touched.
+   * @param {CheckpointFiles | Iterable<File>} files `config.json`, `model.safetensors` (f32, f16
+   *   or bf16) and `tokenizer.json` or `merges.txt`, by name when given as a list
+   * @param {{quant?: 'f32' | 'f16' | 'q8' | 'q4', classes?: string[], source?: string,
+   *   onProgress?: (event: ProgressEvent) => void}} [options]
+   * @returns {Promise<Uint8Array>}
+   */
+  async importCheckpoint(files, { quant = 'q8', classes = [], source, onProgress } = {}) {
+    const picked = checkpointFiles(files);
+    const label = source ?? `files: ${picked.weights instanceof File ? picked.weights.name : 'model.safetensors'}`;
+    const payload = { files: picked, quant, classes, source: label };
+    try {
+      return await this.#send('import', payload, [], onProgress);
+    } catch (e) {
+      if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
+      throw e;
+    }
   }
 
   /** Stops the worker; every later call fails. Safe to call twice. */

@@ -90,3 +90,35 @@ export function modelSource(model, allowedOrigins) {
     },
   };
 }
+
+/**
+ * The files of a Hugging Face checkpoint, picked by name from a list (a folder's files, a
+ * multiple file input) or given by role.
+ * @param {import('./types.js').CheckpointFiles | Iterable<File>} files
+ * @returns {import('./types.js').CheckpointFiles & {tokenizerKind: 'merges.txt' | 'tokenizer.json'}}
+ */
+export function checkpointFiles(files) {
+  /** @type {Partial<import('./types.js').CheckpointFiles>} */
+  let picked;
+  if (files && typeof files === 'object' && 'weights' in files) {
+    picked = { ...files };
+  } else {
+    const byName = new Map([...(/** @type {Iterable<File>} */ (files ?? []))].map((f) => [f.name, f]));
+    picked = {
+      config: byName.get('config.json'),
+      weights: byName.get('model.safetensors'),
+      tokenizer: byName.get('tokenizer.json') ?? byName.get('merges.txt'),
+    };
+    if (picked.tokenizer) picked.tokenizerKind = /** @type {File} */ (picked.tokenizer).name === 'merges.txt' ? 'merges.txt' : 'tokenizer.json';
+  }
+  const missing = [
+    !picked.config && 'config.json',
+    !picked.weights && 'model.safetensors',
+    !picked.tokenizer && 'tokenizer.json or merges.txt',
+  ].filter(Boolean);
+  if (missing.length) {
+    throw new ScorerError(`a CLIP checkpoint needs ${missing.join(', ')} (missing from the files given)`, 'InputError');
+  }
+  const kind = picked.tokenizerKind ?? (picked.tokenizer instanceof File && picked.tokenizer.name === 'merges.txt' ? 'merges.txt' : 'tokenizer.json');
+  return /** @type {any} */ ({ ...picked, tokenizerKind: kind });
+}

@@ -116,6 +116,7 @@
  * - `load`: verifying the bundle and building the model;
  * - `warmup`: running the model once so the first real image is fast;
  * - `classes`: computing the text features of new classes;
+ * - `import`: converting a checkpoint, `loaded` of `total` bytes read, tensor `tensor` of `tensors`;
  * - `ready`: the model is ready on `device`;
  * - `fallback`: WebGPU failed, the model now runs on the CPU (`reason` says why);
  * - `restart`: the scorer crashed and restarts its worker (`message` says why);
@@ -125,6 +126,7 @@
  *   | {status: 'load'}
  *   | {status: 'warmup', device: Device}
  *   | {status: 'classes'}
+ *   | {status: 'import', loaded: number, total: number, tensor: number, tensors: number}
  *   | {status: 'ready', device: Device, reason: DeviceReason, info: ModelInfo, loadMs: number, warmUpMs: number, cached: boolean}
  *   | {status: 'fallback', device: Device, reason: DeviceReason}
  *   | {status: 'restart', message: string}
@@ -142,6 +144,16 @@
  * decoder, other types the browser decodes), decoded pixels (`ImageData`, `ImageBitmap`, a
  * canvas, an `<img>`), or a URL to fetch.
  * @typedef {Blob | ArrayBuffer | Uint8Array | ImageBitmapSource | URL | string} ImageInput
+ */
+
+/**
+ * A Hugging Face CLIP checkpoint's files.
+ * @typedef {object} CheckpointFiles
+ * @property {Blob} config `config.json`
+ * @property {Blob} weights `model.safetensors` (f32, f16 or bf16)
+ * @property {Blob} tokenizer `tokenizer.json` or `merges.txt`
+ * @property {'merges.txt' | 'tokenizer.json'} [tokenizerKind] which of the two `tokenizer` is
+ *   (default: by its file name, else tokenizer.json)
  */
 
 /**

@@ -12,6 +12,8 @@
 //      classify {image: {kind: 'encoded', bytes, type} | {kind: 'rgba', width, height, rgba}
 //                | {kind: 'bitmap', bitmap}, topK}
 //      setClasses {classes}   setThreshold {value}   judge {scores}
+//      import {files: {config, weights, tokenizer, tokenizerKind}, quant, classes, source}
+//             → the bundle's bytes (the model in use is not touched)
 
 import { ScorerError, describe, isGpuFailure } from './errors.js';
 import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
@@ -83,12 +85,15 @@ self.onmessage = (event) => {
         return requireScorer().info();
       case 'judge':
         return requireScorer().judge(msg.scores);
+      case 'import':
+        return importCheckpoint(msg, progress);
       default:
         throw new ScorerError(`unknown request "${msg.op}"`, 'InputError');
     }
   };
   (msg.op === 'judge' ? booted.then(task) : serially(task)).then(
-    (value) => post({ id, kind: 'ok', value }),
+    // A bundle made here goes to the page without a copy.
+    (value) => post({ id, kind: 'ok', value }, value instanceof Uint8Array ? [value.buffer] : []),
     (e) => post({ id, kind: 'error', error: explain(e) }),
   );
 };
@@ -235,4 +240,49 @@ async function classify(msg, progress) {
       }
     }
   });
+}
+
+/** Bytes start..end of a Blob (a File the user gave). */
+const blobRange = (blob, start, end) => blob.slice(start, end).arrayBuffer().then((b) => new Uint8Array(b));
+
+/**
+ * A Hugging Face checkpoint → bundle bytes, tensor by tensor (see web.rs, Import): the file is
+ * read in slices, never whole.
+ */
+async function importCheckpoint(msg, progress) {
+  const { config, weights, tokenizer, tokenizerKind } = msg.files ?? {};
+  if (!(config instanceof Blob) || !(weights instanceof Blob) || !(tokenizer instanceof Blob)) {
+    throw new ScorerError('import: config.json, model.safetensors and a tokenizer file are needed', 'InputError');
+  }
+  const size = weights.size;
+  const prefixLen = wasm.Import.prefixLength(await blobRange(weights, 0, 8), size);
+  const job = new wasm.Import(
+    await config.text(),
+    await blobRange(weights, 0, prefixLen),
+    size,
+    new Uint8Array(await tokenizer.arrayBuffer()),
+    tokenizerKind,
+    msg.quant ?? 'q8',
+    msg.classes ?? [],
+    msg.source ?? '',
+  );
+  try {
+    let loaded = prefixLen;
+    let last = 0;
+    for (let next = job.next(); next; next = job.next()) {
+      const bytes = await blobRange(weights, next.start, next.end);
+      job.push(bytes);
+      loaded += bytes.length;
+      const now = performance.now();
+      if (now - last > 100 || next.index + 1 === next.count) {
+        last = now;
+        progress({ status: 'import', loaded, total: size, tensor: next.index + 1, tensors: next.count });
+      }
+    }
+  } catch (e) {
+    job.free();
+    throw e;
+  }
+  const bundle = job.finish();
+  return bundle;
 }

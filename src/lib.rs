@@ -20,9 +20,9 @@ pub mod train;
 #[cfg(target_family = "wasm")]
 pub mod web;
 
-pub use bundle::quant;
 #[cfg(not(target_family = "wasm"))]
-pub use bundle::{convert, export};
+pub use bundle::export;
+pub use bundle::{convert, quant};
 pub use clip::{config, embed, loader, model, preprocess, prompt, tokenizer};
 pub use ood::{classify, eval, metrics, score};
 #[cfg(not(target_family = "wasm"))]

@@ -484,6 +484,134 @@ async fn run(
     })
 }
 
+/// A Hugging Face checkpoint converted into a bundle in the browser, one tensor at a time, with
+/// the converter the command line uses (`bundle::convert::Converter`). The caller reads bytes
+/// (a `File` slice, an HTTP Range request) where [`Import::next`] says, and hands them over with
+/// [`Import::push`]; the checkpoint is never whole in memory.
+#[wasm_bindgen]
+pub struct Import {
+    converter: crate::convert::Converter,
+    checkpoint: crate::clip::checkpoint::Checkpoint,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NextTensor<'a> {
+    key: &'a str,
+    start: f64,
+    end: f64,
+    index: usize,
+    count: usize,
+}
+
+#[wasm_bindgen]
+impl Import {
+    /// How many bytes from the start of `model.safetensors` hold its table of contents, from
+    /// its first 8 bytes and the file's size.
+    #[wasm_bindgen(js_name = prefixLength)]
+    pub fn prefix_length(first8: Vec<u8>, file_len: f64) -> Result<f64, JsValue> {
+        crate::clip::checkpoint::Checkpoint::prefix_len(&first8, file_len as u64)
+            .map(|n| n as f64)
+            .map_err(js)
+    }
+
+    /// Starts a conversion: `config.json` text, the file's first `prefixLength` bytes and its
+    /// size, the tokenizer (`merges.txt` or `tokenizer.json` bytes, told apart by
+    /// `tokenizerKind`), the precision (f32, f16, q8, q4), the classes the bundle ships (their
+    /// text features are computed when it loads) and where it came from (provenance).
+    #[wasm_bindgen(constructor)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config_json: String,
+        prefix: Vec<u8>,
+        file_len: f64,
+        tokenizer: Vec<u8>,
+        tokenizer_kind: String,
+        quant: String,
+        classes: Vec<String>,
+        source: String,
+    ) -> Result<Import, JsValue> {
+        use crate::convert::{compress_merges, merges_from_tokenizer_json, ConvertOptions};
+        let config = crate::ClipConfig::from_json(&config_json).map_err(js)?;
+        let checkpoint =
+            crate::clip::checkpoint::Checkpoint::parse(&prefix, file_len as u64).map_err(js)?;
+        let merges = match tokenizer_kind.as_str() {
+            "tokenizer.json" => merges_from_tokenizer_json(&tokenizer).map_err(js)?,
+            "merges.txt" => tokenizer,
+            other => {
+                return Err(js(crate::Error::Input(format!(
+                    "unknown tokenizer file kind `{other}` (merges.txt or tokenizer.json)"
+                ))))
+            }
+        };
+        let classes = if classes.is_empty() {
+            Vec::new()
+        } else {
+            clean_classes(&classes).map_err(js)?
+        };
+        // The score settings take the model's own temperature once its logit scale is read.
+        let options = ConvertOptions {
+            quant: quant.parse().map_err(js)?,
+            classes,
+            source,
+            text_features: false,
+            created: (js_sys::Date::now() / 1000.0) as u64,
+            ..Default::default()
+        };
+        let converter =
+            crate::convert::Converter::new(&config, compress_merges(&merges).map_err(js)?, options)
+                .map_err(js)?;
+        let import = Import {
+            converter,
+            checkpoint,
+        };
+        // Every tensor the model needs must be in the file before any byte is read.
+        for spec in crate::clip::specs::tensor_specs(&config) {
+            import.checkpoint.entry(&spec).map_err(js)?;
+        }
+        Ok(import)
+    }
+
+    /// `{key, start, end, index, count}`: the byte range of the next tensor to read, or
+    /// `undefined` when every tensor is in.
+    pub fn next(&self) -> Result<JsValue, JsValue> {
+        let Some(spec) = self.converter.pending() else {
+            return Ok(JsValue::UNDEFINED);
+        };
+        let e = self.checkpoint.entry(spec).map_err(js)?;
+        let (index, count) = self.converter.progress();
+        to_js(&NextTensor {
+            key: &spec.key,
+            start: e.start as f64,
+            end: e.end as f64,
+            index,
+            count,
+        })
+    }
+
+    /// The next tensor's bytes, exactly its range.
+    pub fn push(&mut self, bytes: Vec<u8>) -> Result<(), JsValue> {
+        let Some(spec) = self.converter.pending().cloned() else {
+            return Err(js(crate::Error::Input("every tensor is in already".into())));
+        };
+        let values = self.checkpoint.decode(&spec, &bytes).map_err(js)?;
+        if spec.key == "logit_scale" {
+            let tau = crate::score::temperature(f64::from(values[0]));
+            self.converter
+                .set_score(ScoreParams::for_temperature(tau))
+                .map_err(js)?;
+        }
+        self.converter
+            .push(crate::loader::Weight::F32(values))
+            .map_err(js)
+    }
+
+    /// The finished bundle's bytes.
+    pub fn finish(self) -> Result<Vec<u8>, JsValue> {
+        self.converter.finish().map_err(js)
+    }
+}
+
 /// The crate version, for the page's footer and bug reports.
 #[wasm_bindgen]
 pub fn version() -> String {

@@ -9,6 +9,7 @@ import { initThresholdControls } from './ui/threshold.js';
 import { initResults, updateControls } from './ui/results.js';
 import { initBatch } from './ui/batch.js';
 import { initInputs } from './ui/inputs.js';
+import { initImport } from './ui/import.js';
 
 const DEFAULT_MODEL = 'models/default.bundle';
 
@@ -26,6 +27,7 @@ initThresholdControls();
 initResults();
 initBatch();
 initInputs();
+initImport();
 updateControls();
 setStatus('Starting the scorer…');
 loadModel(model);

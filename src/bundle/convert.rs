@@ -2,15 +2,16 @@
 //! builder itself (so a bundle holds exactly what loading asks for), stored at the precision
 //! its role allows, and the finished bundle is loaded back to compute the class text features.
 
+#[cfg(not(target_family = "wasm"))]
 use burn::tensor::Device;
 
-use crate::bundle::{
-    Bundle, BundleWriter, ContextEntry, FeaturesEntry, Header, Provenance, StoredDtype, Threshold,
-};
+use crate::bundle::{BundleWriter, ContextEntry, Header, Provenance, StoredDtype, Threshold};
+use crate::clip::specs::{tensor_specs, TensorSpec};
 use crate::config::ClipConfig;
-use crate::device::read_f32;
 use crate::error::{Error, Result};
-use crate::loader::{build_clip, Init, Weight, WeightSource};
+use crate::loader::Weight;
+#[cfg(not(target_family = "wasm"))]
+use crate::loader::WeightSource;
 use crate::quant;
 use crate::score::ScoreParams;
 
@@ -87,45 +88,7 @@ fn stored_dtype(quant: Quant, key: &str, shape: &[usize], linear: bool) -> Store
 /// weights), beyond the q8 budget of 0.001.
 const TOKEN_EMBEDDING: StoredDtype = StoredDtype::Q8;
 
-/// Passes tensors through to the builder while writing each one into the bundle.
-struct Recorder<'s> {
-    inner: &'s mut dyn WeightSource,
-    writer: BundleWriter,
-    quant: Quant,
-}
-
-impl Recorder<'_> {
-    fn record(&mut self, key: &str, shape: &[usize], values: &[f32], linear: bool) -> Result<()> {
-        // Scalars are stored with their Hugging Face shape [] so bundles read like the source.
-        let stored_shape: &[usize] = if key == "logit_scale" { &[] } else { shape };
-        let dtype = stored_dtype(self.quant, key, shape, linear);
-        self.writer.tensor(key, stored_shape, values, dtype)
-    }
-}
-
-impl WeightSource for Recorder<'_> {
-    fn take(&mut self, key: &str, shape: &[usize], init: Init) -> Result<Vec<f32>> {
-        let values = self.inner.take(key, shape, init)?;
-        self.record(key, shape, &values, false)?;
-        Ok(values)
-    }
-
-    fn take_linear(&mut self, key: &str, shape: &[usize]) -> Result<Weight> {
-        let w = self.inner.take_linear(key, shape)?;
-        let values = match &w {
-            Weight::F32(v) => v.clone(),
-            Weight::Quantized {
-                values,
-                scales,
-                block,
-                ..
-            } => quant::dequantize(values, scales, *block),
-        };
-        self.record(key, shape, &values, true)?;
-        Ok(w)
-    }
-}
-
+#[derive(Clone)]
 pub struct ConvertOptions {
     pub quant: Quant,
     pub classes: Vec<String>,
@@ -168,9 +131,14 @@ pub struct Rebundle {
     pub created: u64,
 }
 
+#[cfg(not(target_family = "wasm"))]
 /// A new bundle from `bundle` with `changes` (what `tune` writes): the weights are copied
 /// unchanged at their stored precision, the text features of the new classes precomputed.
-pub fn rebundle(bundle: &Bundle, changes: Rebundle, device: &Device) -> Result<Vec<u8>> {
+pub fn rebundle(
+    bundle: &crate::bundle::Bundle,
+    changes: Rebundle,
+    device: &Device,
+) -> Result<Vec<u8>> {
     let options = ConvertOptions {
         quant: bundle.header.quant.parse()?,
         classes: changes.classes,
@@ -193,11 +161,42 @@ pub fn rebundle(bundle: &Bundle, changes: Rebundle, device: &Device) -> Result<V
 }
 
 /// Seconds since the Unix epoch, for provenance (0 if the clock is before it).
+#[cfg(not(target_family = "wasm"))]
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The BPE merges of a Hugging Face `tokenizer.json`, as `merges.txt` text (a version line, then
+/// one "left right" pair per line), for [`compress_merges`]. Its merges are either "a b" strings
+/// (older files) or ["a", "b"] pairs (newer ones).
+pub fn merges_from_tokenizer_json(json: &[u8]) -> Result<Vec<u8>> {
+    let bad = |m: &str| Error::Input(format!("tokenizer.json: {m}"));
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| bad(&format!("not JSON ({e})")))?;
+    let merges = v
+        .pointer("/model/merges")
+        .and_then(|m| m.as_array())
+        .ok_or_else(|| bad("no BPE merges (model.merges); is it a CLIP tokenizer?"))?;
+    let mut out = String::from("#version: 0.2\n");
+    for m in merges {
+        match (m.as_str(), m.as_array()) {
+            (Some(pair), _) => out.push_str(pair),
+            (None, Some(pair)) if pair.len() == 2 => {
+                let part = |i: usize| {
+                    pair[i]
+                        .as_str()
+                        .ok_or_else(|| bad("a merge that is not text"))
+                };
+                out.push_str(&format!("{} {}", part(0)?, part(1)?));
+            }
+            _ => return Err(bad("a merge that is neither \"a b\" nor [\"a\", \"b\"]")),
+        }
+        out.push('\n');
+    }
+    Ok(out.into_bytes())
 }
 
 /// The BPE merges in the form the bundle stores (OpenAI's: a header line, then the merges CLIP
@@ -229,28 +228,24 @@ pub fn compress_merges(merges: &[u8]) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Converts a model from any weight source into bundle bytes.
-pub fn convert(
-    config: &ClipConfig,
-    source: &mut dyn WeightSource,
+/// A bundle written one tensor at a time, in the order of [`tensor_specs`]: the caller hands
+/// over each pending tensor's values (read from a file, a Range request, another bundle) and
+/// never needs the whole checkpoint, or the model, in memory. The command line and the browser
+/// both convert through it.
+pub struct Converter {
+    config: ClipConfig,
+    specs: Vec<TensorSpec>,
+    next: usize,
+    writer: BundleWriter,
     merges_gz: Vec<u8>,
-    options: &ConvertOptions,
-    device: &Device,
-) -> Result<Vec<u8>> {
-    config.validate()?;
-    options.score.validate()?;
-    let mut recorder = Recorder {
-        inner: source,
-        writer: BundleWriter::new(),
-        quant: options.quant,
-    };
-    // Building the model drives the recorder through every tensor, in the builder's order.
-    let model = build_clip(config, &mut recorder, device)?;
-    drop(model);
-    let mut writer = recorder.writer;
-    let tokenizer_section = writer.section(&merges_gz);
-    let context = match &options.context {
-        Some((vectors, n_ctx, suffix)) => {
+    options: ConvertOptions,
+}
+
+impl Converter {
+    pub fn new(config: &ClipConfig, merges_gz: Vec<u8>, options: ConvertOptions) -> Result<Self> {
+        config.validate()?;
+        options.score.validate()?;
+        if let Some((vectors, n_ctx, _)) = &options.context {
             let width = config.text_config.hidden_size;
             if vectors.len() != n_ctx * width {
                 return Err(Error::Input(format!(
@@ -258,48 +253,155 @@ pub fn convert(
                     vectors.len()
                 )));
             }
-            Some(ContextEntry {
+        }
+        Ok(Self {
+            config: config.clone(),
+            specs: tensor_specs(config),
+            next: 0,
+            writer: BundleWriter::new(),
+            merges_gz,
+            options,
+        })
+    }
+
+    /// The tensor to hand over next, or None when all are in.
+    pub fn pending(&self) -> Option<&TensorSpec> {
+        self.specs.get(self.next)
+    }
+
+    /// The score settings the bundle ships (the browser sets them once it has read the
+    /// model's logit scale, so they take the model's own temperature).
+    pub fn set_score(&mut self, score: ScoreParams) -> Result<()> {
+        score.validate()?;
+        self.options.score = score;
+        Ok(())
+    }
+
+    /// (tensors written, tensors in all).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.next, self.specs.len())
+    }
+
+    /// Writes the pending tensor at the precision its role takes.
+    pub fn push(&mut self, weight: Weight) -> Result<()> {
+        let Some(spec) = self.specs.get(self.next) else {
+            return Err(Error::Input("every tensor is written already".into()));
+        };
+        let values = match weight {
+            Weight::F32(v) => v,
+            Weight::Quantized {
+                values,
+                scales,
+                block,
+                ..
+            } => quant::dequantize(&values, &scales, block),
+        };
+        let n: usize = spec.shape.iter().product();
+        if values.len() != n {
+            return Err(Error::ShapeMismatch {
+                key: spec.key.clone(),
+                expected: spec.shape.clone(),
+                found: vec![values.len()],
+            });
+        }
+        // Scalars are stored with their Hugging Face shape [] so bundles read like the source.
+        let stored_shape: &[usize] = if spec.key == "logit_scale" {
+            &[]
+        } else {
+            &spec.shape
+        };
+        let dtype = stored_dtype(self.options.quant, &spec.key, &spec.shape, spec.linear);
+        self.writer
+            .tensor(&spec.key, stored_shape, &values, dtype)?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The writer with every section but the text features, and the header to finish it with.
+    fn into_parts(self) -> Result<(BundleWriter, Header)> {
+        if let Some(spec) = self.pending() {
+            return Err(Error::Input(format!(
+                "the conversion stopped before `{}` ({} of {} tensors written)",
+                spec.key,
+                self.next,
+                self.specs.len()
+            )));
+        }
+        let (config, options) = (self.config, self.options);
+        let mut writer = self.writer;
+        let tokenizer = writer.section(&self.merges_gz);
+        let context = options
+            .context
+            .as_ref()
+            .map(|(vectors, n_ctx, suffix)| ContextEntry {
                 n_ctx: *n_ctx,
-                width,
+                width: config.text_config.hidden_size,
                 suffix: suffix.clone(),
                 data: writer.f32_section(vectors),
-            })
-        }
-        None => None,
-    };
-    let header = Header {
-        config: config.clone(),
-        quant: options.quant.to_string(),
-        tensors: Vec::new(),
-        tokenizer: tokenizer_section,
-        classes: options.classes.clone(),
-        template: options.template.clone(),
-        context,
-        text_features: None,
-        score: options.score,
-        threshold: options.threshold.clone(),
-        provenance: Provenance {
-            source: options.source.clone(),
-            converter: format!("deltaenergy {}", env!("CARGO_PKG_VERSION")),
-            created: options.created,
-        },
-    };
+            });
+        let header = Header {
+            quant: options.quant.to_string(),
+            tensors: Vec::new(),
+            tokenizer,
+            classes: options.classes.clone(),
+            template: options.template.clone(),
+            context,
+            text_features: None,
+            score: options.score,
+            threshold: options.threshold.clone(),
+            provenance: Provenance {
+                source: options.source.clone(),
+                converter: format!("deltaenergy {}", env!("CARGO_PKG_VERSION")),
+                created: options.created,
+            },
+            config,
+        };
+        Ok((writer, header))
+    }
+
+    /// The bundle, without precomputed text features: a reader computes them when it loads it
+    /// (the browser, which cannot read tensors back synchronously, finishes this way).
+    pub fn finish(self) -> Result<Vec<u8>> {
+        let (writer, header) = self.into_parts()?;
+        writer.finish(header)
+    }
+}
+
+/// Converts a model from any weight source into bundle bytes, with the classes' text features
+/// precomputed from the bundle's own (possibly quantized) weights when asked.
+#[cfg(not(target_family = "wasm"))]
+pub fn convert(
+    config: &ClipConfig,
+    source: &mut dyn WeightSource,
+    merges_gz: Vec<u8>,
+    options: &ConvertOptions,
+    device: &Device,
+) -> Result<Vec<u8>> {
+    let mut c = Converter::new(config, merges_gz, options.clone())?;
+    while let Some(spec) = c.pending().cloned() {
+        let weight = if spec.linear {
+            source.take_linear(&spec.key, &spec.shape)?
+        } else {
+            Weight::F32(source.take(&spec.key, &spec.shape, spec.init)?)
+        };
+        c.push(weight)?;
+    }
+    let (mut writer, header) = c.into_parts()?;
     if options.classes.is_empty() || !options.text_features {
         return writer.finish(header);
     }
-    // Text features come from the bundle's own (possibly quantized) weights, so they equal what
-    // a reader of the bundle computes: finish a draft, load it, encode the classes.
+    // Finish a draft, load it, encode the classes: the features equal what a reader computes.
     let features = {
         let draft = writer.clone().finish(header.clone())?;
-        let bundle = Bundle::parse(&draft)?;
+        let bundle = crate::bundle::Bundle::parse(&draft)?;
         let model = bundle.model(device)?;
         let tokenizer = bundle.tokenizer()?;
         let t = model.encode_classes(&tokenizer, &options.classes, &bundle.prompt())?;
-        normalise_rows(read_f32(t)?, config.projection_dim)
+        normalise_rows(crate::device::read_f32(t)?, config.projection_dim)
     };
     let data = writer.f32_section(&features);
     let header = Header {
-        text_features: Some(FeaturesEntry {
+        text_features: Some(crate::bundle::FeaturesEntry {
             rows: options.classes.len(),
             dim: config.projection_dim,
             data,
@@ -309,6 +411,7 @@ pub fn convert(
     writer.finish(header)
 }
 
+#[cfg(not(target_family = "wasm"))]
 fn normalise_rows(mut v: Vec<f32>, dim: usize) -> Vec<f32> {
     v.chunks_mut(dim).for_each(crate::embed::l2_normalise);
     v

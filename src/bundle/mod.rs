@@ -22,7 +22,6 @@ mod format;
 mod read;
 mod write;
 
-#[cfg(not(target_family = "wasm"))]
 pub mod convert;
 #[cfg(not(target_family = "wasm"))]
 pub mod export;

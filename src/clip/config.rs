@@ -107,7 +107,18 @@ impl Default for ClipConfig {
 impl ClipConfig {
     /// Parses a transformers `config.json` and checks that the architecture is one we can build.
     pub fn from_json(json: &str) -> Result<Self, Error> {
-        let config: Self = serde_json::from_str(json)
+        // A config of another model (BERT, a SigLIP, a text-only CLIP tower) would otherwise
+        // parse with CLIP's defaults and fail later on a tensor's shape.
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::Config(format!("config.json is not JSON: {e}")))?;
+        if let Some(kind) = value.get("model_type").and_then(|t| t.as_str()) {
+            if kind != "clip" {
+                return Err(Error::Config(format!(
+                    "config.json describes a `{kind}` model, not CLIP (model_type must be \"clip\")"
+                )));
+            }
+        }
+        let config: Self = serde_json::from_value(value)
             .map_err(|e| Error::Config(format!("config.json is not a CLIP config: {e}")))?;
         config.validate()?;
         Ok(config)
@@ -167,6 +178,19 @@ impl ClipConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_models_are_refused_by_their_model_type() {
+        let e = ClipConfig::from_json(r#"{"model_type": "bert", "hidden_size": 768}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`bert`") && e.contains("not CLIP"), "{e}");
+        let e = ClipConfig::from_json(r#"{"model_type": "clip_vision_model"}"#).unwrap_err();
+        assert!(e.to_string().contains("clip_vision_model"));
+        assert!(ClipConfig::from_json("not json").is_err());
+        // Configs without a model_type (this project's training configs) still parse.
+        ClipConfig::from_json(include_str!("../../tools/train/cifar-clip.json")).unwrap();
+    }
 
     #[test]
     fn defaults_fill_missing_fields_like_transformers() {

@@ -17,7 +17,7 @@ use crate::model::{Clip, EncoderLayer, Mlp, SelfAttention, TextTransformer, Visi
 use crate::rng::Rng;
 
 /// What a tensor is, so a random source can initialise it sensibly.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     Normal(f32),
     Ones,
@@ -106,7 +106,7 @@ pub(crate) fn le_f16s(data: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-fn decode_values(key: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
+pub(crate) fn decode_values(key: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
     Ok(match dtype {
         Dtype::F32 => le_f32s(data),
         Dtype::F16 => le_f16s(data),

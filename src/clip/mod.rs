@@ -2,10 +2,12 @@
 //! model as burn modules, the loader that builds it from weights, and prompts (templates or
 //! learned context vectors).
 
+pub mod checkpoint;
 pub mod config;
 pub mod embed;
 pub mod loader;
 pub mod model;
 pub mod preprocess;
 pub mod prompt;
+pub mod specs;
 pub mod tokenizer;

@@ -418,6 +418,7 @@ async function runBackend(which, server, expected) {
       assert(v.length === 0 && logged.length === 0, [...v, ...logged].join(' | '));
     });
 
+    if (which === 'cpu') await importChecks(page);
     if (which === 'cpu') await extraChecks(page, shot, requests);
   } catch (e) {
     fail(`${which} run`, e.message.split('\n')[0]);
@@ -430,6 +431,90 @@ async function runBackend(which, server, expected) {
     await context.close().catch(() => {});
     await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/**
+ * The import of a Hugging Face checkpoint (E2E_IMPORT: checkpoint/ with config.json,
+ * model.safetensors and merges.txt, and expected.json from the CLI on the same checkpoint):
+ * the page converts it, loads it and scores like the CLI; a truncated file is a clear error and
+ * the imported model keeps working.
+ */
+async function importChecks(page) {
+  const dir = env.E2E_IMPORT;
+  if (!dir) {
+    skip('import a Hugging Face checkpoint', 'E2E_IMPORT not set');
+    return;
+  }
+  const files = ['config.json', 'model.safetensors', 'merges.txt'].map((f) => path.join(dir, 'checkpoint', f));
+  // Playwright takes paths or buffers, not both in one call.
+  const asBuffer = async (file) => ({ name: path.basename(file), mimeType: 'application/octet-stream', buffer: await readFile(file) });
+  const readySha = () => page.locator('[data-testid=ready]').getAttribute('data-sha256').catch(() => null);
+  let imported = false;
+  // An import ships the classes in use: back to the bundle's ten, which the CLI's bundle has.
+  const applied = await page.locator('textarea[data-testid=classes]').getAttribute('data-applied');
+  await page.locator('#reset-classes').click();
+  await page.locator('[data-testid=apply-classes]').click();
+  await page.waitForFunction((a) => document.querySelector('[data-testid=classes]').dataset.applied !== a, applied, { timeout: STEP_TIMEOUT });
+  await check('a checkpoint picked as files is converted and loaded', async () => {
+    const before = await readySha();
+    const since = await errorSeq(page);
+    await page.locator('[data-testid=import-input]').setInputFiles(files);
+    await page.waitForFunction(
+      ([b, s]) => {
+        const sha = document.querySelector('[data-testid=ready]')?.dataset.sha256;
+        const e = Number(document.querySelector('[data-testid=error]')?.dataset.seq ?? 0);
+        return (sha && sha !== b) || e > s;
+      },
+      [before, since],
+      { timeout: STEP_TIMEOUT },
+    );
+    const after = await readySha();
+    if (!after || after === before) throw new Error((await page.locator('[data-testid=error]').textContent()).trim());
+    imported = true;
+    const source = (await page.locator('#model-info').innerText()).split('\n').slice(0, 2).join(' ');
+    return `${source}; ${(await page.locator('#status').textContent()).trim()}`;
+  });
+  if (!imported) return;
+  const want = JSON.parse(await readFile(path.join(dir, 'expected.json'), 'utf8'))['cat.jpg'];
+  const name = 'imported-cat.jpg';
+  await check('the imported model scores like the CLI on the same checkpoint', async () => {
+    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
+    const r = await readCard(page, name);
+    assert(!r.error, r.error);
+    assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
+    const diff = Math.abs(r.de - want.delta_energy);
+    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
+    return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+  });
+  await check('a truncated model.safetensors is a clear error; the model in use stays', async () => {
+    const full = await readFile(files[1]);
+    const since = await errorSeq(page);
+    const sha = await readySha();
+    await page.locator('[data-testid=import-input]').setInputFiles([
+      await asBuffer(files[0]),
+      { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: full.subarray(0, full.length - 5000) },
+      await asBuffer(files[2]),
+    ]);
+    const text = await newError(page, since);
+    assert(/outside the file|complete/.test(text), `message: ${text}`);
+    assert((await readySha()) === sha, 'the model changed');
+    const again = 'imported-again-cat.jpg';
+    await scoreFiles(page, { name: again, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
+    const r = await readCard(page, again);
+    assert(!r.error && r.label === want.label, r.error ?? r.label);
+    return text.slice(0, 140);
+  });
+  await check('a config that is not CLIP is a clear error', async () => {
+    const since = await errorSeq(page);
+    await page.locator('[data-testid=import-input]').setInputFiles([
+      { name: 'config.json', mimeType: 'application/json', buffer: Buffer.from('{"model_type": "bert", "hidden_size": 768}') },
+      await asBuffer(files[1]),
+      await asBuffer(files[2]),
+    ]);
+    const text = await newError(page, since);
+    assert(/not CLIP/.test(text) && clearMessage(text), `message: ${text}`);
+    return text.slice(0, 140);
+  });
 }
 
 /** Cheap checks done once (on the CPU run): keyboard reachability, the phone layout, the cache. */

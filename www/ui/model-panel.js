@@ -15,8 +15,12 @@ export function setDeviceRequest(device) {
   if (device === 'cpu' || device === 'webgpu' || device === 'auto') deviceRequest = device;
 }
 
+/** The scorer's last `ready` event (device, reason, info, timings). */
+let lastReady = null;
+
 /** Keeps the device line and model state in step with the scorer's events. */
 function onEvent(event) {
+  if (event.status === 'ready') lastReady = event;
   if (event.status === 'fallback') {
     setDevice(event.device, event.reason);
     showError(event.reason.message);
@@ -37,17 +41,15 @@ export async function loadModel(source) {
   updateControls();
   setStatus(`Loading ${label}…`);
   showProgress({ status: 'load' });
-  let ready = null;
-  const remember = (e) => {
-    if (e.status === 'ready') ready = e;
-  };
+  lastReady = null;
   try {
     if (!session.scorer) {
-      session.scorer = await createScorer({ model: source, device: deviceRequest, onProgress: (e) => (remember(e), onEvent(e)) });
+      session.scorer = await createScorer({ model: source, device: deviceRequest, onProgress: onEvent });
       $('version').textContent = `deltaenergy ${session.scorer.version}.`;
     } else {
       await session.scorer.load(source, { device: deviceRequest });
     }
+    const ready = lastReady;
     session.model = { ...ready, label };
     session.context += 1;
     markStale();

@@ -36,6 +36,12 @@ export function showProgress(p) {
     return;
   }
   box.hidden = false;
+  if (p.status === 'import') {
+    bar.max = p.total;
+    bar.value = p.loaded;
+    text.textContent = `Converting: tensor ${p.tensor} of ${p.tensors}, ${bytesText(p.loaded)} of ${bytesText(p.total)} read`;
+    return;
+  }
   if (p.status === 'download' && p.total > 0) {
     bar.max = p.total;
     bar.value = p.loaded;
