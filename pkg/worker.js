@@ -279,10 +279,13 @@ async function importCheckpoint(msg, progress) {
         progress({ status: 'import', loaded, total: size, tensor: next.index + 1, tensors: next.count });
       }
     }
-  } catch (e) {
+    // The bundle assembled in one buffer, its data copied once out of the wasm memory.
+    const head = job.finish();
+    const bundle = new Uint8Array(head.length + job.dataLength());
+    bundle.set(head);
+    job.copyDataInto(bundle, head.length);
+    return bundle;
+  } finally {
     job.free();
-    throw e;
   }
-  const bundle = job.finish();
-  return bundle;
 }

@@ -490,8 +490,10 @@ async fn run(
 /// [`Import::push`]; the checkpoint is never whole in memory.
 #[wasm_bindgen]
 pub struct Import {
-    converter: crate::convert::Converter,
+    converter: Option<crate::convert::Converter>,
     checkpoint: crate::clip::checkpoint::Checkpoint,
+    /// The bundle's data once finished, until copied out.
+    data: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -562,8 +564,9 @@ impl Import {
             crate::convert::Converter::new(&config, compress_merges(&merges).map_err(js)?, options)
                 .map_err(js)?;
         let import = Import {
-            converter,
+            converter: Some(converter),
             checkpoint,
+            data: Vec::new(),
         };
         // Every tensor the model needs must be in the file before any byte is read.
         for spec in crate::clip::specs::tensor_specs(&config) {
@@ -575,11 +578,12 @@ impl Import {
     /// `{key, start, end, index, count}`: the byte range of the next tensor to read, or
     /// `undefined` when every tensor is in.
     pub fn next(&self) -> Result<JsValue, JsValue> {
-        let Some(spec) = self.converter.pending() else {
+        let c = self.converter()?;
+        let Some(spec) = c.pending() else {
             return Ok(JsValue::UNDEFINED);
         };
         let e = self.checkpoint.entry(spec).map_err(js)?;
-        let (index, count) = self.converter.progress();
+        let (index, count) = c.progress();
         to_js(&NextTensor {
             key: &spec.key,
             start: e.start as f64,
@@ -591,25 +595,68 @@ impl Import {
 
     /// The next tensor's bytes, exactly its range.
     pub fn push(&mut self, bytes: Vec<u8>) -> Result<(), JsValue> {
-        let Some(spec) = self.converter.pending().cloned() else {
+        let Some(spec) = self.converter()?.pending().cloned() else {
             return Err(js(crate::Error::Input("every tensor is in already".into())));
         };
         let values = self.checkpoint.decode(&spec, &bytes).map_err(js)?;
         if spec.key == "logit_scale" {
             let tau = crate::score::temperature(f64::from(values[0]));
-            self.converter
+            self.converter_mut()?
                 .set_score(ScoreParams::for_temperature(tau))
                 .map_err(js)?;
         }
-        self.converter
+        self.converter_mut()?
             .push(crate::loader::Weight::F32(values))
             .map_err(js)
     }
 
-    /// The finished bundle's bytes.
-    pub fn finish(self) -> Result<Vec<u8>, JsValue> {
-        self.converter.finish().map_err(js)
+    /// Finishes the bundle and returns its first part (preamble, header, padding); the data
+    /// follows with `dataLength` and `copyDataInto`, so the page never holds two copies of it.
+    pub fn finish(&mut self) -> Result<Vec<u8>, JsValue> {
+        let converter = self.converter.take().ok_or_else(finished)?;
+        let (head, data) = converter.finish_split().map_err(js)?;
+        self.data = data;
+        Ok(head)
     }
+
+    #[wasm_bindgen(js_name = dataLength)]
+    pub fn data_length(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Copies the bundle's data into `target` at `offset` (straight from the wasm memory).
+    #[wasm_bindgen(js_name = copyDataInto)]
+    pub fn copy_data_into(
+        &mut self,
+        target: &js_sys::Uint8Array,
+        offset: u32,
+    ) -> Result<(), JsValue> {
+        if offset as usize + self.data.len() > target.length() as usize {
+            return Err(js(crate::Error::Input(
+                "copyDataInto: the target is too small".into(),
+            )));
+        }
+        // SAFETY: the view is used at once, before anything can allocate in (and so move) the
+        // wasm memory it points into.
+        let view = unsafe { js_sys::Uint8Array::view(&self.data) };
+        target.set(&view, offset);
+        self.data = Vec::new();
+        Ok(())
+    }
+
+    fn converter(&self) -> Result<&crate::convert::Converter, JsValue> {
+        self.converter.as_ref().ok_or_else(finished)
+    }
+
+    fn converter_mut(&mut self) -> Result<&mut crate::convert::Converter, JsValue> {
+        self.converter.as_mut().ok_or_else(finished)
+    }
+}
+
+fn finished() -> JsValue {
+    js(crate::Error::Input(
+        "the conversion is finished already".into(),
+    ))
 }
 
 /// The crate version, for the page's footer and bug reports.

@@ -254,11 +254,33 @@ impl Converter {
                 )));
             }
         }
+        let specs = tensor_specs(config);
+        // The data section's size, known before the first byte (alignment included), so the
+        // writer allocates once.
+        let section = |n: u64| n.div_ceil(64) * 64;
+        let tensors: u64 = specs
+            .iter()
+            .map(|s| {
+                let n = s.shape.iter().product::<usize>() as u64;
+                let dtype = stored_dtype(options.quant, &s.key, &s.shape, s.linear);
+                let scales = if dtype.is_quantized() {
+                    section(n.div_ceil(quant::BLOCK as u64) * 2)
+                } else {
+                    0
+                };
+                section(dtype.value_bytes(n)) + scales
+            })
+            .sum();
+        let extra = section(merges_gz.len() as u64)
+            + options
+                .context
+                .as_ref()
+                .map_or(0, |(v, _, _)| section(v.len() as u64 * 4));
         Ok(Self {
             config: config.clone(),
-            specs: tensor_specs(config),
+            specs,
             next: 0,
-            writer: BundleWriter::new(),
+            writer: BundleWriter::with_capacity((tensors + extra) as usize),
             merges_gz,
             options,
         })
@@ -364,6 +386,13 @@ impl Converter {
     pub fn finish(self) -> Result<Vec<u8>> {
         let (writer, header) = self.into_parts()?;
         writer.finish(header)
+    }
+
+    /// [`Converter::finish`] in two parts, the bytes before the data and the data (see
+    /// `BundleWriter::finish_split`).
+    pub fn finish_split(self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let (writer, header) = self.into_parts()?;
+        writer.finish_split(header)
     }
 }
 

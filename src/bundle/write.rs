@@ -21,8 +21,14 @@ impl Default for BundleWriter {
 
 impl BundleWriter {
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// A writer whose data will take about `bytes`: reserving it at once spares the doubling
+    /// reallocations (and, in wasm, whose linear memory never shrinks, the memory they leave).
+    pub fn with_capacity(bytes: usize) -> Self {
         Self {
-            data: Vec::new(),
+            data: Vec::with_capacity(bytes),
             tensors: Vec::new(),
         }
     }
@@ -85,7 +91,16 @@ impl BundleWriter {
         Ok(())
     }
 
-    pub fn finish(mut self, mut header: Header) -> Result<Vec<u8>> {
+    pub fn finish(self, header: Header) -> Result<Vec<u8>> {
+        let (mut out, mut data) = self.finish_split(header)?;
+        out.append(&mut data);
+        Ok(out)
+    }
+
+    /// The finished file in two parts, everything before the data (preamble, header, padding)
+    /// and the data, so a caller short of memory (the browser) can place them side by side
+    /// without a second copy of the data.
+    pub fn finish_split(mut self, mut header: Header) -> Result<(Vec<u8>, Vec<u8>)> {
         header.tensors = std::mem::take(&mut self.tensors);
         let json = serde_json::to_vec(&header).map_err(|e| bad(format!("header: {e}")))?;
         if json.len() > MAX_HEADER_BYTES {
@@ -95,16 +110,18 @@ impl BundleWriter {
             )));
         }
         let data_start = align(PREAMBLE + json.len());
-        let mut out = Vec::with_capacity(data_start + self.data.len());
+        let mut out = Vec::with_capacity(data_start);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(json.len() as u32).to_le_bytes());
         out.extend_from_slice(&[0u8; 32]);
         out.extend_from_slice(&json);
         out.resize(data_start, 0);
-        out.append(&mut self.data);
-        let digest: [u8; 32] = Sha256::digest(&out[PREAMBLE..]).into();
+        let mut hash = Sha256::new();
+        hash.update(&out[PREAMBLE..]);
+        hash.update(&self.data);
+        let digest: [u8; 32] = hash.finalize().into();
         out[16..48].copy_from_slice(&digest);
-        Ok(out)
+        Ok((out, self.data))
     }
 }

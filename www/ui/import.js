@@ -20,6 +20,7 @@ async function importFiles(files) {
     const t0 = performance.now();
     const bytes = await session.scorer.importCheckpoint([...files], { quant, classes, onProgress: showProgress });
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+    $('import-box').dataset.convertedSeconds = seconds; // for tests/e2e/import-bench.mjs
     const bundle = new File([bytes], `imported-${quant}.bundle`, { type: 'application/octet-stream' });
     if (downloadUrl) URL.revokeObjectURL(downloadUrl);
     downloadUrl = URL.createObjectURL(bundle);

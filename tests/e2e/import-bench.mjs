@@ -1,0 +1,88 @@
+// Time and memory of importing a checkpoint in the page (headless Chromium, CPU backend): the
+// seconds from picking the files to the converted model being ready, and the peak resident
+// memory of Chromium's processes above what they held before the import (sampled every 50 ms
+// from /proc; Linux only).
+//
+//   node tests/e2e/import-bench.mjs DIR [QUANT]
+// DIR holds config.json, model.safetensors and merges.txt (or tokenizer.json).
+import { readFile, readdir, access } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launchChromium } from './browser.mjs';
+import { startServer } from './server.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const [dir, quant = 'q8'] = process.argv.slice(2);
+const tokenizer = await access(path.join(dir, 'tokenizer.json')).then(() => 'tokenizer.json', () => 'merges.txt');
+const files = ['config.json', 'model.safetensors', tokenizer].map((f) => path.join(dir, f));
+
+/** Resident memory of every Chromium process, in bytes. */
+async function chromiumRss() {
+  let total = 0;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      if (!/^Name:\s+(chromium|chrome)/m.test(status)) continue;
+      total += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+    } catch {
+      /* gone */
+    }
+  }
+  return total;
+}
+
+const server = await startServer({ root: path.join(here, '../../www'), port: 0 });
+const { context } = await launchChromium('cpu');
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.goto(`${server.url}?backend=cpu`);
+  await page.locator('[data-testid=ready]').waitFor({ timeout: 120_000 });
+  const before = await page.locator('[data-testid=ready]').getAttribute('data-sha256');
+  await new Promise((r) => setTimeout(r, 1000));
+  const base = await chromiumRss();
+  let peak = base;
+  let convertPeak = null; // the peak up to the moment the bundle is made, before it loads
+  let convertSeconds = null;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, await chromiumRss());
+      if (convertPeak === null) {
+        const done = await page.locator('#import-box').getAttribute('data-converted-seconds').catch(() => null);
+        if (done) {
+          convertPeak = peak;
+          convertSeconds = Number(done);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  await page.locator('#import-box summary').click();
+  await page.locator('#import-quant').selectOption(quant);
+  const t0 = Date.now();
+  await page.locator('[data-testid=import-input]').setInputFiles(files);
+  await page.waitForFunction(
+    (b) => {
+      const sha = document.querySelector('[data-testid=ready]')?.dataset.sha256;
+      return (sha && sha !== b) || document.querySelector('[data-testid=error]');
+    },
+    before,
+    { timeout: 30 * 60_000 },
+  );
+  const seconds = (Date.now() - t0) / 1000;
+  sampling = false;
+  await sampler;
+  const error = await page.locator('[data-testid=error]').textContent().catch(() => null);
+  if (error) throw new Error(error);
+  const status = (await page.locator('#status').textContent()).trim();
+  const size = (await readFile(files[1])).length;
+  console.log(`import ${path.basename(dir)} (${(size / 1e6).toFixed(1)} MB) → ${quant}: ${seconds.toFixed(1)} s to ready`);
+  const mb = (x) => `${(x / 1e6).toFixed(0)} MB`;
+  console.log(`conversion: ${convertSeconds} s, Chromium RSS peak +${convertPeak === null ? '?' : mb(convertPeak - base)} over ${mb(base)}`);
+  console.log(`to ready (conversion + load + warm-up): peak +${mb(peak - base)}`);
+  console.log(status);
+} finally {
+  await context.close();
+  await server.close();
+}
