@@ -163,14 +163,40 @@ export class DeltaEnergyScorer {
    * `load`, keep them, or offer them as a download). The model in use is not touched.
    * @param {CheckpointFiles | Iterable<File>} files `config.json`, `model.safetensors` (f32, f16
    *   or bf16) and `tokenizer.json` or `merges.txt`, by name when given as a list
-   * @param {{quant?: 'f32' | 'f16' | 'q8' | 'q4', classes?: string[], source?: string,
+   * @param {{quant?: 'f32' | 'f16' | 'q8' | 'q4', classes?: string[],
    *   onProgress?: (event: ProgressEvent) => void}} [options]
    * @returns {Promise<Uint8Array>}
    */
-  async importCheckpoint(files, { quant = 'q8', classes = [], source, onProgress } = {}) {
-    const picked = checkpointFiles(files);
-    const label = source ?? `files: ${picked.weights instanceof File ? picked.weights.name : 'model.safetensors'}`;
-    const payload = { files: picked, quant, classes, source: label };
+  async importCheckpoint(files, { quant = 'q8', classes = [], onProgress } = {}) {
+    const source = { kind: 'files', files: checkpointFiles(files) };
+    return this.#import({ source, quant, classes }, onProgress);
+  }
+
+  /**
+   * Converts a CLIP checkpoint on the Hugging Face Hub (or a mirror with the Hub's URL layout)
+   * into a bundle, like `importCheckpoint`: `config.json` and the tokenizer are fetched whole,
+   * `model.safetensors` by HTTP Range requests, a tensor at a time. Only this call talks to the
+   * Hub, and only to fetch; no image is ever sent.
+   * @param {{repo: string, revision?: string, hub?: string}} where a repository id such as
+   *   `openai/clip-vit-base-patch32`, a revision (default `main`) and the Hub's base URL
+   *   (default `https://huggingface.co`)
+   * @param {{quant?: 'f32' | 'f16' | 'q8' | 'q4', classes?: string[],
+   *   onProgress?: (event: ProgressEvent) => void}} [options]
+   * @returns {Promise<Uint8Array>}
+   */
+  async importFromHub({ repo, revision = 'main', hub = 'https://huggingface.co' }, { quant = 'q8', classes = [], onProgress } = {}) {
+    const base = new URL(hub, typeof document !== 'undefined' ? document.baseURI : self.location.href).href;
+    const source = { kind: 'hub', base, repo, revision };
+    return this.#import({ source, quant, classes, allowedOrigins: [new URL(base).origin] }, onProgress);
+  }
+
+  /** Stops an import in progress (it then fails with "the import was cancelled"). */
+  async cancelImport() {
+    if (!this.#worker) return;
+    await this.#send('cancelImport', {});
+  }
+
+  async #import(payload, onProgress) {
     try {
       return await this.#send('import', payload, [], onProgress);
     } catch (e) {

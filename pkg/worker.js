@@ -12,11 +12,14 @@
 //      classify {image: {kind: 'encoded', bytes, type} | {kind: 'rgba', width, height, rgba}
 //                | {kind: 'bitmap', bitmap}, topK}
 //      setClasses {classes}   setThreshold {value}   judge {scores}
-//      import {files: {config, weights, tokenizer, tokenizerKind}, quant, classes, source}
+//      import {source: {kind: 'files', files: {config, weights, tokenizer, tokenizerKind}}
+//                      | {kind: 'hub', base, repo, revision}, allowedOrigins, quant, classes}
 //             → the bundle's bytes (the model in use is not touched)
+//      cancelImport {} (does not wait in line): stops the import in progress
 
 import { ScorerError, describe, isGpuFailure } from './errors.js';
 import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
+import { convert as convertCheckpoint, fromFiles, fromHub } from './checkpoint.js';
 
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
 
@@ -91,6 +94,11 @@ self.onmessage = (event) => {
         throw new ScorerError(`unknown request "${msg.op}"`, 'InputError');
     }
   };
+  if (msg.op === 'cancelImport') {
+    importing?.abort();
+    post({ id, kind: 'ok', value: Boolean(importing) });
+    return;
+  }
   (msg.op === 'judge' ? booted.then(task) : serially(task)).then(
     // A bundle made here goes to the page without a copy.
     (value) => post({ id, kind: 'ok', value }, value instanceof Uint8Array ? [value.buffer] : []),
@@ -242,50 +250,18 @@ async function classify(msg, progress) {
   });
 }
 
-/** Bytes start..end of a Blob (a File the user gave). */
-const blobRange = (blob, start, end) => blob.slice(start, end).arrayBuffer().then((b) => new Uint8Array(b));
+let importing = null; // the AbortController of the import in progress
 
-/**
- * A Hugging Face checkpoint → bundle bytes, tensor by tensor (see web.rs, Import): the file is
- * read in slices, never whole.
- */
 async function importCheckpoint(msg, progress) {
-  const { config, weights, tokenizer, tokenizerKind } = msg.files ?? {};
-  if (!(config instanceof Blob) || !(weights instanceof Blob) || !(tokenizer instanceof Blob)) {
-    throw new ScorerError('import: config.json, model.safetensors and a tokenizer file are needed', 'InputError');
-  }
-  const size = weights.size;
-  const prefixLen = wasm.Import.prefixLength(await blobRange(weights, 0, 8), size);
-  const job = new wasm.Import(
-    await config.text(),
-    await blobRange(weights, 0, prefixLen),
-    size,
-    new Uint8Array(await tokenizer.arrayBuffer()),
-    tokenizerKind,
-    msg.quant ?? 'q8',
-    msg.classes ?? [],
-    msg.source ?? '',
-  );
+  const controller = new AbortController();
+  importing = controller;
   try {
-    let loaded = prefixLen;
-    let last = 0;
-    for (let next = job.next(); next; next = job.next()) {
-      const bytes = await blobRange(weights, next.start, next.end);
-      job.push(bytes);
-      loaded += bytes.length;
-      const now = performance.now();
-      if (now - last > 100 || next.index + 1 === next.count) {
-        last = now;
-        progress({ status: 'import', loaded, total: size, tensor: next.index + 1, tensors: next.count });
-      }
-    }
-    // The bundle assembled in one buffer, its data copied once out of the wasm memory.
-    const head = job.finish();
-    const bundle = new Uint8Array(head.length + job.dataLength());
-    bundle.set(head);
-    job.copyDataInto(bundle, head.length);
-    return bundle;
+    const ckpt =
+      msg.source?.kind === 'hub'
+        ? await fromHub({ ...msg.source, base: checkUrl(msg.source.base, self.location.origin, msg.allowedOrigins ?? []).href }, controller.signal)
+        : await fromFiles(msg.source?.files ?? {});
+    return await convertCheckpoint(wasm, ckpt, msg, progress);
   } finally {
-    job.free();
+    if (importing === controller) importing = null;
   }
 }

@@ -9,7 +9,7 @@ import { initThresholdControls } from './ui/threshold.js';
 import { initResults, updateControls } from './ui/results.js';
 import { initBatch } from './ui/batch.js';
 import { initInputs } from './ui/inputs.js';
-import { initImport } from './ui/import.js';
+import { initImport, importFromHub } from './ui/import.js';
 
 const DEFAULT_MODEL = 'models/default.bundle';
 
@@ -27,7 +27,15 @@ initThresholdControls();
 initResults();
 initBatch();
 initInputs();
-initImport();
+initImport(params);
 updateControls();
 setStatus('Starting the scorer…');
-loadModel(model);
+// `?hf=ORG/NAME` (with `&hub=URL` for a mirror) imports from the Hub once the page is ready.
+loadModel(model).then((ok) => {
+  const hf = params.get('hf');
+  if (ok && hf) {
+    $('import-box').open = true;
+    $('hub-repo').value = hf;
+    importFromHub(hf, params.get('revision') || 'main');
+  }
+});

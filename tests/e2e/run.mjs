@@ -20,7 +20,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import { launchChromium } from './browser.mjs';
-import { startServer, CSP, mimeType } from './server.mjs';
+import { startServer, csp, mimeType } from './server.mjs';
+import { startHub } from './hub.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WWW = path.resolve(process.env.E2E_ROOT ?? path.join(here, '../../www'));
@@ -182,7 +183,7 @@ function clearMessage(text) {
 
 // ---------------------------------------------------------------- one browser run
 
-async function runBackend(which, server, expected) {
+async function runBackend(which, server, expected, hub) {
   console.log(`\n== ${which}`);
   const { context, userDataDir } = await launchChromium(which, { acceptDownloads: true });
   const origin = new URL(server.url).origin;
@@ -420,6 +421,7 @@ async function runBackend(which, server, expected) {
 
     if (which === 'cpu') await importChecks(page);
     if (which === 'cpu') await extraChecks(page, shot, requests);
+    if (which === 'cpu') await hubChecks(page, server, hub);
   } catch (e) {
     fail(`${which} run`, e.message.split('\n')[0]);
     await shot('crash', { fullPage: true });
@@ -517,6 +519,77 @@ async function importChecks(page) {
   });
 }
 
+/**
+ * A Hub import against the local stand-in (hub.mjs): `?hf=` starts it, the model scores like the
+ * CLI, model.safetensors is only ever read by ranges, nothing but GETs reach the Hub; a missing
+ * repository and a dropped connection are clear errors that leave the model in use.
+ */
+async function hubChecks(page, server, hub) {
+  const dir = env.E2E_IMPORT;
+  if (!dir || !hub) {
+    skip('import from the Hub', 'E2E_IMPORT not set');
+    return;
+  }
+  const want = JSON.parse(await readFile(path.join(dir, 'expected.json'), 'utf8'))['cat.jpg'];
+  const readySha = () => page.locator('[data-testid=ready]').getAttribute('data-sha256').catch(() => null);
+  hub.requests.length = 0;
+  let imported = false;
+  await check('?hf=ORG/NAME&hub=URL imports from the Hub and scores like the CLI', async () => {
+    await page.goto(`${server.url}?hf=test/tiny-clip&hub=${encodeURIComponent(hub.url)}`);
+    await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
+    const first = await readySha();
+    await page.waitForFunction(
+      (b) => {
+        const sha = document.querySelector('[data-testid=ready]')?.dataset.sha256;
+        return (sha && sha !== b) || document.querySelector('[data-testid=error]');
+      },
+      first,
+      { timeout: STEP_TIMEOUT },
+    );
+    if (await page.locator('[data-testid=error]').count()) {
+      throw new Error((await page.locator('[data-testid=error]').textContent()).trim());
+    }
+    imported = true;
+    const name = 'hub-cat.jpg';
+    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
+    const r = await readCard(page, name);
+    assert(!r.error, r.error);
+    assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
+    const diff = Math.abs(r.de - want.delta_energy);
+    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
+    return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+  });
+  await check('the Hub saw only GETs (and preflights), model.safetensors only by byte ranges', async () => {
+    const seen = hub.requests;
+    assert(seen.length > 0, 'no request reached the Hub');
+    const bad = seen.filter((r) => !['GET', 'OPTIONS'].includes(r.method) || r.bodyBytes > 0);
+    assert(bad.length === 0, `unexpected: ${bad.map((r) => `${r.method} ${r.url}`).join(', ')}`);
+    const whole = seen.filter((r) => r.origin === 'cdn' && r.method === 'GET' && !r.range);
+    assert(whole.length === 0, `model.safetensors fetched whole ${whole.length} times`);
+    const ranges = seen.filter((r) => r.origin === 'cdn' && r.range).length;
+    return `${seen.length} requests, ${ranges} byte ranges from the second origin after the 302`;
+  });
+  if (!imported) return;
+  for (const [repo, pattern, what] of [
+    ['test/missing', /no config\.json|name right/, 'a repository that does not exist'],
+    ['test/drop', /dropped|could not reach|bytes of/, 'a connection dropped mid-download'],
+  ]) {
+    await check(`${what} is a clear error; the model in use stays`, async () => {
+      const since = await errorSeq(page);
+      const sha = await readySha();
+      await page.locator('#import-box').evaluate((d) => (d.open = true));
+      await page.locator('[data-testid=hub-repo]').fill(repo);
+      await page.locator('[data-testid=hub-load]').click();
+      const text = await newError(page, since);
+      assert(pattern.test(text) && clearMessage(text), `message: ${text}`);
+      assert((await readySha()) === sha, 'the model changed');
+      return text.slice(0, 150);
+    });
+  }
+  await page.goto(server.url);
+  await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
+}
+
 /** Cheap checks done once (on the CPU run): keyboard reachability, the phone layout, the cache. */
 async function extraChecks(page, shot, requests) {
   await check('keyboard reaches every control', async () => {
@@ -564,12 +637,18 @@ async function extraChecks(page, shot, requests) {
 
 async function main() {
   await mkdir(SHOTS, { recursive: true });
-  const server = await startServer({ root: WWW, port: Number(env.E2E_PORT ?? 0) });
+  // A stand-in Hub on two more origins, which the page's CSP allows (as it allows the real Hub's).
+  const hub = env.E2E_IMPORT
+    ? await startHub({ repos: { 'test/tiny-clip': path.join(env.E2E_IMPORT, 'checkpoint'), 'test/drop': path.join(env.E2E_IMPORT, 'checkpoint') } })
+    : null;
+  const connect = hub ? [hub.url, hub.cdnUrl] : [];
+  const server = await startServer({ root: WWW, port: Number(env.E2E_PORT ?? 0), connect });
   console.log(`serving ${WWW} at ${server.url}`);
   try {
     await check('server sends the security headers', async () => {
       const r = await fetch(server.url);
-      assert(r.headers.get('content-security-policy') === CSP, 'CSP');
+      assert(r.headers.get('content-security-policy') === csp(connect), 'CSP');
+      assert(/connect-src 'self' https:\/\/huggingface\.co /.test(csp()), 'the CSP allows the Hub');
       assert(r.headers.get('cross-origin-opener-policy') === 'same-origin', 'COOP');
       assert(r.headers.get('cross-origin-embedder-policy') === 'require-corp', 'COEP');
       assert(/^text\/html/.test(r.headers.get('content-type')), 'HTML type');
@@ -585,10 +664,11 @@ async function main() {
         fail('E2E_BACKENDS', `unknown backend "${b}"`);
         continue;
       }
-      await runBackend(b, server, expected);
+      await runBackend(b, server, expected, hub);
     }
   } finally {
     await server.close();
+    await hub?.close();
   }
   if (skipped) console.log(`\n(${skipped} skipped)`);
   if (failures.length) {

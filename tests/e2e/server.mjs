@@ -1,6 +1,6 @@
 // A tiny static file server for www/ (Node 20, no dependencies).
 //
-//   node tests/e2e/server.mjs [--port 8080] [--root www] [--host 127.0.0.1] [--log]
+//   node tests/e2e/server.mjs [--port 8080] [--root www] [--host 127.0.0.1] [--log] [--connect ORIGIN]...
 //
 // It serves files under the root only (no directory listings, no dot-files, no path traversal,
 // no symlinks out of the root), answers GET and HEAD, and sends the headers the page is built
@@ -13,9 +13,19 @@ import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-export const CSP =
-  "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; " +
-  "img-src 'self' blob: data:; connect-src 'self'; worker-src 'self'";
+/** The Hugging Face Hub's hosts: the page talks to them only when the user asks for a Hub
+ * import (its API and file URLs, then the storage hosts large files redirect to). */
+export const HUB_HOSTS = ['https://huggingface.co', 'https://*.huggingface.co', 'https://*.hf.co'];
+
+/** The Content-Security-Policy, with `extraConnect` origins allowed besides the Hub's (tests). */
+export function csp(extraConnect = []) {
+  return (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; " +
+    `img-src 'self' blob: data:; connect-src ${['\'self\'', ...HUB_HOSTS, ...extraConnect].join(' ')}; worker-src 'self'`
+  );
+}
+
+export const CSP = csp();
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -45,9 +55,9 @@ export function mimeType(file) {
   return MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
 
-function baseHeaders() {
+function baseHeaders(policy = CSP) {
   return {
-    'Content-Security-Policy': CSP,
+    'Content-Security-Policy': policy,
     'Cross-Origin-Opener-Policy': 'same-origin',
     'Cross-Origin-Embedder-Policy': 'require-corp',
     'X-Content-Type-Options': 'nosniff',
@@ -57,7 +67,7 @@ function baseHeaders() {
 function send(res, status, text, extra = {}) {
   const body = Buffer.from(`${text}\n`);
   res.writeHead(status, {
-    ...baseHeaders(),
+    ...baseHeaders(res.policy),
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': body.length,
     ...extra,
@@ -105,9 +115,11 @@ async function resolveFile(root, urlPath) {
  * Starts the server. Resolves to { server, url, port, close() } once it listens.
  * `port` 0 picks a free port.
  */
-export async function startServer({ root, port = 8080, host = '127.0.0.1', log = false } = {}) {
+export async function startServer({ root, port = 8080, host = '127.0.0.1', log = false, connect = [] } = {}) {
   const realRoot = await realpath(path.resolve(root));
+  const policy = csp(connect);
   const server = createServer(async (req, res) => {
+    res.policy = policy;
     const started = Date.now();
     res.on('finish', () => {
       if (log) console.log(`${req.method} ${req.url} ${res.statusCode} ${Date.now() - started}ms`);
@@ -136,7 +148,7 @@ export async function startServer({ root, port = 8080, host = '127.0.0.1', log =
       const { file, info } = found;
       const etag = `W/"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
       const headers = {
-        ...baseHeaders(),
+        ...baseHeaders(policy),
         'Content-Type': mimeType(file),
         'Content-Length': info.size,
         'Last-Modified': info.mtime.toUTCString(),
@@ -184,7 +196,7 @@ export async function startServer({ root, port = 8080, host = '127.0.0.1', log =
 
 function parseArgs(argv) {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const opts = { port: Number(process.env.PORT ?? 8080), root: path.resolve(here, '../../www'), host: '127.0.0.1', log: false };
+  const opts = { port: Number(process.env.PORT ?? 8080), root: path.resolve(here, '../../www'), host: '127.0.0.1', log: false, connect: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -195,8 +207,9 @@ function parseArgs(argv) {
     else if (a === '--root') opts.root = path.resolve(value());
     else if (a === '--host') opts.host = value();
     else if (a === '--log') opts.log = true;
+    else if (a === '--connect') opts.connect.push(value()); // a Hub mirror the page may fetch from
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node tests/e2e/server.mjs [--port 8080] [--root www] [--host 127.0.0.1] [--log]');
+      console.log('usage: node tests/e2e/server.mjs [--port 8080] [--root www] [--host 127.0.0.1] [--log] [--connect ORIGIN]...');
       process.exit(0);
     } else throw new Error(`unknown argument: ${a}`);
   }

@@ -1,5 +1,6 @@
-// Importing a Hugging Face checkpoint the user picked: converted into a bundle in the scorer's
-// worker (pkg: importCheckpoint), then loaded like any bundle, and offered as a download.
+// Importing a Hugging Face checkpoint, from files the user picked or from the Hub when asked:
+// converted into a bundle in the scorer's worker (pkg: importCheckpoint, importFromHub), then
+// loaded like any bundle, and offered as a download.
 
 import { $ } from './dom.js';
 import { session } from './session.js';
@@ -8,17 +9,35 @@ import { loadModel } from './model-panel.js';
 
 let downloadUrl = null;
 
-async function importFiles(files) {
+/** The Hub's base URL: `?hub=URL` (mirrors, tests), else the Hub. */
+let hubBase = 'https://huggingface.co';
+
+/** Time left at the current rate, for people. */
+function eta(p, t0) {
+  const s = (performance.now() - t0) / 1000;
+  if (p.status !== 'import' || !(p.loaded > 0) || s < 1) return '';
+  const left = (s / p.loaded) * (p.total - p.loaded);
+  return left >= 1 ? `, about ${left >= 90 ? `${Math.round(left / 60)} min` : `${Math.round(left)} s`} left` : '';
+}
+
+/** Runs one import (`run` gets the progress callback); the model in use stays if it fails. */
+async function runImport(what, run) {
   if (!session.scorer) {
     showError('The scorer is not running yet; wait for the first model to load.');
     return;
   }
   const quant = $('import-quant').value;
   const classes = session.model?.info.classes ?? [];
-  setStatus(`Converting the checkpoint to ${quant} on this device…`);
+  setStatus(`Converting ${what} to ${quant} on this device…`);
+  $('import-cancel').hidden = false;
+  $('hub-load').disabled = true;
+  const t0 = performance.now();
+  const onProgress = (p) => {
+    showProgress(p);
+    if (p.status === 'import') $('progress-text').textContent += eta(p, t0);
+  };
   try {
-    const t0 = performance.now();
-    const bytes = await session.scorer.importCheckpoint([...files], { quant, classes, onProgress: showProgress });
+    const bytes = await run({ quant, classes, onProgress });
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
     $('import-box').dataset.convertedSeconds = seconds; // for tests/e2e/import-bench.mjs
     const bundle = new File([bytes], `imported-${quant}.bundle`, { type: 'application/octet-stream' });
@@ -31,14 +50,30 @@ async function importFiles(files) {
     setStatus(`Converted in ${seconds} s; loading it…`);
     await loadModel(bundle);
   } catch (e) {
-    showError(`Could not import the checkpoint: ${e.message}`);
+    showError(`Could not import ${what}: ${e.message}`);
     setStatus(session.model ? 'The previous model is still in use.' : 'No model loaded.');
   } finally {
+    $('import-cancel').hidden = true;
+    $('hub-load').disabled = false;
     hideProgress();
   }
 }
 
-export function initImport() {
+const importFiles = (files) => runImport('the checkpoint', (o) => session.scorer.importCheckpoint(files, o));
+
+/** Starts a Hub import of `repo` at `revision`. */
+export function importFromHub(repo, revision = 'main') {
+  return runImport(repo, (o) => session.scorer.importFromHub({ repo, revision, hub: hubBase }, o));
+}
+
+export function initImport(params) {
+  if (params.get('hub')) hubBase = params.get('hub');
+  $('hub-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const repo = $('hub-repo').value.trim();
+    if (repo) importFromHub(repo, $('hub-revision').value.trim() || 'main');
+  });
+  $('import-cancel').addEventListener('click', () => session.scorer?.cancelImport());
   $('import-input').addEventListener('change', (event) => {
     const files = [...event.target.files];
     event.target.value = '';
