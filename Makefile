@@ -138,12 +138,16 @@ quant-report: build
 	  $(BIN) compare --base $(REPORT)/config-f32.bundle --model $(REPORT)/config-$$q.bundle --classes $(CLASSES) \
 	    --per-dir 60 $(DATA)/cifar10/test $(DATA)/imagenet-samples $(DATA)/dtd $(DATA)/mnist-test $(DATA)/gallery; done
 
-# Fuzz the bundle reader (cargo install cargo-fuzz; stable Rust with RUSTC_BOOTSTRAP). FUZZ_SECONDS.
-FUZZ_SECONDS ?= 600
+# Fuzz what a stranger's file reaches: the bundle reader, and the checkpoint import's readers
+# (config.json, tokenizer files, safetensors). cargo install cargo-fuzz; stable Rust with
+# RUSTC_BOOTSTRAP. FUZZ_RUNS runs per target (libFuzzer prints the count).
+FUZZ_RUNS ?= 1000000
 fuzz: build
 	fuzz/seed.sh
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O --sanitizer none bundle_reader corpus/bundle_reader -- \
-	  -max_total_time=$(FUZZ_SECONDS) -max_len=600000
+	  -runs=$(FUZZ_RUNS) -max_len=600000
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O --sanitizer none checkpoint_reader corpus/checkpoint_reader -- \
+	  -runs=$(FUZZ_RUNS) -max_len=300000
 
 # Regenerate the reference fixtures (needs Python; CI never does this).
 fixtures:

@@ -437,3 +437,39 @@ fn an_unknown_score_name_is_refused() {
     );
     assert!(!out.exists());
 }
+
+/// A Hub checkpoint's `tokenizer.json` serves the CLI like `vocab.json` + `merges.txt`.
+#[test]
+fn tokenizer_json_serves_like_vocab_and_merges() {
+    let data = data_or_skip!();
+    let dir = data.join("clip-tokenizer");
+    let ids = |tok: &std::path::Path| {
+        let out = run_cli(&[
+            "tokenize",
+            "--tokenizer",
+            tok.to_str().unwrap(),
+            "a photo of a café, 東京!",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(ids(&dir.join("tokenizer.json")), ids(&dir));
+    let out =
+        std::env::temp_dir().join(format!("deltaenergy-tokjson-{}.bundle", std::process::id()));
+    let model = model_dir(NAME);
+    let r = run_cli(&[
+        "convert",
+        "--hf",
+        model.to_str().unwrap(),
+        "--tokenizer",
+        dir.join("tokenizer.json").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let _ = std::fs::remove_file(out);
+}

@@ -10,7 +10,7 @@ use deltaenergy::loader::{Init, RandomSource, SafetensorsSource, WeightSource};
 use deltaenergy::score::{temperature, ScoreKind, ScoreParams};
 use deltaenergy::{device, ClipConfig, Error, Result};
 
-use super::model_source::{portable_path, read_file, tokenizer_path, write_file};
+use super::model_source::{merges_of, portable_path, read_file, tokenizer_path, write_file};
 
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
@@ -34,7 +34,8 @@ pub struct ConvertArgs {
     /// Learned context vectors: JSON {"vectors": [[...], ...], "suffix": "."}.
     #[arg(long)]
     pub context: Option<PathBuf>,
-    /// vocab.json + merges.txt directory or bpe_simple_vocab_16e6.txt.gz (default: as `embed`).
+    /// A directory with vocab.json + merges.txt or tokenizer.json, a tokenizer.json, or
+    /// bpe_simple_vocab_16e6.txt.gz (default: as `embed`).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Temperature of the scores (default: the model's own, 1/exp(logit_scale) with the scale
@@ -100,12 +101,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
         (None, None) => temperature(config.logit_scale_init_value),
     };
     let tok = tokenizer_path(args.tokenizer.as_deref(), model_dir)?;
-    let merges = if tok.is_dir() {
-        read_file(&tok.join("merges.txt"))?
-    } else {
-        read_file(&tok)?
-    };
-    let merges_gz = compress_merges(&merges)?;
+    let merges_gz = compress_merges(&merges_of(&tok)?)?;
     let context = match &args.context {
         None => None,
         Some(path) => {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use deltaenergy::bundle::{Bundle, Header};
+use deltaenergy::convert::{compress_merges, merges_from_tokenizer_json};
 use deltaenergy::prompt::Prompt;
 use deltaenergy::score::ScoreParams;
 use deltaenergy::tokenizer::ClipTokenizer;
@@ -66,22 +67,39 @@ pub fn data_dir() -> PathBuf {
 }
 
 fn tokenizer_from(path: &Path) -> Result<ClipTokenizer> {
-    if path.is_dir() {
+    if path.is_dir() && path.join("vocab.json").exists() && path.join("merges.txt").exists() {
         let utf8 = |name: &str| {
             String::from_utf8(read_file(&path.join(name))?)
                 .map_err(|_| Error::Input(format!("{name} in {} is not UTF-8", path.display())))
         };
-        Ok(ClipTokenizer::from_vocab_merges(
+        return Ok(ClipTokenizer::from_vocab_merges(
             &utf8("vocab.json")?,
             &utf8("merges.txt")?,
-        )?)
-    } else {
-        Ok(ClipTokenizer::from_bpe_gz(&read_file(path)?)?)
+        )?);
     }
+    Ok(ClipTokenizer::from_bpe_gz(&compress_merges(&merges_of(
+        path,
+    )?)?)?)
+}
+
+/// The BPE merges a tokenizer path holds, as `merges.txt` text or OpenAI's gzip: a directory's
+/// `merges.txt`, else its `tokenizer.json`; a `tokenizer.json` file; any other file as it is.
+pub fn merges_of(path: &Path) -> Result<Vec<u8>> {
+    let json = if path.is_dir() {
+        if path.join("merges.txt").exists() {
+            return read_file(&path.join("merges.txt"));
+        }
+        path.join("tokenizer.json")
+    } else if path.file_name().is_some_and(|n| n == "tokenizer.json") {
+        path.to_path_buf()
+    } else {
+        return read_file(path);
+    };
+    merges_from_tokenizer_json(&read_file(&json)?)
 }
 
 /// Where the tokenizer of a Hugging Face directory comes from: the explicit path, else the
-/// directory itself if it carries vocab.json + merges.txt, else `$DELTAENERGY_TOKENIZER`, else
+/// directory itself if it carries vocab.json + merges.txt or tokenizer.json, else `$DELTAENERGY_TOKENIZER`, else
 /// `$DELTAENERGY_DATA/clip-tokenizer`.
 pub fn tokenizer_path(explicit: Option<&Path>, model_dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
@@ -89,7 +107,8 @@ pub fn tokenizer_path(explicit: Option<&Path>, model_dir: Option<&Path>) -> Resu
     }
     let mut tried = Vec::new();
     if let Some(dir) = model_dir {
-        if dir.join("vocab.json").exists() && dir.join("merges.txt").exists() {
+        let hf = dir.join("vocab.json").exists() && dir.join("merges.txt").exists();
+        if hf || dir.join("tokenizer.json").exists() {
             return Ok(dir.to_path_buf());
         }
         tried.push(dir.display().to_string());
