@@ -473,3 +473,74 @@ fn tokenizer_json_serves_like_vocab_and_merges() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let _ = std::fs::remove_file(out);
 }
+
+/// `score --templates`: each class's feature is the normalised mean of its unit features under
+/// the templates (CLIP's prompt ensemble), checked against `embed`'s features of each prompt
+/// (themselves held to transformers above); a file without `{}` is refused.
+#[test]
+fn score_with_a_template_ensemble() {
+    let data = data_or_skip!();
+    let image = data.join(&png_image(&reference(NAME)).source);
+    let model = model_dir(NAME);
+    let m = model.to_str().unwrap();
+    let tmp = std::env::temp_dir().join(format!("deltaenergy-ens-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let templates = ["a photo of a {}.", "{}", "a blurry drawing of the {}!"];
+    let file = tmp.join("templates.json");
+    std::fs::write(&file, serde_json::to_string(&templates).unwrap()).unwrap();
+    let classes = ["cat", "sports car", "ship"];
+    let out = run_cli(&[
+        "score",
+        "--json",
+        "--model",
+        m,
+        "--templates",
+        file.to_str().unwrap(),
+        "--classes",
+        &classes.join(","),
+        image.to_str().unwrap(),
+    ]);
+    let sims: Vec<f64> = floats(&json_lines(&out)[0]["similarities"])
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    let mut args = vec!["embed", "--json", "--model", m, "--image"];
+    let img = image.to_str().unwrap().to_string();
+    args.push(&img);
+    let prompts: Vec<String> = classes
+        .iter()
+        .flat_map(|c| templates.iter().map(move |t| t.replace("{}", c)))
+        .collect();
+    for p in &prompts {
+        args.extend(["--text", p.as_str()]);
+    }
+    let lines = json_lines(&run_cli(&args));
+    let unit = |v: Vec<f32>| {
+        let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        v.iter().map(|x| *x as f64 / n).collect::<Vec<f64>>()
+    };
+    let image_feature = unit(floats(&lines[0]["embedding"]));
+    for (k, s) in sims.iter().enumerate() {
+        let mut mean = vec![0.0; image_feature.len()];
+        for j in 0..templates.len() {
+            let t = unit(floats(&lines[1 + k * templates.len() + j]["embedding"]));
+            mean.iter_mut().zip(t).for_each(|(a, b)| *a += b);
+        }
+        let mean = unit(mean.iter().map(|&x| x as f32).collect());
+        let want: f64 = mean.iter().zip(&image_feature).map(|(a, b)| a * b).sum();
+        assert!((s - want).abs() < 1e-4, "class {k}: {s} vs {want}");
+    }
+    std::fs::write(&file, "no placeholder here\n").unwrap();
+    let out = run_cli(&[
+        "score",
+        "--model",
+        m,
+        "--templates",
+        file.to_str().unwrap(),
+        "--classes",
+        "cat,dog",
+        image.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, "has no `{}`");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

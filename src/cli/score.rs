@@ -21,6 +21,10 @@ pub struct ScoreArgs {
     /// context or template, else "a photo of a {}.").
     #[arg(long)]
     pub template: Option<String>,
+    /// Several templates, averaged as CLIP's prompt ensemble: a preset of the page
+    /// (www/presets/*.json, its `templates`), a JSON list, or a text file with one per line.
+    #[arg(long, conflicts_with = "template")]
+    pub templates: Option<PathBuf>,
     #[command(flatten)]
     pub settings: ScoreSettings,
     #[arg(long)]
@@ -37,6 +41,13 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
     if let Some(t) = &args.template {
         deltaenergy::embed::prompts(t, &["x".to_string()])?;
     }
+    let ensemble = match &args.templates {
+        Some(path) => Some(deltaenergy::embed::parse_templates(
+            &std::fs::read_to_string(path)
+                .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?,
+        )?),
+        None => None,
+    };
     let loaded = model_source::load(&args.model)?;
     let meta = loaded.bundle.as_ref();
     let params = args.settings.resolve(loaded.score_base()?)?;
@@ -49,12 +60,17 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
             ))
         }
     };
-    let prompt = loaded.prompt(args.template.as_deref());
+    let prompt = match ensemble {
+        Some(templates) => deltaenergy::prompt::Prompt::Ensemble(templates),
+        None => loaded.prompt(args.template.as_deref()),
+    };
     let model = &loaded.model;
     let dim = model.config.projection_dim;
     // The bundle's precomputed features hold exactly when its own classes and prompt are used.
     let precomputed = meta
-        .filter(|b| b.header.classes == classes && args.template.is_none())
+        .filter(|b| {
+            b.header.classes == classes && args.template.is_none() && args.templates.is_none()
+        })
         .and_then(|b| b.text_features.clone());
     let text_features = match precomputed {
         Some(f) => f,

@@ -89,6 +89,36 @@ pub fn prompts(template: &str, classes: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Prompt templates from a file's text: a class preset of the page (a JSON object with
+/// `templates`), a JSON list of strings, or plain text with one template per line. Each must
+/// hold `{}`; at least one is needed.
+pub fn parse_templates(text: &str) -> Result<Vec<String>> {
+    let trimmed = text.trim_start();
+    let templates: Vec<String> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::Input(format!("templates: not valid JSON: {e}")))?;
+        let list = if v.is_array() { &v } else { &v["templates"] };
+        serde_json::from_value(list.clone()).map_err(|_| {
+            Error::Input(
+                "templates: expected a list of strings (or an object with `templates`)".into(),
+            )
+        })?
+    } else {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    if templates.is_empty() {
+        return Err(Error::Input("no templates given".into()));
+    }
+    for t in &templates {
+        prompts(t, &["x".to_string()])?;
+    }
+    Ok(templates)
+}
+
 /// A class list typed as one string ("cat, dog" or one name per line): see [`clean_classes`].
 pub fn parse_classes(list: &str) -> Result<Vec<String>> {
     clean_classes(&[list])
@@ -120,6 +150,19 @@ pub fn clean_classes<S: AsRef<str>>(items: &[S]) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_files() {
+        let want = ["a {}.", "the {}!"];
+        assert_eq!(parse_templates("a {}.\n\n  the {}!\n").unwrap(), want);
+        assert_eq!(parse_templates(r#"["a {}.", "the {}!"]"#).unwrap(), want);
+        let preset = r#"{"name": "x", "classes": ["cat"], "templates": ["a {}.", "the {}!"]}"#;
+        assert_eq!(parse_templates(preset).unwrap(), want);
+        assert!(parse_templates("").is_err());
+        assert!(parse_templates("no placeholder").is_err());
+        assert!(parse_templates(r#"{"classes": ["cat"]}"#).is_err());
+        assert!(parse_templates("[1, 2]").is_err());
+    }
 
     #[test]
     fn class_lists_and_templates() {

@@ -20,6 +20,9 @@ pub enum Prompt {
         n_ctx: usize,
         suffix: String,
     },
+    /// CLIP's prompt ensembling: each class's feature is the mean of its unit features under
+    /// every template (OpenAI's 80 for ImageNet).
+    Ensemble(Vec<String>),
 }
 
 impl Clip {
@@ -35,6 +38,24 @@ impl Clip {
         }
         match prompt {
             Prompt::Template(t) => self.embed_texts(tokenizer, &prompts(t, classes)?),
+            Prompt::Ensemble(templates) => {
+                if templates.is_empty() {
+                    return Err(Error::Input(
+                        "an ensemble needs at least one template".into(),
+                    ));
+                }
+                let mut sum: Option<Tensor<2>> = None;
+                for t in templates {
+                    let f = crate::embed::normalise_rows(
+                        self.embed_texts(tokenizer, &prompts(t, classes)?)?,
+                    );
+                    sum = Some(match sum {
+                        Some(s) => s + f,
+                        None => f,
+                    });
+                }
+                Ok(sum.expect("at least one template") / templates.len() as f32)
+            }
             Prompt::Context {
                 vectors,
                 n_ctx,

@@ -1,0 +1,77 @@
+//! Prompt ensembling (CLIP's 80 ImageNet templates): a class's feature is the mean of its unit
+//! features under each template, on every backend.
+
+mod common;
+
+use burn::tensor::Device;
+use common::*;
+use deltaenergy::device::{read_f32, rows};
+use deltaenergy::loader::load_hf_dir;
+use deltaenergy::prompt::Prompt;
+
+fn unit(v: &[f32]) -> Vec<f64> {
+    let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    v.iter().map(|&x| x as f64 / n).collect()
+}
+
+fn ensemble_is_the_mean_of_unit_features(device: Device) {
+    let model = load_hf_dir(&model_dir("tiny-quickgelu-p8"), &device).unwrap();
+    let tok = clip_tokenizer();
+    let classes: Vec<String> = ["cat", "big dog", "ship"].map(String::from).to_vec();
+    let dim = model.config.projection_dim;
+    let feats = |p: &Prompt| {
+        rows(
+            read_f32(model.encode_classes(&tok, &classes, p).unwrap()).unwrap(),
+            dim,
+        )
+    };
+    let templates = ["a photo of a {}.", "a blurry sketch of the {}!"].map(String::from);
+    let a = feats(&Prompt::Template(templates[0].clone()));
+    let b = feats(&Prompt::Template(templates[1].clone()));
+    // One template: the template's own feature, up to its length.
+    for (e, t) in feats(&Prompt::Ensemble(vec![templates[0].clone()]))
+        .iter()
+        .zip(&a)
+    {
+        let (cos, _) = compare(e, t);
+        assert!(cos > 0.999999, "{cos}");
+    }
+    // Two: the mean of the two unit features, computed here on the host in f64.
+    let ens = feats(&Prompt::Ensemble(templates.to_vec()));
+    for ((e, x), y) in ens.iter().zip(&a).zip(&b) {
+        let want: Vec<f32> = unit(x)
+            .iter()
+            .zip(unit(y))
+            .map(|(p, q)| ((p + q) / 2.0) as f32)
+            .collect();
+        let got: Vec<f64> = e.iter().map(|&v| v as f64).collect();
+        let max = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - *w as f64).abs())
+            .fold(0.0, f64::max);
+        assert!(max < 1e-5, "max abs {max}");
+    }
+    assert!(model
+        .encode_classes(&tok, &classes, &Prompt::Ensemble(vec![]))
+        .is_err());
+}
+
+on_every_backend!(ensemble, ensemble_is_the_mean_of_unit_features);
+
+/// The page's class presets: CLIP's 80 templates, 1000 ImageNet names (two of them repeated in
+/// OpenAI's list, which the class cleaner drops), CIFAR-10's ten.
+#[test]
+fn presets_are_clips_lists() {
+    for (file, classes, kept) in [("cifar-10", 10, 10), ("imagenet-1k", 1000, 998)] {
+        let text = std::fs::read_to_string(format!("www/presets/{file}.json")).unwrap();
+        let templates = deltaenergy::embed::parse_templates(&text).unwrap();
+        assert_eq!(templates.len(), 80, "{file}");
+        assert!(templates.contains(&"a photo of a {}.".to_string()));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let names: Vec<String> = serde_json::from_value(v["classes"].clone()).unwrap();
+        assert_eq!(names.len(), classes, "{file}");
+        let cleaned = deltaenergy::embed::clean_classes(&names).unwrap();
+        assert_eq!(cleaned.len(), kept, "{file}");
+    }
+}
