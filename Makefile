@@ -16,6 +16,7 @@ DATA := $(DELTAENERGY_DATA)
 endif
 BIN := target/release/deltaenergy
 FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
+FIXTURE_F16 := tests/fixtures/models/tiny-gelu-p16
 TIMED := tools/timed
 
 .PHONY: all build setup-demo setup-test lint test test-native test-wasm test-e2e web package demo demo-model study bench quant-report fuzz fixtures fmt clippy clean
@@ -81,6 +82,14 @@ test-e2e: build package
 	cp $(FIXTURE)/config.json $(FIXTURE)/model.safetensors $(IMPORT)/merges.txt $(IMPORT)/checkpoint/
 	$(BIN) convert --hf $(FIXTURE) --tokenizer $(IMPORT)/bpe.txt.gz --quant q8 --classes $(CLASSES) --out $(IMPORT)/cli.bundle
 	$(BIN) score --json --model $(IMPORT)/cli.bundle www/samples/cat.jpg | node $(E2E)/expected.mjs > $(IMPORT)/expected.json
+	# The second config (GELU, patch 16, legacy EOT), stored in f16 by transformers, at f16.
+	mkdir -p $(IMPORT)/checkpoint-f16
+	cp $(FIXTURE_F16)/config.json $(FIXTURE_F16)/model.safetensors $(IMPORT)/merges.txt $(IMPORT)/checkpoint-f16/
+	$(BIN) convert --hf $(FIXTURE_F16) --tokenizer $(IMPORT)/bpe.txt.gz --quant f16 --classes $(CLASSES) --out $(IMPORT)/cli-f16.bundle
+	$(BIN) score --json --model $(IMPORT)/cli-f16.bundle www/samples/cat.jpg | node $(E2E)/expected.mjs > $(IMPORT)/expected-f16.json
+	# The demo model with CLIP's 80 templates (the page's "CLIP's 80 templates" choice).
+	$(BIN) score --json --model www/models/default.bundle --templates www/presets/cifar-10.json www/samples/cat.jpg \
+	  | node $(E2E)/expected.mjs > $(IMPORT)/expected-ensemble.json
 	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg E2E_IMPORT=$(IMPORT) \
 	  E2E_EXPECTED=$(E2E)/expected.json $(TIMED) "browser tests (Chromium: WebGPU, then CPU)" node $(E2E)/run.mjs
 	$(TIMED) "the packed package in examples/basic (Chromium)" \

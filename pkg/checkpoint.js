@@ -13,6 +13,8 @@ import { ScorerError, describe } from './errors.js';
  * @property {number} size `model.safetensors`'s size in bytes
  * @property {(start: number, end: number) => Promise<Uint8Array>} range its bytes start..end
  * @property {string} source where it came from, for the bundle's provenance
+ * @property {string} name a short name for people (the weights file's, or repo@revision)
+ * @property {string} [etag] the Hub's ETag of `model.safetensors` (its SHA-256 for LFS files)
  */
 
 /** @returns {Promise<CheckpointReader>} */
@@ -27,6 +29,8 @@ export async function fromFiles({ config, weights, tokenizer, tokenizerKind }) {
     size: weights.size,
     range: (start, end) => weights.slice(start, end).arrayBuffer().then((b) => new Uint8Array(b)),
     source: `files: ${weights instanceof File ? weights.name : 'model.safetensors'}`,
+    // A folder's name when the user picked one, else the weights file's.
+    name: (weights instanceof File && (weights.webkitRelativePath.split('/')[0] || weights.name)) || 'model.safetensors',
   };
 }
 
@@ -97,20 +101,22 @@ export async function fromHub({ base, repo, revision = 'main' }, signal) {
   // The first 8 bytes, and from Content-Range the file's size.
   const first = await hubFetch(weightsUrl, 'model.safetensors', repo, { headers: { Range: 'bytes=0-7' } }, signal);
   const total = Number(/\/(\d+)\s*$/.exec(first.headers.get('content-range') ?? '')?.[1]);
+  const etag = (first.headers.get('etag') ?? '').replace(/^W\//, '').replace(/"/g, '');
   await first.arrayBuffer();
   if (!Number.isFinite(total) || total <= 0) {
     throw new ScorerError('the Hub did not say how large model.safetensors is (no Content-Range)', 'IoError');
   }
-  return { config, tokenizer: tokenizerBytes, tokenizerKind, size: total, range, source: `hub: ${repo}@${revision}` };
+  return { config, tokenizer: tokenizerBytes, tokenizerKind, size: total, range, source: `hub: ${repo}@${revision}`, name: `${repo}@${revision}`, etag };
 }
 
 /**
- * Converts a checkpoint into bundle bytes.
+ * Converts a checkpoint into bundle bytes, and says which checkpoint bytes it read (their
+ * SHA-256: the checkpoint's identity in the cache of converted models).
  * @param {any} wasm the wasm-bindgen module
  * @param {CheckpointReader} ckpt
  * @param {{quant?: string, classes?: string[]}} options
  * @param {(e: import('./types.js').ProgressEvent) => void} progress
- * @returns {Promise<Uint8Array>}
+ * @returns {Promise<{bundle: Uint8Array, checkpointSha256: string}>}
  */
 export async function convert(wasm, ckpt, { quant = 'q8', classes = [] }, progress) {
   const prefixLen = wasm.Import.prefixLength(await ckpt.range(0, 8), ckpt.size);
@@ -133,7 +139,7 @@ export async function convert(wasm, ckpt, { quant = 'q8', classes = [] }, progre
     const bundle = new Uint8Array(head.length + job.dataLength());
     bundle.set(head);
     job.copyDataInto(bundle, head.length);
-    return bundle;
+    return { bundle, checkpointSha256: job.checkpointSha256() };
   } finally {
     job.free();
   }

@@ -16,6 +16,7 @@ import { checkpointFiles, imageMessage, modelSource } from './inputs.js';
 
 export { ScorerError } from './errors.js';
 
+/** @typedef {import('./types.js').CachedModel} CachedModel */
 /** @typedef {import('./types.js').CheckpointFiles} CheckpointFiles */
 /** @typedef {import('./types.js').ClassifyResult} ClassifyResult */
 /** @typedef {import('./types.js').CreateScorerOptions} CreateScorerOptions */
@@ -23,6 +24,7 @@ export { ScorerError } from './errors.js';
 /** @typedef {import('./types.js').DeviceReason} DeviceReason */
 /** @typedef {import('./types.js').DeviceRequest} DeviceRequest */
 /** @typedef {import('./types.js').ImageInput} ImageInput */
+/** @typedef {import('./types.js').ImportOptions} ImportOptions */
 /** @typedef {import('./types.js').ModelInfo} ModelInfo */
 /** @typedef {import('./types.js').ModelSource} ModelSource */
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
@@ -63,7 +65,8 @@ export class DeltaEnergyScorer {
   /** @type {string | null} */ #broken = null;
   /** @type {{source: ReturnType<typeof modelSource>, device: DeviceRequest} | null} */ #model = null;
   /** @type {{device: Device, reason: DeviceReason, info: ModelInfo} | null} */ #state = null;
-  /** @type {string[] | null} */ #classes = null;
+  /** @type {{classes: string[], templates: string[] | null} | null} */ #classes = null;
+  /** @type {{scores: Scores[], tpr: number} | null} */ #calibration = null;
   /** @type {number | null | undefined} */ #threshold = undefined;
   /** @type {string} */ #version = '';
 
@@ -105,6 +108,7 @@ export class DeltaEnergyScorer {
     this.#model = { source, device };
     this.#classes = null;
     this.#threshold = undefined;
+    this.#calibration = null;
     return ready.info;
   }
 
@@ -121,13 +125,20 @@ export class DeltaEnergyScorer {
 
   /**
    * Replaces the class list. Names are separated by commas or new lines (in one string or
-   * several); blanks and repeats are dropped. Text features are computed in the worker.
+   * several); blanks and repeats are dropped. Text features are computed in the worker, or
+   * taken from the cache when this model met the same classes and templates before.
    * @param {string | string[]} classes
+   * @param {{templates?: string[] | null, onProgress?: (event: ProgressEvent) => void}} [options]
+   *   `templates` (each with `{}` for the name) replace the model's prompt: one template, or
+   *   several averaged as CLIP's prompt ensemble (`presets/*.json` of the page hold CLIP's 80);
+   *   none keeps the model's own prompt (its learned context, if any)
    * @returns {Promise<ModelInfo>}
    */
-  async setClasses(classes) {
-    const info = await this.#call('setClasses', { classes: Array.isArray(classes) ? classes.map(String) : [String(classes)] });
-    this.#classes = info.classes;
+  async setClasses(classes, { templates = null, onProgress } = {}) {
+    const list = Array.isArray(classes) ? classes.map(String) : [String(classes)];
+    const t = templates && templates.length ? templates.map(String) : null;
+    const info = await this.#call('setClasses', { classes: list, templates: t }, [], onProgress);
+    this.#classes = { classes: list, templates: t };
     this.#setInfo(info);
     return info;
   }
@@ -142,6 +153,24 @@ export class DeltaEnergyScorer {
     if (value !== null && !Number.isFinite(value)) throw new ScorerError('the threshold must be a finite number', 'InputError');
     const info = await this.#call('setThreshold', { value });
     this.#threshold = value;
+    this.#calibration = null;
+    this.#setInfo(info);
+    return info;
+  }
+
+  /**
+   * Calibrates the threshold on results of in-distribution images (pictures of the classes, as
+   * the user's own): the value that keeps `tpr` of them (default 0.95, as `deltaenergy tune`).
+   * For models without a calibrated threshold, such as imported ones.
+   * @param {Array<Scores | {scores: Scores}>} results at least one
+   * @param {{tpr?: number}} [options]
+   * @returns {Promise<ModelInfo>} its `threshold` is the new one
+   */
+  async calibrate(results, { tpr = 0.95 } = {}) {
+    const scores = results.map((r) => ('scores' in r ? r.scores : r));
+    const info = await this.#call('calibrate', { scores, tpr });
+    this.#calibration = { scores, tpr };
+    this.#threshold = undefined;
     this.#setInfo(info);
     return info;
   }
@@ -163,31 +192,54 @@ export class DeltaEnergyScorer {
    * `load`, keep them, or offer them as a download). The model in use is not touched.
    * @param {CheckpointFiles | Iterable<File>} files `config.json`, `model.safetensors` (f32, f16
    *   or bf16) and `tokenizer.json` or `merges.txt`, by name when given as a list
-   * @param {{quant?: 'f32' | 'f16' | 'q8' | 'q4', classes?: string[],
-   *   onProgress?: (event: ProgressEvent) => void}} [options]
+   * @param {ImportOptions} [options]
    * @returns {Promise<Uint8Array>}
    */
-  async importCheckpoint(files, { quant = 'q8', classes = [], onProgress } = {}) {
+  async importCheckpoint(files, { quant = 'q8', classes = [], cache = true, onProgress } = {}) {
     const source = { kind: 'files', files: checkpointFiles(files) };
-    return this.#import({ source, quant, classes }, onProgress);
+    return this.#import({ source, quant, classes, cache }, onProgress);
   }
 
   /**
    * Converts a CLIP checkpoint on the Hugging Face Hub (or a mirror with the Hub's URL layout)
    * into a bundle, like `importCheckpoint`: `config.json` and the tokenizer are fetched whole,
    * `model.safetensors` by HTTP Range requests, a tensor at a time. Only this call talks to the
-   * Hub, and only to fetch; no image is ever sent.
+   * Hub, and only to fetch; no image is ever sent. A model converted before from the same Hub,
+   * repository, revision and precision comes from the cache, with no request at all (a
+   * `cached` progress event says so); `cache: false` neither reads nor keeps it.
    * @param {{repo: string, revision?: string, hub?: string}} where a repository id such as
    *   `openai/clip-vit-base-patch32`, a revision (default `main`) and the Hub's base URL
    *   (default `https://huggingface.co`)
-   * @param {{quant?: 'f32' | 'f16' | 'q8' | 'q4', classes?: string[],
-   *   onProgress?: (event: ProgressEvent) => void}} [options]
+   * @param {ImportOptions} [options]
    * @returns {Promise<Uint8Array>}
    */
-  async importFromHub({ repo, revision = 'main', hub = 'https://huggingface.co' }, { quant = 'q8', classes = [], onProgress } = {}) {
+  async importFromHub({ repo, revision = 'main', hub = 'https://huggingface.co' }, { quant = 'q8', classes = [], cache = true, onProgress } = {}) {
     const base = new URL(hub, typeof document !== 'undefined' ? document.baseURI : self.location.href).href;
     const source = { kind: 'hub', base, repo, revision };
-    return this.#import({ source, quant, classes, allowedOrigins: [new URL(base).origin] }, onProgress);
+    return this.#import({ source, quant, classes, cache, allowedOrigins: [new URL(base).origin] }, onProgress);
+  }
+
+  /** The models converted here before and kept (newest first). @returns {Promise<CachedModel[]>} */
+  async cachedModels() {
+    return this.#call('cachedModels', {});
+  }
+
+  /**
+   * A kept model's bundle bytes (load them with `load`), or null when it is not kept.
+   * @param {string} id `CachedModel.id`
+   * @returns {Promise<Uint8Array | null>}
+   */
+  async cachedModel(id) {
+    return this.#call('cachedModel', { modelId: id });
+  }
+
+  /**
+   * Deletes a kept model and the class text features made for it.
+   * @param {string} id `CachedModel.id`
+   * @returns {Promise<boolean>} whether it was kept
+   */
+  async deleteCachedModel(id) {
+    return this.#call('deleteCachedModel', { modelId: id });
   }
 
   /** Stops an import in progress (it then fails with "the import was cancelled"). */
@@ -290,9 +342,9 @@ export class DeltaEnergyScorer {
   }
 
   /** A request; a crash of the worker restarts it (the request itself still fails). */
-  async #call(op, payload, transfer = []) {
+  async #call(op, payload, transfer = [], onProgress = undefined) {
     try {
-      return await this.#send(op, payload, transfer);
+      return await this.#send(op, payload, transfer, onProgress);
     } catch (e) {
       if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
       throw e;
@@ -328,8 +380,9 @@ export class DeltaEnergyScorer {
     try {
       await this.#loadFrom(this.#model.source, device);
       this.#model = { ...this.#model, device };
-      if (this.#classes) this.#setInfo(await this.#send('setClasses', { classes: this.#classes }));
+      if (this.#classes) this.#setInfo(await this.#send('setClasses', this.#classes));
       if (this.#threshold !== undefined) this.#setInfo(await this.#send('setThreshold', { value: this.#threshold }));
+      if (this.#calibration) this.#setInfo(await this.#send('calibrate', this.#calibration));
     } catch (e) {
       this.#broken = `the scorer crashed and could not restart (${e instanceof Error ? e.message : e}); reload the page`;
     }

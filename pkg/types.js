@@ -70,7 +70,9 @@
  * @typedef {object} ModelInfo
  * @property {string[]} classes the class names in use
  * @property {string[]} bundleClasses the class names the bundle ships
- * @property {string} template the prompt template ("a photo of a {}.")
+ * @property {string} template the bundle's prompt template ("a photo of a {}.")
+ * @property {string[]} templates the templates given with the classes (several: CLIP's prompt
+ *   ensemble); empty when the bundle's own prompt is in use
  * @property {boolean} hasContext whether the prompt is learned context vectors
  * @property {Threshold | null} threshold the threshold in force (the bundle's, or one set since)
  * @property {Threshold | null} bundleThreshold the bundle's own threshold
@@ -115,8 +117,11 @@
  * - `download`: bytes of the model so far (`cached` when read from Cache Storage);
  * - `load`: verifying the bundle and building the model;
  * - `warmup`: running the model once so the first real image is fast;
- * - `classes`: computing the text features of new classes;
+ * - `classes`: computing the text features of new classes, `done` of `total` prompts (0 of 0
+ *   before it knows), or taking them from the cache (`cached`);
  * - `import`: converting a checkpoint, `loaded` of `total` bytes read, tensor `tensor` of `tensors`;
+ * - `cached`: the checkpoint was converted before: its bundle (`name`, `bytes` long) comes from
+ *   the cache, with no request;
  * - `ready`: the model is ready on `device`;
  * - `fallback`: WebGPU failed, the model now runs on the CPU (`reason` says why);
  * - `restart`: the scorer crashed and restarts its worker (`message` says why);
@@ -125,8 +130,9 @@
  *   | {status: 'download', loaded: number, total: number, cached: boolean}
  *   | {status: 'load'}
  *   | {status: 'warmup', device: Device}
- *   | {status: 'classes'}
+ *   | {status: 'classes', done: number, total: number, cached: boolean}
  *   | {status: 'import', loaded: number, total: number, tensor: number, tensors: number}
+ *   | {status: 'cached', name: string, bytes: number}
  *   | {status: 'ready', device: Device, reason: DeviceReason, info: ModelInfo, loadMs: number, warmUpMs: number, cached: boolean}
  *   | {status: 'fallback', device: Device, reason: DeviceReason}
  *   | {status: 'restart', message: string}
@@ -154,6 +160,30 @@
  * @property {Blob} tokenizer `tokenizer.json` or `merges.txt`
  * @property {'merges.txt' | 'tokenizer.json'} [tokenizerKind] which of the two `tokenizer` is
  *   (default: by its file name, else tokenizer.json)
+ */
+
+/**
+ * Options of `importCheckpoint` and `importFromHub`.
+ * @typedef {object} ImportOptions
+ * @property {'f32' | 'f16' | 'q8' | 'q4'} [quant] the bundle's precision (default q8)
+ * @property {string[]} [classes] the classes the bundle ships
+ * @property {boolean} [cache] keep the converted bundle, and take a Hub import from the cache
+ *   when it was converted before (default true)
+ * @property {(event: ProgressEvent) => void} [onProgress]
+ */
+
+/**
+ * A converted model kept in the browser's Cache Storage.
+ * @typedef {object} CachedModel
+ * @property {string} id the key to load or delete it by
+ * @property {string} name `repo@revision`, or the weights file's (folder's) name
+ * @property {string} source where it came from (`hub: …` or `files: …`)
+ * @property {'f32' | 'f16' | 'q8' | 'q4'} quant
+ * @property {number} bytes the bundle's size
+ * @property {string} sha256 the bundle's checksum
+ * @property {string} checkpointSha256 SHA-256 of the checkpoint bytes the conversion read
+ * @property {string} etag the Hub's ETag of `model.safetensors` (its SHA-256), or ""
+ * @property {number} saved when it was kept (milliseconds since the Unix epoch)
  */
 
 /**

@@ -5,21 +5,25 @@
 // value} or {id, kind: 'error', error: {name, message}}, and any number of {id, kind:
 // 'progress', event} before it (events are the package's ProgressEvent union). Once at start
 // the worker posts {kind: 'boot', ok, version} or {kind: 'boot', ok: false, error}.
-// Requests that use the model run one at a time, in order; `judge` (pure arithmetic) does not
-// wait for them.
+// Requests that use the model run one at a time, in order; `judge` (pure arithmetic) and
+// `cachedModels` do not wait for them.
 //
 // ops: load {source: {kind: 'url', href, allowedOrigins} | {kind: 'bytes', bytes}, device}
 //      classify {image: {kind: 'encoded', bytes, type} | {kind: 'rgba', width, height, rgba}
 //                | {kind: 'bitmap', bitmap}, topK}
-//      setClasses {classes}   setThreshold {value}   judge {scores}
+//      setClasses {classes, templates}   setThreshold {value}   calibrate {scores, tpr}
+//      judge {scores}
 //      import {source: {kind: 'files', files: {config, weights, tokenizer, tokenizerKind}}
-//                      | {kind: 'hub', base, repo, revision}, allowedOrigins, quant, classes}
-//             → the bundle's bytes (the model in use is not touched)
+//                      | {kind: 'hub', base, repo, revision}, allowedOrigins, quant, classes,
+//              cache} → the bundle's bytes (the model in use is not touched); kept in the
+//             cache of converted models, and a Hub import found there needs no network
+//      cachedModels {}   cachedModel {modelId} → bytes or null   deleteCachedModel {modelId}
 //      cancelImport {} (does not wait in line): stops the import in progress
 
 import { ScorerError, describe, isGpuFailure } from './errors.js';
 import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
 import { convert as convertCheckpoint, fromFiles, fromHub } from './checkpoint.js';
+import { deleteModel, findModel, findText, keepModel, keepText, listModels, modelId } from './models.js';
 
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
 
@@ -40,7 +44,7 @@ const explain = (e) => describe(e, Date.now() - lastPanic.at < 10_000 ? lastPani
 /** @type {any} the wasm-bindgen module */
 let wasm = null;
 /** The model, and what a reload on the CPU needs to restore. */
-const current = { scorer: null, bytes: null, classes: null, threshold: undefined };
+const current = { scorer: null, bytes: null, classes: null, templates: null, threshold: undefined, calibration: null };
 
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
@@ -76,16 +80,24 @@ self.onmessage = (event) => {
       case 'classify':
         return classify(msg, progress);
       case 'setClasses':
-        return onGpuFailureUseCpu(progress, async (s) => {
-          progress({ status: 'classes' });
-          const info = await s.setClasses(msg.classes);
-          current.classes = info.classes;
-          return info;
-        });
+        return onGpuFailureUseCpu(progress, (s) => setClasses(s, msg.classes, msg.templates ?? null, progress));
       case 'setThreshold':
         requireScorer().setThreshold(msg.value ?? undefined);
         current.threshold = msg.value ?? null;
+        current.calibration = null;
         return requireScorer().info();
+      case 'calibrate': {
+        const info = requireScorer().calibrate(msg.scores, msg.tpr ?? 0.95);
+        current.calibration = { scores: msg.scores, tpr: msg.tpr ?? 0.95 };
+        current.threshold = undefined;
+        return info;
+      }
+      case 'cachedModels':
+        return listModels();
+      case 'cachedModel':
+        return (await findModel(String(msg.modelId)))?.bytes ?? null;
+      case 'deleteCachedModel':
+        return deleteModel(String(msg.modelId));
       case 'judge':
         return requireScorer().judge(msg.scores);
       case 'import':
@@ -99,7 +111,7 @@ self.onmessage = (event) => {
     post({ id, kind: 'ok', value: Boolean(importing) });
     return;
   }
-  (msg.op === 'judge' ? booted.then(task) : serially(task)).then(
+  (msg.op === 'judge' || msg.op === 'cachedModels' ? booted.then(task) : serially(task)).then(
     // A bundle made here goes to the page without a copy.
     (value) => post({ id, kind: 'ok', value }, value instanceof Uint8Array ? [value.buffer] : []),
     (e) => post({ id, kind: 'error', error: explain(e) }),
@@ -165,7 +177,9 @@ async function load(msg, progress) {
   }
   adopt(started.scorer, bytes);
   current.classes = null;
+  current.templates = null;
   current.threshold = undefined;
+  current.calibration = null;
   if (fetched) await keepBundle(fetched, progress);
   const s = started.scorer;
   const ready = {
@@ -191,12 +205,46 @@ async function onGpuFailureUseCpu(progress, fn) {
     if (scorer.device !== 'webgpu' || !current.bytes || !isGpuFailure(d)) throw e;
     const reason = fellBack('running the model', e);
     const { scorer: cpu } = await start(current.bytes, 'cpu', progress);
-    if (current.classes) await cpu.setClasses(current.classes);
+    if (current.classes) await setClasses(cpu, current.classes, current.templates, progress);
     if (current.threshold !== undefined) cpu.setThreshold(current.threshold ?? undefined);
+    if (current.calibration) cpu.calibrate(current.calibration.scores, current.calibration.tpr);
     adopt(cpu, null);
     progress({ status: 'fallback', device: 'cpu', reason });
     return fn(cpu);
   }
+}
+
+/**
+ * New classes (and templates): text features from the cache when this bundle met them before,
+ * else from the text tower, with progress, kept when they took a while.
+ */
+async function setClasses(s, classes, templates, progress) {
+  progress({ status: 'classes', done: 0, total: 0, cached: false });
+  const sha = s.info().sha256;
+  const found = await findText(sha, classes, templates).catch(() => null);
+  let info = null;
+  if (found) {
+    try {
+      info = s.setTextFeatures(classes, templates, found);
+      progress({ status: 'classes', done: info.classes.length, total: info.classes.length, cached: true });
+    } catch {
+      info = null; // kept for another class list that cleans differently: compute afresh
+    }
+  }
+  if (!info) {
+    let last = 0;
+    info = await s.setClasses(classes, templates, (done, total) => {
+      const now = performance.now();
+      if (now - last > 100 || done === total) {
+        last = now;
+        progress({ status: 'classes', done, total, cached: false });
+      }
+    });
+    await keepText(sha, classes, templates, info.classes.length * Math.max(1, templates?.length ?? 1), s.textFeatures());
+  }
+  current.classes = classes;
+  current.templates = templates;
+  return info;
 }
 
 /** RGBA pixels of a bitmap, through an OffscreenCanvas. */
@@ -255,12 +303,29 @@ let importing = null; // the AbortController of the import in progress
 async function importCheckpoint(msg, progress) {
   const controller = new AbortController();
   importing = controller;
+  const quant = msg.quant ?? 'q8';
+  const useCache = msg.cache !== false;
   try {
-    const ckpt =
-      msg.source?.kind === 'hub'
-        ? await fromHub({ ...msg.source, base: checkUrl(msg.source.base, self.location.origin, msg.allowedOrigins ?? []).href }, controller.signal)
-        : await fromFiles(msg.source?.files ?? {});
-    return await convertCheckpoint(wasm, ckpt, msg, progress);
+    let ckpt;
+    let source = msg.source ?? {};
+    if (source.kind === 'hub') {
+      source = { ...source, base: checkUrl(source.base, self.location.origin, msg.allowedOrigins ?? []).href };
+      // Found: no request leaves the page.
+      const hit = useCache ? await findModel(modelId(source, quant)) : null;
+      if (hit) {
+        progress({ status: 'cached', name: hit.meta.name, bytes: hit.bytes.length });
+        return hit.bytes;
+      }
+      ckpt = await fromHub(source, controller.signal);
+    } else {
+      ckpt = await fromFiles(source.files ?? {});
+    }
+    const { bundle, checkpointSha256 } = await convertCheckpoint(wasm, ckpt, msg, progress);
+    if (useCache) {
+      const meta = { name: ckpt.name, source: ckpt.source, quant, checkpointSha256, etag: ckpt.etag ?? '' };
+      await keepModel(modelId(source, quant, checkpointSha256), bundle, meta, (message) => progress({ status: 'note', message }));
+    }
+    return bundle;
   } finally {
     if (importing === controller) importing = null;
   }

@@ -130,6 +130,8 @@ struct State {
     header: Header,
     classes: Vec<String>,
     prompt: Prompt,
+    /// The templates given with the classes (empty: the bundle's own prompt).
+    templates: Vec<String>,
     /// Normalised text features of `classes`.
     text: Vec<Vec<f32>>,
     params: ScoreParams,
@@ -141,17 +143,82 @@ struct State {
     sha256: String,
 }
 
+/// Classes per text-tower batch: small enough for the progress bar to move on 1000 classes,
+/// large enough for the matmuls to stay efficient.
+const TEXT_CHUNK: usize = 128;
+
+/// Normalised text features of `classes` under `prompt`, a chunk of classes at a time, with
+/// `progress(done, total)` after each chunk. An ensemble sums each template's unit features and
+/// normalises the sum, which is the normalised mean `Prompt::Ensemble` gives the command line.
 async fn text_features(
     model: &Clip,
     tok: &ClipTokenizer,
     classes: &[String],
     prompt: &Prompt,
+    progress: Option<&js_sys::Function>,
 ) -> Result<Vec<Vec<f32>>, JsValue> {
     let dim = model.config.projection_dim;
-    let t = model.encode_classes(tok, classes, prompt).map_err(js)?;
-    let mut rows = rows(read_f32_async(t).await.map_err(js)?, dim);
-    rows.iter_mut().for_each(|r| crate::embed::l2_normalise(r));
-    Ok(rows)
+    let passes: Vec<Prompt> = match prompt {
+        Prompt::Ensemble(ts) if ts.is_empty() => {
+            return Err(js(crate::Error::Input(
+                "an ensemble needs at least one template".into(),
+            )))
+        }
+        Prompt::Ensemble(ts) => ts.iter().cloned().map(Prompt::Template).collect(),
+        other => vec![other.clone()],
+    };
+    let total = passes.len() * classes.len();
+    let mut sum = vec![vec![0.0f32; dim]; classes.len()];
+    let mut done = 0;
+    for pass in &passes {
+        for (i, chunk) in classes.chunks(TEXT_CHUNK).enumerate() {
+            let t = model.encode_classes(tok, chunk, pass).map_err(js)?;
+            let rows = rows(read_f32_async(t).await.map_err(js)?, dim);
+            for (acc, mut row) in sum[i * TEXT_CHUNK..].iter_mut().zip(rows) {
+                crate::embed::l2_normalise(&mut row);
+                acc.iter_mut().zip(&row).for_each(|(a, r)| *a += r);
+            }
+            done += chunk.len();
+            if let Some(f) = progress {
+                let _ = f.call2(
+                    &JsValue::NULL,
+                    &(done as f64).into(),
+                    &(total as f64).into(),
+                );
+            }
+        }
+    }
+    sum.iter_mut().for_each(|r| crate::embed::l2_normalise(r));
+    Ok(sum)
+}
+
+/// `{templates}` from JavaScript: none, or a list of templates with `{}`.
+fn templates_of(value: JsValue) -> Result<Vec<String>, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(Vec::new());
+    }
+    let templates: Vec<String> = serde_wasm_bindgen::from_value(value).map_err(|e| {
+        js(crate::Error::Input(format!(
+            "templates: not a list of strings: {e}"
+        )))
+    })?;
+    for t in &templates {
+        if !t.contains("{}") {
+            return Err(js(crate::Error::Input(format!(
+                "the template {t:?} has no {{}} for the class name"
+            ))));
+        }
+    }
+    Ok(templates)
+}
+
+/// The prompt for `templates`: the bundle's own when none are given.
+fn prompt_for(bundle: &Prompt, templates: &[String]) -> Prompt {
+    match templates {
+        [] => bundle.clone(),
+        [one] => Prompt::Template(one.clone()),
+        many => Prompt::Ensemble(many.to_vec()),
+    }
 }
 
 // ------------------------------------------------------------------ what crosses to JavaScript
@@ -191,6 +258,9 @@ struct Info<'a> {
     classes: &'a [String],
     bundle_classes: &'a [String],
     template: &'a str,
+    /// The templates given with the classes (CLIP's ensemble when several); empty: the
+    /// bundle's own prompt.
+    templates: &'a [String],
     has_context: bool,
     threshold: Option<JsThreshold<'a>>,
     bundle_threshold: Option<JsThreshold<'a>>,
@@ -229,11 +299,30 @@ struct JsScores {
     max_logit: f64,
 }
 
+/// `result.scores` objects from JavaScript, as `Scores` (only the four values are read).
+fn scores_of(value: JsValue) -> Result<Vec<Scores>, JsValue> {
+    let scores: Vec<JsScores> = serde_wasm_bindgen::from_value(value)
+        .map_err(|e| js(crate::Error::Input(format!("not a list of scores: {e}"))))?;
+    Ok(scores
+        .into_iter()
+        .map(|j| Scores {
+            delta_energy: j.delta_energy,
+            energy: j.energy,
+            mcm: j.mcm,
+            max_logit: j.max_logit,
+            label: 0,
+            cropped: Vec::new(),
+            energy_cropped: 0.0,
+        })
+        .collect())
+}
+
 fn info(s: &State) -> Result<JsValue, JsValue> {
     to_js(&Info {
         classes: &s.classes,
         bundle_classes: &s.header.classes,
         template: &s.header.template,
+        templates: &s.templates,
         has_context: s.header.context.is_some(),
         threshold: s.threshold.as_ref().map(|(t, c)| JsThreshold::of(t, *c)),
         bundle_threshold: s
@@ -277,7 +366,7 @@ impl Scorer {
         let text = match bundle.text_features() {
             Some(f) => f,
             None if classes.is_empty() => Vec::new(),
-            None => text_features(&model, &tokenizer, &classes, &prompt).await?,
+            None => text_features(&model, &tokenizer, &classes, &prompt, None).await?,
         };
         let sha256 = hex(&bundle.sha256);
         gloo::console::log!(format!(
@@ -293,6 +382,7 @@ impl Scorer {
                 header,
                 classes,
                 prompt,
+                templates: Vec::new(),
                 text,
                 device: name,
                 reason,
@@ -321,23 +411,96 @@ impl Scorer {
 
     /// Replaces the class list. Each item may hold several names separated by commas or new
     /// lines; blanks and repeats are dropped (`embed::clean_classes`, as the command line).
-    /// Text features are computed with the bundle's prompt (its learned context, if any).
+    /// `templates` (a list with `{}` for the name) replaces the bundle's prompt: one template,
+    /// or several averaged as CLIP's prompt ensemble; none keeps the bundle's prompt (its
+    /// learned context, if any). `onProgress(done, total)` follows the text tower's work.
     /// Resolves to the new info; rejects on an empty list, keeping the old one.
     #[wasm_bindgen(js_name = setClasses)]
-    pub fn set_classes(&self, classes: Vec<String>) -> js_sys::Promise {
+    pub fn set_classes(
+        &self,
+        classes: Vec<String>,
+        templates: JsValue,
+        on_progress: Option<js_sys::Function>,
+    ) -> js_sys::Promise {
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let classes = clean_classes(&classes).map_err(js)?;
+            let templates = templates_of(templates)?;
             let (model, tok, prompt) = {
                 let s = state.borrow();
                 (s.model.clone(), s.tokenizer.clone(), s.prompt.clone())
             };
-            let text = text_features(&model, &tok, &classes, &prompt).await?;
+            let prompt = prompt_for(&prompt, &templates);
+            let text = text_features(&model, &tok, &classes, &prompt, on_progress.as_ref()).await?;
             let mut s = state.borrow_mut();
             s.classes = classes;
+            s.templates = templates;
             s.text = text;
             info(&s)
         })
+    }
+
+    /// The text features in use, `classes × projection_dim` normalised rows, for a cache.
+    #[wasm_bindgen(js_name = textFeatures)]
+    pub fn text_features(&self) -> Vec<f32> {
+        self.state.borrow().text.concat()
+    }
+
+    /// Puts back text features made by `textFeatures` for these classes and templates (the
+    /// package's cache), instead of running the text tower again.
+    #[wasm_bindgen(js_name = setTextFeatures)]
+    pub fn set_text_features(
+        &self,
+        classes: Vec<String>,
+        templates: JsValue,
+        features: Vec<f32>,
+    ) -> Result<JsValue, JsValue> {
+        let classes = clean_classes(&classes).map_err(js)?;
+        let templates = templates_of(templates)?;
+        let mut s = self.state.borrow_mut();
+        let dim = s.model.config.projection_dim;
+        if features.len() != classes.len() * dim {
+            return Err(js(crate::Error::Input(format!(
+                "{} text feature values for {} classes of width {dim}",
+                features.len(),
+                classes.len()
+            ))));
+        }
+        s.text = rows(features, dim);
+        s.classes = classes;
+        s.templates = templates;
+        info(&s)
+    }
+
+    /// Calibrates the threshold on scores of in-distribution images (`result.scores` objects,
+    /// the user's own pictures of the classes): the value that keeps `tpr` of them (0.95 as
+    /// `tune` does), on the threshold's score (the bundle's, else ΔEnergy). Resolves to info.
+    pub fn calibrate(&self, scores: JsValue, tpr: f64) -> Result<JsValue, JsValue> {
+        let scores = scores_of(scores)?;
+        if !(tpr > 0.0 && tpr <= 1.0) {
+            return Err(js(crate::Error::Input(format!(
+                "the share to keep must be in (0, 1], got {tpr}"
+            ))));
+        }
+        let mut s = self.state.borrow_mut();
+        let score = s
+            .threshold
+            .as_ref()
+            .map_or(ScoreKind::DeltaEnergy, |(t, _)| t.score);
+        let values: Vec<f64> = scores.iter().map(|x| score.of(x)).collect();
+        let value = crate::metrics::threshold_at_tpr(&values, tpr).map_err(js)?;
+        let t = Threshold {
+            score,
+            value,
+            tpr,
+            calibration: format!(
+                "calibrated in the page on {} of your images at {:.0}% kept",
+                values.len(),
+                tpr * 100.0
+            ),
+        };
+        s.threshold = Some((t, true));
+        info(&s)
     }
 
     /// Sets the threshold's value on the score it applies to (the bundle's, else ΔEnergy);
@@ -372,26 +535,11 @@ impl Scorer {
     /// The verdicts of the threshold in force on scores computed before (`result.scores`
     /// objects): true = OOD, null = no threshold. The page re-flags its results with this.
     pub fn judge(&self, scores: JsValue) -> Result<JsValue, JsValue> {
-        let scores: Vec<JsScores> = serde_wasm_bindgen::from_value(scores).map_err(|e| {
-            js(crate::Error::Input(format!(
-                "judge: not a list of scores: {e}"
-            )))
-        })?;
+        let scores = scores_of(scores)?;
         let s = self.state.borrow();
         let verdicts: Vec<Option<bool>> = scores
             .iter()
-            .map(|j| {
-                let sc = Scores {
-                    delta_energy: j.delta_energy,
-                    energy: j.energy,
-                    mcm: j.mcm,
-                    max_logit: j.max_logit,
-                    label: 0,
-                    cropped: Vec::new(),
-                    energy_cropped: 0.0,
-                };
-                s.threshold.as_ref().map(|(t, _)| t.is_ood(&sc))
-            })
+            .map(|sc| s.threshold.as_ref().map(|(t, _)| t.is_ood(sc)))
             .collect();
         to_js(&verdicts)
     }
@@ -492,6 +640,9 @@ async fn run(
 pub struct Import {
     converter: Option<crate::convert::Converter>,
     checkpoint: crate::clip::checkpoint::Checkpoint,
+    /// SHA-256 of every checkpoint byte read, in order (the table of contents, then each
+    /// tensor): the checkpoint's identity for the package's cache of converted models.
+    read: sha2::Sha256,
     /// The bundle's data once finished, until copied out.
     data: Vec<u8>,
 }
@@ -566,6 +717,7 @@ impl Import {
         let import = Import {
             converter: Some(converter),
             checkpoint,
+            read: sha2::Digest::chain_update(sha2::Sha256::default(), &prefix),
             data: Vec::new(),
         };
         // Every tensor the model needs must be in the file before any byte is read.
@@ -599,6 +751,7 @@ impl Import {
             return Err(js(crate::Error::Input("every tensor is in already".into())));
         };
         let values = self.checkpoint.decode(&spec, &bytes).map_err(js)?;
+        sha2::Digest::update(&mut self.read, &bytes);
         if spec.key == "logit_scale" {
             let tau = crate::score::temperature(f64::from(values[0]));
             self.converter_mut()?
@@ -617,6 +770,12 @@ impl Import {
         let (head, data) = converter.finish_split().map_err(js)?;
         self.data = data;
         Ok(head)
+    }
+
+    /// The hex SHA-256 of the checkpoint bytes read so far (all of them once finished).
+    #[wasm_bindgen(js_name = checkpointSha256)]
+    pub fn checkpoint_sha256(&self) -> String {
+        hex(&sha2::Digest::finalize(self.read.clone()))
     }
 
     #[wasm_bindgen(js_name = dataLength)]

@@ -10,6 +10,9 @@ import { initResults, updateControls } from './ui/results.js';
 import { initBatch } from './ui/batch.js';
 import { initInputs } from './ui/inputs.js';
 import { initImport, importFromHub } from './ui/import.js';
+import { initPresets } from './ui/presets.js';
+import { initCalibration } from './ui/calibrate.js';
+import { refreshSavedModels } from './ui/saved-models.js';
 
 const DEFAULT_MODEL = 'models/default.bundle';
 
@@ -28,10 +31,13 @@ initResults();
 initBatch();
 initInputs();
 initImport(params);
+initPresets();
+initCalibration();
 updateControls();
 setStatus('Starting the scorer…');
 // `?hf=ORG/NAME` (with `&hub=URL` for a mirror) imports from the Hub once the page is ready.
 loadModel(model).then((ok) => {
+  refreshSavedModels();
   const hf = params.get('hf');
   if (ok && hf) {
     $('import-box').open = true;

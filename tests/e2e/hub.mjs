@@ -1,11 +1,13 @@
 // A stand-in for the Hugging Face Hub on two local origins, for the import tests (the real Hub
 // cannot be reached from our machines): `/{org}/{name}/resolve/{revision}/{file}` on the "hub"
 // origin, which answers `model.safetensors` with a 302 to a second "cdn" origin, as the Hub
-// sends large files to its storage hosts. The cdn serves byte ranges (206, Content-Range,
-// ETag). Both answer CORS preflights for Range, as the Hub does.
+// sends large files to its storage hosts. The cdn serves byte ranges (206, Content-Range, and
+// an ETag that is the file's SHA-256, as the Hub's is for LFS files). Both answer CORS
+// preflights for Range, as the Hub does.
 //
 // startHub({repos: {'org/name': DIR}}) → {url, cdnUrl, requests, close()}. A repo named
 // `test/drop` drops the connection halfway through every range it serves.
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -35,7 +37,8 @@ export async function startHub({ repos }) {
     const dir = repos[decodeURIComponent(repoKey ?? '')];
     if (!dir) return res.writeHead(404, CORS).end('not found');
     const bytes = await readFile(path.join(dir, file));
-    const etag = `"${bytes.length.toString(16)}"`;
+    // The Hub's ETag of an LFS file is its SHA-256.
+    const etag = `"${createHash('sha256').update(bytes).digest('hex')}"`;
     const m = /^bytes=(\d+)-(\d+)?$/.exec(req.headers.range ?? '');
     if (!m) return res.writeHead(200, { ...CORS, 'Content-Length': bytes.length, ETag: etag, 'Accept-Ranges': 'bytes' }).end(bytes);
     const start = Number(m[1]);

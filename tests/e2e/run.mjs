@@ -15,7 +15,8 @@
 //   E2E_ROOT                     the folder to serve, default www/
 // Prints "N passed, M failed" last; exits 1 on any failure.
 
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
@@ -175,6 +176,43 @@ async function readCard(page, name, timeout = STEP_TIMEOUT) {
   const ood = (await card.locator('[data-testid=ood]').textContent()).trim();
   const top = await card.locator('ol li .top-name').allTextContents();
   return { label, de, shown, ood, top };
+}
+
+/** A copy of a safetensors file with its header changed by `edit` (the data stays as it is). */
+function editSafetensors(buffer, edit) {
+  const n = Number(buffer.readBigUInt64LE(0));
+  const header = JSON.parse(buffer.subarray(8, 8 + n).toString('utf8'));
+  edit(header);
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  return Buffer.concat([len, Buffer.from(json, 'utf8'), buffer.subarray(8 + n)]);
+}
+
+/** The Cache Storage entries of the package's store of models (pkg/models.js), by kind. */
+async function storedEntries(page) {
+  return page.evaluate(async () => {
+    const cache = await caches.open('deltaenergy-models-v1');
+    const paths = (await cache.keys()).map((r) => new URL(r.url).pathname);
+    return { models: paths.filter((p) => p.includes('/models/')), text: paths.filter((p) => p.includes('/text/')) };
+  });
+}
+
+/** Waits until the ready chip names another bundle than `before`, or an error newer than `since`. */
+async function readyChange(page, before, since) {
+  await page.waitForFunction(
+    ([b, s]) => {
+      const sha = document.querySelector('[data-testid=ready]')?.dataset.sha256;
+      const e = Number(document.querySelector('[data-testid=error]')?.dataset.seq ?? 0);
+      return (sha && sha !== b) || e > s;
+    },
+    [before, since],
+    { timeout: STEP_TIMEOUT },
+  );
+  const after = await page.locator('[data-testid=ready]').getAttribute('data-sha256').catch(() => null);
+  if (!after || after === before) throw new Error((await page.locator('[data-testid=error]').textContent()).trim());
+  return after;
 }
 
 function clearMessage(text) {
@@ -419,6 +457,7 @@ async function runBackend(which, server, expected, hub) {
       assert(v.length === 0 && logged.length === 0, [...v, ...logged].join(' | '));
     });
 
+    if (which === 'cpu') await presetChecks(page);
     if (which === 'cpu') await importChecks(page);
     if (which === 'cpu') await extraChecks(page, shot, requests);
     if (which === 'cpu') await hubChecks(page, server, hub);
@@ -453,10 +492,8 @@ async function importChecks(page) {
   const readySha = () => page.locator('[data-testid=ready]').getAttribute('data-sha256').catch(() => null);
   let imported = false;
   // An import ships the classes in use: back to the bundle's ten, which the CLI's bundle has.
-  const applied = await page.locator('textarea[data-testid=classes]').getAttribute('data-applied');
   await page.locator('#reset-classes').click();
-  await page.locator('[data-testid=apply-classes]').click();
-  await page.waitForFunction((a) => document.querySelector('[data-testid=classes]').dataset.applied !== a, applied, { timeout: STEP_TIMEOUT });
+  await applyClassesWith(page, 'model');
   await check('a checkpoint picked as files is converted and loaded', async () => {
     const before = await readySha();
     const since = await errorSeq(page);
@@ -506,6 +543,62 @@ async function importChecks(page) {
     assert(!r.error && r.label === want.label, r.error ?? r.label);
     return text.slice(0, 140);
   });
+  for (const [what, edit, pattern] of [
+    ['a tensor of the wrong dtype', (h) => (h['text_model.final_layer_norm.weight'].dtype = 'I32'), /I32/],
+    ['a tensor of the wrong shape', (h) => (h['text_model.final_layer_norm.weight'].shape = [1, h['text_model.final_layer_norm.weight'].shape[0]]), /shape/],
+  ]) {
+    await check(`${what} is a clear error; nothing is kept; the model in use stays`, async () => {
+      const since = await errorSeq(page);
+      const sha = await readySha();
+      const kept = (await storedEntries(page)).models.length;
+      await page.locator('[data-testid=import-input]').setInputFiles([
+        await asBuffer(files[0]),
+        { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: editSafetensors(await readFile(files[1]), edit) },
+        await asBuffer(files[2]),
+      ]);
+      const text = await newError(page, since);
+      assert(pattern.test(text) && clearMessage(text), `message: ${text}`);
+      assert((await readySha()) === sha, 'the model changed');
+      assert((await storedEntries(page)).models.length === kept, 'a model was kept');
+      return text.slice(0, 140);
+    });
+  }
+  await check('calibrating on the user\'s pictures sets a threshold that keeps 95% of them, drawn on their histogram', async () => {
+    assert(await page.locator('#calibrate-box').evaluate((d) => d.open), 'the imported model has no threshold, yet calibration is not offered');
+    const samples = (await readdir(path.join(WWW, 'samples'))).filter((f) => /\.(jpe?g|png)$/i.test(f)).map((f) => path.join(WWW, 'samples', f));
+    await page.locator('[data-testid=calibrate-input]').setInputFiles(samples);
+    const hist = page.locator('[data-testid=calibration-histogram]');
+    await hist.waitFor({ timeout: STEP_TIMEOUT });
+    const n = Number(await hist.getAttribute('data-n'));
+    const below = Number(await hist.getAttribute('data-below'));
+    const t = Number(await hist.getAttribute('data-threshold'));
+    assert(n === samples.length, `${n} of ${samples.length} pictures scored`);
+    assert(below <= Math.floor(n * 0.05), `${below} of ${n} flagged, more than 5%`);
+    const shown = Number(await page.locator('#threshold-number').inputValue());
+    assert(Math.abs(shown - t) <= 1e-5 * Math.max(1, Math.abs(t)), `the threshold box shows ${shown}, not ${t}`);
+    const note = await page.locator('#threshold-note').textContent();
+    assert(/Calibrated on your pictures/.test(note), `note: ${note}`);
+    return `threshold ${t.toFixed(4)}, ${below} of ${n} below; ${note.trim().slice(0, 60)}`;
+  });
+  const f16 = path.join(dir, 'checkpoint-f16');
+  await check('an f16 checkpoint of the second config, imported at f16, scores like the CLI', async () => {
+    const before = await readySha();
+    const since = await errorSeq(page);
+    await page.locator('#import-box').evaluate((d) => (d.open = true));
+    await page.locator('#import-quant').selectOption('f16');
+    await page.locator('[data-testid=import-input]').setInputFiles(['config.json', 'model.safetensors', 'merges.txt'].map((f) => path.join(f16, f)));
+    await readyChange(page, before, since);
+    await page.locator('#import-quant').selectOption('q8');
+    const wantF16 = JSON.parse(await readFile(path.join(dir, 'expected-f16.json'), 'utf8'))['cat.jpg'];
+    const name = 'imported-f16-cat.jpg';
+    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
+    const r = await readCard(page, name);
+    assert(!r.error, r.error);
+    assert(r.label === wantF16.label, `label "${r.label}", the CLI says "${wantF16.label}"`);
+    const diff = Math.abs(r.de - wantF16.delta_energy);
+    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${wantF16.delta_energy}`);
+    return `${r.label}, ΔE ${r.de} (CLI ${wantF16.delta_energy}, |diff| ${diff.toExponential(2)})`;
+  });
   await check('a config that is not CLIP is a clear error', async () => {
     const since = await errorSeq(page);
     await page.locator('[data-testid=import-input]').setInputFiles([
@@ -517,6 +610,59 @@ async function importChecks(page) {
     assert(/not CLIP/.test(text) && clearMessage(text), `message: ${text}`);
     return text.slice(0, 140);
   });
+}
+
+/** Applies the class editor's text with a choice of prompts; resolves once applied. */
+async function applyClassesWith(page, templates) {
+  // Never applied in this page yet: no attribute, which counts as "".
+  const applied = (await page.locator('textarea[data-testid=classes]').getAttribute('data-applied')) ?? '';
+  const since = await errorSeq(page);
+  await page.locator('#class-templates').selectOption(templates);
+  await page.locator('[data-testid=apply-classes]').click();
+  await page.waitForFunction(
+    ([a, s]) => (document.querySelector('[data-testid=classes]').dataset.applied ?? '') !== a || Number(document.querySelector('[data-testid=error]')?.dataset.seq ?? 0) > s,
+    [applied, since],
+    { timeout: STEP_TIMEOUT },
+  );
+  if ((await errorSeq(page)) > since) throw new Error((await page.locator('[data-testid=error]').textContent()).trim());
+}
+
+/**
+ * Class presets and prompts on the demo model: CLIP's ensemble of 80 templates scores as the CLI
+ * with --templates; the ImageNet-1k preset fills the editor with CLIP's names.
+ */
+async function presetChecks(page) {
+  const dir = env.E2E_IMPORT;
+  if (!dir) {
+    skip('class presets and the prompt ensemble', 'E2E_IMPORT not set');
+    return;
+  }
+  await check('CIFAR-10 with CLIP\'s 80 templates scores like the CLI with --templates', async () => {
+    await page.locator('#class-preset').selectOption('cifar-10');
+    await page.waitForFunction(() => document.querySelector('[data-testid=classes]').value.split('\n').length === 10);
+    await applyClassesWith(page, 'ensemble');
+    const want = JSON.parse(await readFile(path.join(dir, 'expected-ensemble.json'), 'utf8'))['cat.jpg'];
+    const name = 'ensemble-cat.jpg';
+    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
+    const r = await readCard(page, name);
+    assert(!r.error, r.error);
+    assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
+    const diff = Math.abs(r.de - want.delta_energy);
+    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
+    const prompt = await page.locator('#model-info').innerText();
+    assert(/mean of 80 templates/.test(prompt), 'the model panel does not say so');
+    return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+  });
+  await check('the ImageNet-1k preset applies CLIP\'s names (OpenAI\'s two repeats dropped)', async () => {
+    await page.locator('#class-preset').selectOption('imagenet-1k');
+    await page.waitForFunction(() => document.querySelector('[data-testid=classes]').value.split('\n').length === 1000);
+    await applyClassesWith(page, 'one');
+    const status = (await page.locator('#status').textContent()).trim();
+    assert(/998 classes/.test(status), `status: ${status}`);
+    return status;
+  });
+  await page.locator('#class-preset').selectOption('');
+  await page.locator('#class-templates').selectOption('model');
 }
 
 /**
@@ -570,6 +716,43 @@ async function hubChecks(page, server, hub) {
     return `${seen.length} requests, ${ranges} byte ranges from the second origin after the 302`;
   });
   if (!imported) return;
+  const importedSha = await readySha();
+  const saved = page.locator('[data-testid=saved-model][data-name="test/tiny-clip@main"]');
+  await check('the converted model is listed as saved in this browser, with its size', async () => {
+    await saved.waitFor({ timeout: STEP_TIMEOUT });
+    // The stand-in's ETag is the file's SHA-256, as the Hub's for LFS files; the record keeps it.
+    const sha = createHash('sha256').update(await readFile(path.join(dir, 'checkpoint', 'model.safetensors'))).digest('hex');
+    const title = await saved.locator('.saved-name').getAttribute('title');
+    assert(title.includes(`Hub ETag ${sha}`), `the record's title: ${title}`);
+    return (await saved.innerText()).replace(/\s+/g, ' ').trim();
+  });
+  await check('text features of many prompts are kept with the model (CLIP\'s 80 templates)', async () => {
+    await applyClassesWith(page, 'ensemble');
+    const { text } = await storedEntries(page);
+    const mine = text.filter((p) => decodeURIComponent(p).includes(importedSha));
+    assert(mine.length === 1, `${mine.length} text entries for the imported model ${importedSha}: ${text.map(decodeURIComponent).join(', ')}; status: ${await page.locator('#status').textContent()}`);
+    assert(/mean of 80/.test(await page.locator('#status').textContent()), 'the status does not say 80 templates');
+    await page.locator('#class-templates').selectOption('model');
+    return `${text.length} text entries in all`;
+  });
+  await check('a second visit to ?hf= loads the saved model with no request to the Hub', async () => {
+    hub.requests.length = 0;
+    await page.goto(`${server.url}?hf=test/tiny-clip&hub=${encodeURIComponent(hub.url)}`);
+    await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
+    await page.waitForFunction((want) => document.querySelector('[data-testid=ready]')?.dataset.sha256 === want || document.querySelector('[data-testid=error]'), importedSha, { timeout: STEP_TIMEOUT });
+    assert((await readySha()) === importedSha, `not the imported model: ${await page.locator('[data-testid=error]').textContent().catch(() => '')}`);
+    assert(hub.requests.length === 0, `${hub.requests.length} requests reached the Hub: ${hub.requests.map((r) => r.url).join(', ')}`);
+    return (await page.locator('#status').textContent()).trim();
+  });
+  await check('deleting the saved model removes it and its text features', async () => {
+    await saved.locator('[data-testid=saved-delete]').click();
+    await saved.waitFor({ state: 'detached', timeout: STEP_TIMEOUT });
+    const { models, text } = await storedEntries(page);
+    assert(!models.some((p) => decodeURIComponent(p).includes('test/tiny-clip')), `still kept: ${models.join(', ')}`);
+    assert(!text.some((p) => decodeURIComponent(p).includes(importedSha)), 'its text features are still kept');
+    assert((await readySha()) === importedSha, 'the model in use changed');
+    return `${models.length} models and ${text.length} text entries left`;
+  });
   for (const [repo, pattern, what] of [
     ['test/missing', /no config\.json|name right/, 'a repository that does not exist'],
     ['test/drop', /dropped|could not reach|bytes of/, 'a connection dropped mid-download'],

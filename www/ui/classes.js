@@ -7,6 +7,7 @@ import { setStatus, showError, showProgress, hideProgress } from './status.js';
 import { keepThresholdForClasses } from './threshold.js';
 import { markStale, updateControls } from './results.js';
 import { renderModelInfo } from './model-panel.js';
+import { chosenTemplates } from './presets.js';
 
 export function fillClassEditor(classes) {
   $('classes').value = classes.join('\n');
@@ -18,16 +19,19 @@ export async function applyClasses(text) {
   button.disabled = true;
   button.setAttribute('aria-busy', 'true');
   setStatus('Computing text features for the new classes…');
-  showProgress({ status: 'classes' });
+  showProgress({ status: 'classes', done: 0, total: 0, cached: false });
+  const t0 = performance.now();
   try {
-    const info = await session.scorer.setClasses(text);
+    const templates = await chosenTemplates();
+    const info = await session.scorer.setClasses(text, { templates, onProgress: (p) => showProgress(p, t0) });
     session.model.info = info;
     session.context += 1;
     markStale();
     renderModelInfo();
     fillClassEditor(info.classes);
     await keepThresholdForClasses(info);
-    setStatus(`Classes applied: ${info.classes.length} classes. New images use them.`);
+    const prompts = info.templates.length > 1 ? `, each the mean of ${info.templates.length} prompts` : '';
+    setStatus(`Classes applied: ${info.classes.length} classes${prompts}. New images use them.`);
     $('classes').dataset.applied = String(session.context);
     return true;
   } catch (e) {

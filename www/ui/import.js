@@ -6,19 +6,12 @@ import { $ } from './dom.js';
 import { session } from './session.js';
 import { setStatus, showError, showProgress, hideProgress } from './status.js';
 import { loadModel } from './model-panel.js';
+import { refreshSavedModels } from './saved-models.js';
 
 let downloadUrl = null;
 
 /** The Hub's base URL: `?hub=URL` (mirrors, tests), else the Hub. */
 let hubBase = 'https://huggingface.co';
-
-/** Time left at the current rate, for people. */
-function eta(p, t0) {
-  const s = (performance.now() - t0) / 1000;
-  if (p.status !== 'import' || !(p.loaded > 0) || s < 1) return '';
-  const left = (s / p.loaded) * (p.total - p.loaded);
-  return left >= 1 ? `, about ${left >= 90 ? `${Math.round(left / 60)} min` : `${Math.round(left)} s`} left` : '';
-}
 
 /** Runs one import (`run` gets the progress callback); the model in use stays if it fails. */
 async function runImport(what, run) {
@@ -32,14 +25,16 @@ async function runImport(what, run) {
   $('import-cancel').hidden = false;
   $('hub-load').disabled = true;
   const t0 = performance.now();
+  let cached = false;
   const onProgress = (p) => {
-    showProgress(p);
-    if (p.status === 'import') $('progress-text').textContent += eta(p, t0);
+    if (p.status === 'cached') cached = true;
+    showProgress(p, t0);
   };
   try {
     const bytes = await run({ quant, classes, onProgress });
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-    $('import-box').dataset.convertedSeconds = seconds; // for tests/e2e/import-bench.mjs
+    if (!cached) $('import-box').dataset.convertedSeconds = seconds; // for tests/e2e/import-bench.mjs
+    refreshSavedModels();
     const bundle = new File([bytes], `imported-${quant}.bundle`, { type: 'application/octet-stream' });
     if (downloadUrl) URL.revokeObjectURL(downloadUrl);
     downloadUrl = URL.createObjectURL(bundle);
@@ -47,8 +42,8 @@ async function runImport(what, run) {
     link.href = downloadUrl;
     link.download = bundle.name;
     link.hidden = false;
-    setStatus(`Converted in ${seconds} s; loading it…`);
-    await loadModel(bundle);
+    setStatus(cached ? `${what} was converted on an earlier visit: loading it from the cache…` : `Converted in ${seconds} s; loading it…`);
+    await loadModel(bundle, what);
   } catch (e) {
     showError(`Could not import ${what}: ${e.message}`);
     setStatus(session.model ? 'The previous model is still in use.' : 'No model loaded.');

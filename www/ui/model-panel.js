@@ -7,6 +7,7 @@ import { session } from './session.js';
 import { setStatus, showError, showProgress, hideProgress, setReady, setDevice } from './status.js';
 import { fillClassEditor } from './classes.js';
 import { initThreshold } from './threshold.js';
+import { resetCalibration } from './calibrate.js';
 import { markStale, updateControls } from './results.js';
 
 /** The device the page asks for (`?backend=` in its URL, else auto). */
@@ -34,9 +35,10 @@ function onEvent(event) {
 /**
  * Loads a model; the previous one stays in use if this one fails.
  * @param {string | File} source a URL (this site) or a file
+ * @param {string} [name] what to call it (default: the URL or the file's name)
  */
-export async function loadModel(source) {
-  const label = typeof source === 'string' ? source : source.name;
+export async function loadModel(source, name = undefined) {
+  const label = name ?? (typeof source === 'string' ? source : source.name);
   session.loading = true;
   updateControls();
   setStatus(`Loading ${label}…`);
@@ -57,6 +59,7 @@ export async function loadModel(source) {
     renderModelInfo();
     fillClassEditor(ready.info.classes);
     await initThreshold(ready.info);
+    resetCalibration(ready.info);
     setReady(session.model);
     const where = ready.device === 'webgpu' ? 'WebGPU' : 'the CPU';
     const n = ready.info.classes.length;
@@ -92,7 +95,11 @@ export function renderModelInfo() {
   row('Source', label);
   const own = info.classes.join('\n') === info.bundleClasses.join('\n');
   row('Classes', `${info.classes.length}${own ? '' : ' (yours, not the bundle’s)'}`);
-  row('Prompt', info.hasContext ? 'learned context vectors + the class name' : `“${info.template}”`);
+  row('Prompt', info.templates.length > 1
+    ? `the mean of ${info.templates.length} templates (CLIP’s prompt ensemble)`
+    : info.templates.length === 1
+      ? `“${info.templates[0]}”`
+      : info.hasContext ? 'learned context vectors + the class name' : `“${info.template}”`);
   row('Weights', `${info.quant}, images resized to ${info.imageSize}×${info.imageSize}, ${bytesText(info.bytes)}`);
   const s = info.scoreSettings;
   row('Scores', `τ = ${sig(s.tau)}, ΔEnergy crops the top ${s.c} to ${sig(s.cropValue)}, MCM τ = ${sig(s.mcmTau)}`);

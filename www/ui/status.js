@@ -26,8 +26,19 @@ export function showError(message) {
   node.querySelector('.error-text').textContent = message;
 }
 
-/** Shows a progress event of the scorer (see pkg/types.js, ProgressEvent). */
-export function showProgress(p) {
+/** Time left at the rate since `t0`, for people ("", or ", about 40 s left"). */
+export function timeLeft(done, total, t0) {
+  const s = (performance.now() - t0) / 1000;
+  if (!(done > 0) || !(total > done) || s < 1) return '';
+  const left = (s / done) * (total - done);
+  return left >= 1 ? `, about ${left >= 90 ? `${Math.round(left / 60)} min` : `${Math.round(left)} s`} left` : '';
+}
+
+/**
+ * Shows a progress event of the scorer (see pkg/types.js, ProgressEvent); `t0`, when given, is
+ * when the work began, for the time left.
+ */
+export function showProgress(p, t0 = undefined) {
   const box = $('progress-box');
   const bar = $('progress');
   const text = $('progress-text');
@@ -39,7 +50,16 @@ export function showProgress(p) {
   if (p.status === 'import') {
     bar.max = p.total;
     bar.value = p.loaded;
-    text.textContent = `Converting: tensor ${p.tensor} of ${p.tensors}, ${bytesText(p.loaded)} of ${bytesText(p.total)} read`;
+    text.textContent = `Converting: tensor ${p.tensor} of ${p.tensors}, ${bytesText(p.loaded)} of ${bytesText(p.total)} read` +
+      (t0 === undefined ? '' : timeLeft(p.loaded, p.total, t0));
+    return;
+  }
+  if (p.status === 'classes' && p.total > 0) {
+    bar.max = p.total;
+    bar.value = p.done;
+    text.textContent = p.cached
+      ? 'Text features from the cache'
+      : `Text features: ${p.done} of ${p.total} prompts${t0 === undefined ? '' : timeLeft(p.done, p.total, t0)}`;
     return;
   }
   if (p.status === 'download' && p.total > 0) {
@@ -58,6 +78,7 @@ export function showProgress(p) {
     warmup: `Warming up on ${p.device === 'webgpu' ? 'WebGPU' : 'the CPU'}`,
     classes: 'Computing the text features of the classes',
     fallback: 'WebGPU failed: moving the model to the CPU',
+    cached: `Converted before: ${bytesText(p.bytes)} from the cache, no download`,
   }[p.status] ?? '';
 }
 

@@ -5,8 +5,11 @@ import { $, fmt, pct, SCORE_LABEL } from './dom.js';
 import { session } from './session.js';
 import { currentScores, reflag } from './results.js';
 
-/** mode: `bundle` (the bundle's own), `auto` (the median of the scores seen), `user`, `none`. */
-const state = { value: null, mode: 'none', score: 'deltaEnergy' };
+/**
+ * mode: `bundle` (the bundle's own), `auto` (the median of the scores seen), `calibrated` (on
+ * the user's pictures, ui/calibrate.js), `user`, `none`.
+ */
+const state = { value: null, mode: 'none', score: 'deltaEnergy', calibration: null };
 
 export const thresholdValue = () => state.value;
 export const thresholdScore = () => state.score;
@@ -46,6 +49,13 @@ export async function onNewScores() {
   render();
 }
 
+/** The scorer calibrated a threshold on the user's pictures (it holds it already). */
+export async function setCalibrated(t) {
+  Object.assign(state, { value: t.value, mode: 'calibrated', score: t.score, calibration: t });
+  render(true);
+  await reflag();
+}
+
 let pending = 0;
 /** The user moved the threshold: flag again once the scorer has it. */
 async function setByUser(value) {
@@ -75,7 +85,7 @@ function render(resetRange = false) {
     number.disabled = true;
     number.value = '';
     note.textContent = session.model
-      ? 'This bundle has no calibrated threshold: it will start at the median ΔE of the images you score.'
+      ? 'This model has no calibrated threshold: it will start at the median ΔE of the images you score, or calibrate one on your own pictures below.'
       : 'Load a model to set the threshold.';
     return;
   }
@@ -102,7 +112,8 @@ function render(resetRange = false) {
   const how = {
     bundle: `From the bundle${t?.tpr ? `: keeps ${pct(t.tpr)} of in-distribution images` : ''}` +
       `${classesChanged ? ', calibrated for the bundle’s own classes, not the ones you applied' : ''}.`,
-    auto: 'No threshold in the bundle: it follows the median ΔE of the images scored so far until you move it.',
+    auto: 'This model has no calibrated threshold: it follows the median ΔE of the images scored so far until you move it or calibrate it on your own pictures below.',
+    calibrated: `Calibrated on your pictures: keeps ${pct(state.calibration?.tpr ?? 0.95)} of them.`,
     user: 'Set by you.',
   }[state.mode] ?? '';
   note.textContent = `${how} ${SCORE_LABEL[state.score]} below the threshold → OOD.`;

@@ -1,0 +1,123 @@
+// The worker's store of what took long to make: bundles converted from checkpoints, and class
+// text features (the text tower over many classes and templates). Both live in Cache Storage
+// under synthetic URLs of the page's own origin (never fetched), so a second visit needs no
+// network and no conversion. A bundle is stored only whole, after its conversion finished; text
+// features are stored under the bundle's checksum, and go when that bundle is deleted.
+
+import { describe } from './errors.js';
+
+const CACHE_NAME = 'deltaenergy-models-v1';
+const PREFIX = '/.deltaenergy-cache/';
+const META = 'x-deltaenergy-meta';
+// Text features are kept when the text tower ran for at least this many prompts; fewer take
+// less time to compute than to look up.
+const TEXT_MIN_PROMPTS = 200;
+
+/** @typedef {import('./types.js').CachedModel} CachedModel */
+
+async function open() {
+  try {
+    return self.caches ? await self.caches.open(CACHE_NAME) : null;
+  } catch {
+    return null; // no Cache Storage (an opaque origin, a private window): nothing is kept
+  }
+}
+
+const url = (kind, id) => new URL(`${PREFIX}${kind}/${encodeURIComponent(id)}`, self.location.origin).href;
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+/** A bundle's checksum, as its header stores it (bytes 16..48; see src/bundle/mod.rs). */
+export const bundleSha256 = (bytes) => hex(bytes.subarray(16, 48));
+
+/**
+ * The cache's key for a converted checkpoint: the Hub's base URL, repository and revision (so
+ * a second visit finds it before any request), or the checkpoint's hash for files; and the
+ * precision.
+ */
+export function modelId(source, quant, checkpointSha256 = '') {
+  return source.kind === 'hub'
+    ? `hub ${source.base} ${source.repo}@${source.revision} ${quant}`
+    : `files ${checkpointSha256} ${quant}`;
+}
+
+/** @returns {Promise<{bytes: Uint8Array, meta: CachedModel} | null>} */
+export async function findModel(id) {
+  const cache = await open();
+  const hit = cache && (await cache.match(url('models', id)).catch(() => undefined));
+  if (!hit) return null;
+  return { bytes: new Uint8Array(await hit.arrayBuffer()), meta: JSON.parse(decodeURIComponent(hit.headers.get(META) ?? '{}')) };
+}
+
+/**
+ * Keeps a converted bundle; a failure to keep it (quota) is told through `note`, not thrown.
+ * @param {string} id from `modelId`
+ * @param {Uint8Array} bytes
+ * @param {Omit<CachedModel, 'id' | 'bytes' | 'sha256' | 'saved'>} meta
+ * @param {(message: string) => void} note
+ */
+export async function keepModel(id, bytes, meta, note) {
+  const cache = await open();
+  if (!cache) return;
+  /** @type {CachedModel} */
+  const full = { ...meta, id, bytes: bytes.length, sha256: bundleSha256(bytes), saved: Date.now() };
+  try {
+    const headers = { 'content-type': 'application/octet-stream', [META]: encodeURIComponent(JSON.stringify(full)) };
+    await cache.put(url('models', id), new Response(/** @type {BodyInit} */ (/** @type {unknown} */ (bytes)), { headers }));
+  } catch (e) {
+    note(`The converted model could not be kept for next time (${describe(e).message}).`);
+  }
+}
+
+/** Every kept model, newest first. @returns {Promise<CachedModel[]>} */
+export async function listModels() {
+  const cache = await open();
+  if (!cache) return [];
+  const out = [];
+  for (const request of await cache.keys()) {
+    if (!new URL(request.url).pathname.startsWith(`${PREFIX}models/`)) continue;
+    const hit = await cache.match(request);
+    const meta = hit?.headers.get(META);
+    if (meta) out.push(JSON.parse(decodeURIComponent(meta)));
+  }
+  return out.sort((a, b) => b.saved - a.saved);
+}
+
+/** Deletes a kept model and the text features made for it; resolves to whether it was there. */
+export async function deleteModel(id) {
+  const cache = await open();
+  if (!cache) return false;
+  const hit = await cache.match(url('models', id));
+  if (!hit) return false;
+  const { sha256 } = JSON.parse(decodeURIComponent(hit.headers.get(META) ?? '{}'));
+  await cache.delete(url('models', id));
+  if (sha256) {
+    const texts = `${PREFIX}text/${encodeURIComponent(`${sha256} `)}`;
+    for (const request of await cache.keys()) {
+      if (new URL(request.url).pathname.startsWith(texts)) await cache.delete(request);
+    }
+  }
+  return true;
+}
+
+async function textId(bundleSha, classes, templates) {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify([classes, templates ?? null])));
+  return `${bundleSha} ${hex(new Uint8Array(digest))}`;
+}
+
+/** Text features kept for these classes and templates of this bundle, or null. */
+export async function findText(bundleSha, classes, templates) {
+  const cache = await open();
+  if (!cache || !self.crypto?.subtle) return null;
+  const hit = await cache.match(url('text', await textId(bundleSha, classes, templates))).catch(() => undefined);
+  return hit ? new Float32Array(await hit.arrayBuffer()) : null;
+}
+
+/** Keeps text features that took a while to make (see TEXT_MIN_PROMPTS). */
+export async function keepText(bundleSha, classes, templates, prompts, features) {
+  if (prompts < TEXT_MIN_PROMPTS) return;
+  const cache = await open();
+  if (!cache || !self.crypto?.subtle) return;
+  const body = new Uint8Array(features.buffer, features.byteOffset, features.byteLength);
+  await cache.put(url('text', await textId(bundleSha, classes, templates)), new Response(/** @type {BodyInit} */ (/** @type {unknown} */ (body)))).catch(() => {});
+}
