@@ -87,6 +87,17 @@ test-e2e: build package
 	cp $(FIXTURE_F16)/config.json $(FIXTURE_F16)/model.safetensors $(IMPORT)/merges.txt $(IMPORT)/checkpoint-f16/
 	$(BIN) convert --hf $(FIXTURE_F16) --tokenizer $(IMPORT)/bpe.txt.gz --quant f16 --classes $(CLASSES) --out $(IMPORT)/cli-f16.bundle
 	$(BIN) score --json --model $(IMPORT)/cli-f16.bundle www/samples/cat.jpg | node $(E2E)/expected.mjs > $(IMPORT)/expected-f16.json
+	# ViT-B/32's shapes (the real config, one layer a tower: 155 MB of f32) with random weights
+	# from the CLI's own Hugging Face writer, for the Hub import.
+	rm -rf $(IMPORT)/b32-data && mkdir -p $(IMPORT)/b32-data/cat $(IMPORT)/b32-data/ship
+	cp www/samples/cat.jpg www/samples/tabby.jpg $(IMPORT)/b32-data/cat/
+	cp www/samples/ship.jpg www/samples/airplane.jpg $(IMPORT)/b32-data/ship/
+	$(BIN) train --config tests/fixtures/configs/vit-b32-1layer.json --data $(IMPORT)/b32-data --max-steps 0 \
+	  --seed 0 --out $(IMPORT)/checkpoint-b32 > /dev/null
+	cp $(IMPORT)/merges.txt $(IMPORT)/checkpoint-b32/
+	$(BIN) convert --hf $(IMPORT)/checkpoint-b32 --tokenizer $(IMPORT)/bpe.txt.gz --quant q8 --classes $(CLASSES) \
+	  --out $(IMPORT)/cli-b32.bundle
+	$(BIN) score --json --model $(IMPORT)/cli-b32.bundle www/samples/cat.jpg | node $(E2E)/expected.mjs > $(IMPORT)/expected-b32.json
 	# The demo model with CLIP's 80 templates (the page's "CLIP's 80 templates" choice).
 	$(BIN) score --json --model www/models/default.bundle --templates www/presets/cifar-10.json www/samples/cat.jpg \
 	  | node $(E2E)/expected.mjs > $(IMPORT)/expected-ensemble.json

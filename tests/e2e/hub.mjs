@@ -9,7 +9,7 @@
 // `test/drop` drops the connection halfway through every range it serves.
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 const CORS = {
@@ -20,6 +20,13 @@ const CORS = {
   // makes the intent explicit.
   'Cross-Origin-Resource-Policy': 'cross-origin',
 };
+
+// The Hub's ETag of an LFS file is its SHA-256; computed once a file.
+const hashes = new Map();
+function sha256Of(file) {
+  if (!hashes.has(file)) hashes.set(file, readFile(file).then((b) => createHash('sha256').update(b).digest('hex')));
+  return hashes.get(file);
+}
 
 function listen(handler) {
   const server = createServer(handler);
@@ -36,15 +43,20 @@ export async function startHub({ repos }) {
     const [, repoKey, file] = /^\/blobs\/([^/]+)\/(.+)$/.exec(req.url) ?? [];
     const dir = repos[decodeURIComponent(repoKey ?? '')];
     if (!dir) return res.writeHead(404, CORS).end('not found');
-    const bytes = await readFile(path.join(dir, file));
-    // The Hub's ETag of an LFS file is its SHA-256.
-    const etag = `"${createHash('sha256').update(bytes).digest('hex')}"`;
+    const full = path.join(dir, file);
+    const size = (await stat(full)).size;
+    const etag = `"${await sha256Of(full)}"`;
     const m = /^bytes=(\d+)-(\d+)?$/.exec(req.headers.range ?? '');
-    if (!m) return res.writeHead(200, { ...CORS, 'Content-Length': bytes.length, ETag: etag, 'Accept-Ranges': 'bytes' }).end(bytes);
+    if (!m) {
+      return res.writeHead(200, { ...CORS, 'Content-Length': size, ETag: etag, 'Accept-Ranges': 'bytes' }).end(await readFile(full));
+    }
     const start = Number(m[1]);
-    const end = Math.min(m[2] === undefined ? bytes.length - 1 : Number(m[2]), bytes.length - 1);
-    const part = bytes.subarray(start, end + 1);
-    res.writeHead(206, { ...CORS, 'Content-Range': `bytes ${start}-${end}/${bytes.length}`, 'Content-Length': part.length, ETag: etag, 'Accept-Ranges': 'bytes' });
+    const end = Math.min(m[2] === undefined ? size - 1 : Number(m[2]), size - 1);
+    // Only the range is read, as a storage host would.
+    const part = Buffer.alloc(end + 1 - start);
+    const fh = await open(full, 'r');
+    await fh.read(part, 0, part.length, start).finally(() => fh.close());
+    res.writeHead(206, { ...CORS, 'Content-Range': `bytes ${start}-${end}/${size}`, 'Content-Length': part.length, ETag: etag, 'Accept-Ranges': 'bytes' });
     if (decodeURIComponent(repoKey) === 'test/drop' && part.length > 64) {
       res.write(part.subarray(0, part.length >> 1));
       res.socket.destroy(); // the connection drops mid-transfer

@@ -3,8 +3,10 @@
 // memory of Chromium's processes above what they held before the import (sampled every 50 ms
 // from /proc; Linux only).
 //
-//   node tests/e2e/import-bench.mjs DIR [QUANT]
-// DIR holds config.json, model.safetensors and merges.txt (or tokenizer.json).
+//   node tests/e2e/import-bench.mjs DIR [QUANT] [PRESET:PROMPTS]...
+// DIR holds config.json, model.safetensors and merges.txt (or tokenizer.json). Each
+// PRESET:PROMPTS (e.g. imagenet-1k:one, cifar-10:ensemble) then applies a class preset of the
+// page with that prompt choice and times the text features.
 import { readFile, readdir, access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +14,7 @@ import { launchChromium } from './browser.mjs';
 import { startServer } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const [dir, quant = 'q8'] = process.argv.slice(2);
+const [dir, quant = 'q8', ...applies] = process.argv.slice(2);
 const tokenizer = await access(path.join(dir, 'tokenizer.json')).then(() => 'tokenizer.json', () => 'merges.txt');
 const files = ['config.json', 'model.safetensors', tokenizer].map((f) => path.join(dir, f));
 
@@ -82,6 +84,24 @@ try {
   console.log(`conversion: ${convertSeconds} s, Chromium RSS peak +${convertPeak === null ? '?' : mb(convertPeak - base)} over ${mb(base)}`);
   console.log(`to ready (conversion + load + warm-up): peak +${mb(peak - base)}`);
   console.log(status);
+  for (const apply of applies) {
+    const [preset, prompts] = apply.split(':');
+    await page.locator('#class-preset').selectOption(preset);
+    await page.locator('#class-templates').selectOption(prompts ?? 'model');
+    await page.waitForFunction((p) => document.querySelector('#status').textContent.includes('in the editor'), preset);
+    const applied = (await page.locator('[data-testid=classes]').getAttribute('data-applied')) ?? '';
+    const t1 = Date.now();
+    await page.locator('[data-testid=apply-classes]').click();
+    await page.waitForFunction(
+      (a) => (document.querySelector('[data-testid=classes]').dataset.applied ?? '') !== a || document.querySelector('[data-testid=error]'),
+      applied,
+      { timeout: 60 * 60_000 },
+    );
+    const s = (Date.now() - t1) / 1000;
+    const error = await page.locator('[data-testid=error]').textContent().catch(() => null);
+    if (error) throw new Error(error);
+    console.log(`${apply}: ${s.toFixed(1)} s — ${(await page.locator('#status').textContent()).trim()}`);
+  }
 } finally {
   await context.close();
   await server.close();

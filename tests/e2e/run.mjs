@@ -599,6 +599,13 @@ async function importChecks(page) {
     assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${wantF16.delta_energy}`);
     return `${r.label}, ΔE ${r.de} (CLI ${wantF16.delta_energy}, |diff| ${diff.toExponential(2)})`;
   });
+  await check('a missing tokenizer is a clear error', async () => {
+    const since = await errorSeq(page);
+    await page.locator('[data-testid=import-input]').setInputFiles([files[0], files[1]]);
+    const text = await newError(page, since);
+    assert(/tokenizer/.test(text) && clearMessage(text), `message: ${text}`);
+    return text.slice(0, 140);
+  });
   await check('a config that is not CLIP is a clear error', async () => {
     const since = await errorSeq(page);
     await page.locator('[data-testid=import-input]').setInputFiles([
@@ -769,6 +776,33 @@ async function hubChecks(page, server, hub) {
       return text.slice(0, 150);
     });
   }
+  await check('a wrong Hub address is a clear error; the default model stays', async () => {
+    await page.goto(`${server.url}?hf=test/tiny-clip&hub=${encodeURIComponent('http://127.0.0.1:9')}`);
+    await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
+    const sha = await readySha();
+    const text = await newError(page, 0);
+    assert(/could not reach the Hub/.test(text) && clearMessage(text), `message: ${text}`);
+    assert((await readySha()) === sha, 'the model changed');
+    return text.slice(0, 150);
+  });
+  const b32 = path.join(dir, 'checkpoint-b32');
+  await check('a ViT-B/32-shaped checkpoint (one layer a tower) from the Hub scores like the CLI', async () => {
+    const want = JSON.parse(await readFile(path.join(dir, 'expected-b32.json'), 'utf8'))['cat.jpg'];
+    const before = await readySha();
+    const since = await errorSeq(page);
+    await page.goto(`${server.url}?hf=test/vit-b32&hub=${encodeURIComponent(hub.url)}`);
+    await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
+    await readyChange(page, before, since);
+    const name = 'b32-cat.jpg';
+    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
+    const r = await readCard(page, name);
+    assert(!r.error, r.error);
+    assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
+    const diff = Math.abs(r.de - want.delta_energy);
+    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
+    const size = (await readFile(path.join(b32, 'model.safetensors'))).length;
+    return `${(size / 1e6).toFixed(0)} MB f32 in ${await page.locator('#import-box').getAttribute('data-converted-seconds')} s; ${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+  });
   await page.goto(server.url);
   await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
 }
@@ -822,7 +856,13 @@ async function main() {
   await mkdir(SHOTS, { recursive: true });
   // A stand-in Hub on two more origins, which the page's CSP allows (as it allows the real Hub's).
   const hub = env.E2E_IMPORT
-    ? await startHub({ repos: { 'test/tiny-clip': path.join(env.E2E_IMPORT, 'checkpoint'), 'test/drop': path.join(env.E2E_IMPORT, 'checkpoint') } })
+    ? await startHub({
+        repos: {
+          'test/tiny-clip': path.join(env.E2E_IMPORT, 'checkpoint'),
+          'test/drop': path.join(env.E2E_IMPORT, 'checkpoint'),
+          'test/vit-b32': path.join(env.E2E_IMPORT, 'checkpoint-b32'),
+        },
+      })
     : null;
   const connect = hub ? [hub.url, hub.cdnUrl] : [];
   const server = await startServer({ root: WWW, port: Number(env.E2E_PORT ?? 0), connect });
