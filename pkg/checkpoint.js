@@ -116,9 +116,11 @@ export async function fromHub({ base, repo, revision = 'main' }, signal) {
  * @param {CheckpointReader} ckpt
  * @param {{quant?: string, classes?: string[]}} options
  * @param {(e: import('./types.js').ProgressEvent) => void} progress
+ * @param {((b: import('./models.js').BundleReader) => Promise<void>) | null} [keep] called with
+ *   the finished bundle before it is copied out (the cache of converted models)
  * @returns {Promise<{bundle: Uint8Array, checkpointSha256: string}>}
  */
-export async function convert(wasm, ckpt, { quant = 'q8', classes = [] }, progress) {
+export async function convert(wasm, ckpt, { quant = 'q8', classes = [] }, progress, keep = null) {
   const prefixLen = wasm.Import.prefixLength(await ckpt.range(0, 8), ckpt.size);
   const job = new wasm.Import(ckpt.config, await ckpt.range(0, prefixLen), ckpt.size, ckpt.tokenizer, ckpt.tokenizerKind, quant, classes, ckpt.source);
   try {
@@ -134,12 +136,25 @@ export async function convert(wasm, ckpt, { quant = 'q8', classes = [] }, progre
         progress({ status: 'import', loaded, total: ckpt.size, tensor: next.index + 1, tensors: next.count });
       }
     }
-    // The bundle assembled in one buffer, its data copied once out of the wasm memory.
     const head = job.finish();
-    const bundle = new Uint8Array(head.length + job.dataLength());
+    const length = head.length + job.dataLength();
+    const checkpointSha256 = job.checkpointSha256();
+    // Kept first, read slice by slice out of the wasm memory, so the page never holds a
+    // second whole copy while the cache stores it.
+    const read = (start, end) => {
+      const a = Math.min(end, head.length);
+      if (start >= head.length) return job.dataSlice(start - head.length, end - head.length);
+      const part = new Uint8Array(end - start);
+      part.set(head.subarray(start, a));
+      if (end > head.length) part.set(job.dataSlice(0, end - head.length), a - start);
+      return part;
+    };
+    if (keep) await keep({ length, sha256: head.subarray(16, 48), read, checkpointSha256 });
+    // The bundle assembled in one buffer, its data copied once out of the wasm memory.
+    const bundle = new Uint8Array(length);
     bundle.set(head);
     job.copyDataInto(bundle, head.length);
-    return { bundle, checkpointSha256: job.checkpointSha256() };
+    return { bundle, checkpointSha256 };
   } finally {
     job.free();
   }

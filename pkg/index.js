@@ -242,6 +242,16 @@ export class DeltaEnergyScorer {
     return this.#call('deleteCachedModel', { modelId: id });
   }
 
+  /**
+   * Stops a `setClasses` that is computing text features (it then fails, and the classes in
+   * use stay). Resolves to whether one was running.
+   * @returns {Promise<boolean>}
+   */
+  async cancelClasses() {
+    if (!this.#worker) return false;
+    return this.#send('cancelClasses', {});
+  }
+
   /** Stops an import in progress (it then fails with "the import was cancelled"). */
   async cancelImport() {
     if (!this.#worker) return;

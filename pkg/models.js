@@ -12,6 +12,7 @@ const META = 'x-deltaenergy-meta';
 // Text features are kept when the text tower ran for at least this many prompts; fewer take
 // less time to compute than to look up.
 const TEXT_MIN_PROMPTS = 200;
+const STORE_SLICE = 4 << 20;
 
 /** @typedef {import('./types.js').CachedModel} CachedModel */
 
@@ -26,9 +27,6 @@ async function open() {
 const url = (kind, id) => new URL(`${PREFIX}${kind}/${encodeURIComponent(id)}`, self.location.origin).href;
 
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-
-/** A bundle's checksum, as its header stores it (bytes 16..48; see src/bundle/mod.rs). */
-export const bundleSha256 = (bytes) => hex(bytes.subarray(16, 48));
 
 /**
  * The cache's key for a converted checkpoint: the Hub's base URL, repository and revision (so
@@ -50,20 +48,43 @@ export async function findModel(id) {
 }
 
 /**
+ * A finished bundle, read in slices (`convert` hands one over before the bundle is whole in
+ * JavaScript memory).
+ * @typedef {object} BundleReader
+ * @property {number} length
+ * @property {Uint8Array} sha256 the 32 bytes of its checksum (header bytes 16..48, see
+ *   src/bundle/mod.rs)
+ * @property {(start: number, end: number) => Uint8Array<ArrayBuffer>} read a copy of bytes start..end
+ * @property {string} checkpointSha256
+ */
+
+/**
  * Keeps a converted bundle; a failure to keep it (quota) is told through `note`, not thrown.
  * @param {string} id from `modelId`
- * @param {Uint8Array} bytes
- * @param {Omit<CachedModel, 'id' | 'bytes' | 'sha256' | 'saved'>} meta
+ * @param {BundleReader} bundle
+ * @param {Omit<CachedModel, 'id' | 'bytes' | 'sha256' | 'saved' | 'checkpointSha256'>} meta
  * @param {(message: string) => void} note
  */
-export async function keepModel(id, bytes, meta, note) {
+export async function keepModel(id, bundle, meta, note) {
   const cache = await open();
   if (!cache) return;
   /** @type {CachedModel} */
-  const full = { ...meta, id, bytes: bytes.length, sha256: bundleSha256(bytes), saved: Date.now() };
+  const full = { ...meta, id, bytes: bundle.length, sha256: hex(bundle.sha256), checkpointSha256: bundle.checkpointSha256, saved: Date.now() };
   try {
     const headers = { 'content-type': 'application/octet-stream', [META]: encodeURIComponent(JSON.stringify(full)) };
-    await cache.put(url('models', id), new Response(/** @type {BodyInit} */ (/** @type {unknown} */ (bytes)), { headers }));
+    // Streamed in slices: a whole-buffer body would be copied at once into the storage
+    // process, another bundle's worth of memory at the import's peak.
+    let at = 0;
+    const body = new ReadableStream({
+      type: 'bytes',
+      pull(controller) {
+        const end = Math.min(at + STORE_SLICE, bundle.length);
+        controller.enqueue(bundle.read(at, end));
+        at = end;
+        if (at >= bundle.length) controller.close();
+      },
+    });
+    await cache.put(url('models', id), new Response(body, { headers }));
   } catch (e) {
     note(`The converted model could not be kept for next time (${describe(e).message}).`);
   }

@@ -19,6 +19,8 @@
 //             cache of converted models, and a Hub import found there needs no network
 //      cachedModels {}   cachedModel {modelId} → bytes or null   deleteCachedModel {modelId}
 //      cancelImport {} (does not wait in line): stops the import in progress
+//      cancelClasses {} (does not wait in line): stops computing text features (setClasses
+//             then fails, and the classes in use stay)
 
 import { ScorerError, describe, isGpuFailure } from './errors.js';
 import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
@@ -109,6 +111,11 @@ self.onmessage = (event) => {
   if (msg.op === 'cancelImport') {
     importing?.abort();
     post({ id, kind: 'ok', value: Boolean(importing) });
+    return;
+  }
+  if (msg.op === 'cancelClasses') {
+    if (computingClasses) computingClasses.stop = true;
+    post({ id, kind: 'ok', value: Boolean(computingClasses) });
     return;
   }
   (msg.op === 'judge' || msg.op === 'cachedModels' ? booted.then(task) : serially(task)).then(
@@ -214,6 +221,9 @@ async function onGpuFailureUseCpu(progress, fn) {
   }
 }
 
+/** The text-feature job in progress, which `cancelClasses` stops between chunks. */
+let computingClasses = null;
+
 /**
  * New classes (and templates): text features from the cache when this bundle met them before,
  * else from the text tower, with progress, kept when they took a while.
@@ -233,13 +243,20 @@ async function setClasses(s, classes, templates, progress) {
   }
   if (!info) {
     let last = 0;
-    info = await s.setClasses(classes, templates, (done, total) => {
-      const now = performance.now();
-      if (now - last > 100 || done === total) {
-        last = now;
-        progress({ status: 'classes', done, total, cached: false });
-      }
-    });
+    const job = { stop: false };
+    computingClasses = job;
+    try {
+      info = await s.setClasses(classes, templates, (done, total) => {
+        const now = performance.now();
+        if (now - last > 100 || done === total) {
+          last = now;
+          progress({ status: 'classes', done, total, cached: false });
+        }
+        return !job.stop; // false stops the text tower after this chunk
+      });
+    } finally {
+      if (computingClasses === job) computingClasses = null;
+    }
     await keepText(sha, classes, templates, info.classes.length * Math.max(1, templates?.length ?? 1), s.textFeatures());
   }
   current.classes = classes;
@@ -320,11 +337,13 @@ async function importCheckpoint(msg, progress) {
     } else {
       ckpt = await fromFiles(source.files ?? {});
     }
-    const { bundle, checkpointSha256 } = await convertCheckpoint(wasm, ckpt, msg, progress);
-    if (useCache) {
-      const meta = { name: ckpt.name, source: ckpt.source, quant, checkpointSha256, etag: ckpt.etag ?? '' };
-      await keepModel(modelId(source, quant, checkpointSha256), bundle, meta, (message) => progress({ status: 'note', message }));
-    }
+    const keep = useCache
+      ? (b) => {
+          const meta = { name: ckpt.name, source: ckpt.source, quant, etag: ckpt.etag ?? '' };
+          return keepModel(modelId(source, quant, b.checkpointSha256), b, meta, (message) => progress({ status: 'note', message }));
+        }
+      : null;
+    const { bundle } = await convertCheckpoint(wasm, ckpt, msg, progress, keep);
     return bundle;
   } finally {
     if (importing === controller) importing = null;

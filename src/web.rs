@@ -180,16 +180,44 @@ async fn text_features(
             }
             done += chunk.len();
             if let Some(f) = progress {
-                let _ = f.call2(
-                    &JsValue::NULL,
-                    &(done as f64).into(),
-                    &(total as f64).into(),
-                );
+                let go_on = f
+                    .call2(
+                        &JsValue::NULL,
+                        &(done as f64).into(),
+                        &(total as f64).into(),
+                    )
+                    .unwrap_or(JsValue::TRUE);
+                if go_on == JsValue::FALSE {
+                    return Err(js(crate::Error::Input(
+                        "computing the text features was stopped; the classes in use stay".into(),
+                    )));
+                }
+                // A task boundary, so the worker reads a request to stop between chunks.
+                next_task().await;
             }
         }
     }
     sum.iter_mut().for_each(|r| crate::embed::l2_normalise(r));
     Ok(sum)
+}
+
+/// Resolves on a later task of the event loop (a zero-delay timer), letting the worker's
+/// message handler run; the CPU backend's reads otherwise resolve without ever yielding.
+async fn next_task() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .ok()
+            .and_then(|f| wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(f).ok());
+        match set_timeout {
+            Some(f) => {
+                let _ = f.call2(&JsValue::NULL, &resolve, &0.into());
+            }
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// `{templates}` from JavaScript: none, or a list of templates with `{}`.
@@ -413,7 +441,8 @@ impl Scorer {
     /// lines; blanks and repeats are dropped (`embed::clean_classes`, as the command line).
     /// `templates` (a list with `{}` for the name) replaces the bundle's prompt: one template,
     /// or several averaged as CLIP's prompt ensemble; none keeps the bundle's prompt (its
-    /// learned context, if any). `onProgress(done, total)` follows the text tower's work.
+    /// learned context, if any). `onProgress(done, total)` follows the text tower's work; when
+    /// it returns `false` the work stops with an error and the classes in use stay.
     /// Resolves to the new info; rejects on an empty list, keeping the old one.
     #[wasm_bindgen(js_name = setClasses)]
     pub fn set_classes(
@@ -781,6 +810,21 @@ impl Import {
     #[wasm_bindgen(js_name = dataLength)]
     pub fn data_length(&self) -> usize {
         self.data.len()
+    }
+
+    /// A copy of the bundle's data from `start` to `end` (a slice to stream into a cache
+    /// before the whole is copied out).
+    #[wasm_bindgen(js_name = dataSlice)]
+    pub fn data_slice(&self, start: usize, end: usize) -> Result<Vec<u8>, JsValue> {
+        self.data
+            .get(start..end)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                js(crate::Error::Input(format!(
+                    "dataSlice: {start}..{end} is outside the {} bytes of data",
+                    self.data.len()
+                )))
+            })
     }
 
     /// Copies the bundle's data into `target` at `offset` (straight from the wasm memory).

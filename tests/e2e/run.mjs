@@ -668,6 +668,18 @@ async function presetChecks(page) {
     assert(/998 classes/.test(status), `status: ${status}`);
     return status;
   });
+  await check('Stop ends a long text-feature job between chunks; the classes in use stay', async () => {
+    const before = await page.locator('#model-info').innerText();
+    await page.locator('#class-templates').selectOption('ensemble');
+    await page.locator('[data-testid=apply-classes]').click();
+    await page.waitForFunction(() => /Text features: [1-9]/.test(document.querySelector('#progress-text').textContent), null, { timeout: STEP_TIMEOUT });
+    const t0 = Date.now();
+    await page.locator('[data-testid=stop-classes]').click();
+    await page.waitForFunction(() => /Stopped/.test(document.querySelector('#status').textContent), null, { timeout: STEP_TIMEOUT });
+    const after = await page.locator('#model-info').innerText();
+    assert(after === before, 'the model panel changed');
+    return `stopped ${Date.now() - t0} ms after the click`;
+  });
   await page.locator('#class-preset').selectOption('');
   await page.locator('#class-templates').selectOption('model');
 }

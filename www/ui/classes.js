@@ -21,6 +21,12 @@ export async function applyClasses(text) {
   setStatus('Computing text features for the new classes…');
   showProgress({ status: 'classes', done: 0, total: 0, cached: false });
   const t0 = performance.now();
+  $('stop-classes').hidden = false;
+  let stopped = false;
+  $('stop-classes').onclick = () => {
+    stopped = true;
+    session.scorer.cancelClasses();
+  };
   try {
     const templates = await chosenTemplates();
     const info = await session.scorer.setClasses(text, { templates, onProgress: (p) => showProgress(p, t0) });
@@ -35,10 +41,15 @@ export async function applyClasses(text) {
     $('classes').dataset.applied = String(session.context);
     return true;
   } catch (e) {
-    showError(`Could not apply the classes: ${e.message}. The current classes stay in use.`);
-    setStatus('The classes were not changed.');
+    if (stopped) {
+      setStatus('Stopped: the classes were not changed.');
+    } else {
+      showError(`Could not apply the classes: ${e.message}. The current classes stay in use.`);
+      setStatus('The classes were not changed.');
+    }
     return false;
   } finally {
+    $('stop-classes').hidden = true;
     hideProgress();
     button.removeAttribute('aria-busy');
     updateControls();
