@@ -215,6 +215,20 @@ async function readyChange(page, before, since) {
   return after;
 }
 
+/**
+ * Scores the test image as `name` and holds the card to the CLI's `want` ({label,
+ * delta_energy}): the same label, ΔE within TOLERANCE. Resolves to a line for the log.
+ */
+async function scoresLikeCli(page, name, want) {
+  await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
+  const r = await readCard(page, name);
+  assert(!r.error, r.error);
+  assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
+  const diff = Math.abs(r.de - want.delta_energy);
+  assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
+  return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+}
+
 function clearMessage(text) {
   return text && text.length >= 12 && !/undefined|\[object|null$/i.test(text);
 }
@@ -498,17 +512,7 @@ async function importChecks(page) {
     const before = await readySha();
     const since = await errorSeq(page);
     await page.locator('[data-testid=import-input]').setInputFiles(files);
-    await page.waitForFunction(
-      ([b, s]) => {
-        const sha = document.querySelector('[data-testid=ready]')?.dataset.sha256;
-        const e = Number(document.querySelector('[data-testid=error]')?.dataset.seq ?? 0);
-        return (sha && sha !== b) || e > s;
-      },
-      [before, since],
-      { timeout: STEP_TIMEOUT },
-    );
-    const after = await readySha();
-    if (!after || after === before) throw new Error((await page.locator('[data-testid=error]').textContent()).trim());
+    await readyChange(page, before, since);
     imported = true;
     const source = (await page.locator('#model-info').innerText()).split('\n').slice(0, 2).join(' ');
     return `${source}; ${(await page.locator('#status').textContent()).trim()}`;
@@ -517,13 +521,7 @@ async function importChecks(page) {
   const want = JSON.parse(await readFile(path.join(dir, 'expected.json'), 'utf8'))['cat.jpg'];
   const name = 'imported-cat.jpg';
   await check('the imported model scores like the CLI on the same checkpoint', async () => {
-    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
-    const r = await readCard(page, name);
-    assert(!r.error, r.error);
-    assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
-    const diff = Math.abs(r.de - want.delta_energy);
-    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
-    return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+    return scoresLikeCli(page, name, want);
   });
   await check('a truncated model.safetensors is a clear error; the model in use stays', async () => {
     const full = await readFile(files[1]);
@@ -591,13 +589,7 @@ async function importChecks(page) {
     await page.locator('#import-quant').selectOption('q8');
     const wantF16 = JSON.parse(await readFile(path.join(dir, 'expected-f16.json'), 'utf8'))['cat.jpg'];
     const name = 'imported-f16-cat.jpg';
-    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
-    const r = await readCard(page, name);
-    assert(!r.error, r.error);
-    assert(r.label === wantF16.label, `label "${r.label}", the CLI says "${wantF16.label}"`);
-    const diff = Math.abs(r.de - wantF16.delta_energy);
-    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${wantF16.delta_energy}`);
-    return `${r.label}, ΔE ${r.de} (CLI ${wantF16.delta_energy}, |diff| ${diff.toExponential(2)})`;
+    return scoresLikeCli(page, name, wantF16);
   });
   await check('a missing tokenizer is a clear error', async () => {
     const since = await errorSeq(page);
@@ -650,15 +642,10 @@ async function presetChecks(page) {
     await applyClassesWith(page, 'ensemble');
     const want = JSON.parse(await readFile(path.join(dir, 'expected-ensemble.json'), 'utf8'))['cat.jpg'];
     const name = 'ensemble-cat.jpg';
-    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
-    const r = await readCard(page, name);
-    assert(!r.error, r.error);
-    assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
-    const diff = Math.abs(r.de - want.delta_energy);
-    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
+    const line = await scoresLikeCli(page, name, want);
     const prompt = await page.locator('#model-info').innerText();
     assert(/mean of 80 templates/.test(prompt), 'the model panel does not say so');
-    return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+    return line;
   });
   await check('the ImageNet-1k preset applies CLIP\'s names (OpenAI\'s two repeats dropped)', async () => {
     await page.locator('#class-preset').selectOption('imagenet-1k');
@@ -716,13 +703,7 @@ async function hubChecks(page, server, hub) {
     }
     imported = true;
     const name = 'hub-cat.jpg';
-    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
-    const r = await readCard(page, name);
-    assert(!r.error, r.error);
-    assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
-    const diff = Math.abs(r.de - want.delta_energy);
-    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
-    return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+    return scoresLikeCli(page, name, want);
   });
   await check('the Hub saw only GETs (and preflights), model.safetensors only by byte ranges', async () => {
     const seen = hub.requests;
@@ -806,14 +787,9 @@ async function hubChecks(page, server, hub) {
     await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
     await readyChange(page, before, since);
     const name = 'b32-cat.jpg';
-    await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
-    const r = await readCard(page, name);
-    assert(!r.error, r.error);
-    assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
-    const diff = Math.abs(r.de - want.delta_energy);
-    assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
+    const line = await scoresLikeCli(page, name, want);
     const size = (await readFile(path.join(b32, 'model.safetensors'))).length;
-    return `${(size / 1e6).toFixed(0)} MB f32 in ${await page.locator('#import-box').getAttribute('data-converted-seconds')} s; ${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
+    return `${(size / 1e6).toFixed(0)} MB f32 in ${await page.locator('#import-box').getAttribute('data-converted-seconds')} s; ${line}`;
   });
   await page.goto(server.url);
   await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
