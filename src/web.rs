@@ -231,11 +231,7 @@ fn templates_of(value: JsValue) -> Result<Vec<String>, JsValue> {
         )))
     })?;
     for t in &templates {
-        if !t.contains("{}") {
-            return Err(js(crate::Error::Input(format!(
-                "the template {t:?} has no {{}} for the class name"
-            ))));
-        }
+        crate::embed::check_template(t).map_err(js)?;
     }
     Ok(templates)
 }

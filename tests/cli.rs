@@ -173,13 +173,9 @@ fn score_json_contract_and_values() {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
-    let norm = |v: &[f32]| {
-        let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        v.iter().map(|x| *x as f64 / n).collect::<Vec<_>>()
-    };
-    let img = norm(&png.embedding);
+    let img = normalised(&png.embedding);
     for (t, s) in classes.iter().zip(&sims) {
-        let want: f64 = norm(&t.embedding)
+        let want: f64 = normalised(&t.embedding)
             .iter()
             .zip(&img)
             .map(|(a, b)| a * b)
@@ -515,19 +511,20 @@ fn score_with_a_template_ensemble() {
         args.extend(["--text", p.as_str()]);
     }
     let lines = json_lines(&run_cli(&args));
-    let unit = |v: Vec<f32>| {
-        let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        v.iter().map(|x| *x as f64 / n).collect::<Vec<f64>>()
-    };
-    let image_feature = unit(floats(&lines[0]["embedding"]));
+    let image_feature = normalised(&floats(&lines[0]["embedding"]));
     for (k, s) in sims.iter().enumerate() {
         let mut mean = vec![0.0; image_feature.len()];
         for j in 0..templates.len() {
-            let t = unit(floats(&lines[1 + k * templates.len() + j]["embedding"]));
+            let t = normalised(&floats(&lines[1 + k * templates.len() + j]["embedding"]));
             mean.iter_mut().zip(t).for_each(|(a, b)| *a += b);
         }
-        let mean = unit(mean.iter().map(|&x| x as f32).collect());
-        let want: f64 = mean.iter().zip(&image_feature).map(|(a, b)| a * b).sum();
+        let n = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let want: f64 = mean
+            .iter()
+            .zip(&image_feature)
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            / n;
         assert!((s - want).abs() < 1e-4, "class {k}: {s} vs {want}");
     }
     std::fs::write(&file, "no placeholder here\n").unwrap();

@@ -9,11 +9,6 @@ use deltaenergy::device::{read_f32, rows};
 use deltaenergy::loader::load_hf_dir;
 use deltaenergy::prompt::Prompt;
 
-fn unit(v: &[f32]) -> Vec<f64> {
-    let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
-    v.iter().map(|&x| x as f64 / n).collect()
-}
-
 fn ensemble_is_the_mean_of_unit_features(device: Device) {
     let model = load_hf_dir(&model_dir("tiny-quickgelu-p8"), &device).unwrap();
     let tok = clip_tokenizer();
@@ -39,9 +34,9 @@ fn ensemble_is_the_mean_of_unit_features(device: Device) {
     // Two: the mean of the two unit features, computed here on the host in f64.
     let ens = feats(&Prompt::Ensemble(templates.to_vec()));
     for ((e, x), y) in ens.iter().zip(&a).zip(&b) {
-        let want: Vec<f32> = unit(x)
+        let want: Vec<f32> = normalised(x)
             .iter()
-            .zip(unit(y))
+            .zip(normalised(y))
             .map(|(p, q)| ((p + q) / 2.0) as f32)
             .collect();
         let got: Vec<f64> = e.iter().map(|&v| v as f64).collect();

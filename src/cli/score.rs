@@ -39,7 +39,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         parse_classes(list)?;
     }
     if let Some(t) = &args.template {
-        deltaenergy::embed::prompts(t, &["x".to_string()])?;
+        deltaenergy::embed::check_template(t)?;
     }
     let ensemble = match &args.templates {
         Some(path) => Some(deltaenergy::embed::parse_templates(

@@ -112,7 +112,8 @@ pub fn reference(name: &str) -> Reference {
     serde_json::from_str(&text).unwrap()
 }
 
-fn normalised(v: &[f32]) -> Vec<f64> {
+/// A feature vector scaled to unit length, in f64.
+pub fn normalised(v: &[f32]) -> Vec<f64> {
     let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
     v.iter().map(|&x| x as f64 / n).collect()
 }
