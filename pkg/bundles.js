@@ -33,11 +33,12 @@ export function checkUrl(href, pageOrigin, allowed = []) {
   return url;
 }
 
-async function openCache() {
+/** A Cache Storage cache, or null where there is none (an opaque origin, a private window). */
+export async function openCache(name = CACHE_NAME) {
   try {
-    return self.caches ? await self.caches.open(CACHE_NAME) : null;
+    return self.caches ? await self.caches.open(name) : null;
   } catch {
-    return null; // no Cache Storage (an opaque origin, a private window): just download
+    return null;
   }
 }
 

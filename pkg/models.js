@@ -4,6 +4,7 @@
 // network and no conversion. A bundle is stored only whole, after its conversion finished; text
 // features are stored under the bundle's checksum, and go when that bundle is deleted.
 
+import { openCache } from './bundles.js';
 import { describe } from './errors.js';
 
 const CACHE_NAME = 'deltaenergy-models-v1';
@@ -16,13 +17,8 @@ const STORE_SLICE = 4 << 20;
 
 /** @typedef {import('./types.js').CachedModel} CachedModel */
 
-async function open() {
-  try {
-    return self.caches ? await self.caches.open(CACHE_NAME) : null;
-  } catch {
-    return null; // no Cache Storage (an opaque origin, a private window): nothing is kept
-  }
-}
+/** Without Cache Storage nothing is kept. */
+const open = () => openCache(CACHE_NAME);
 
 const url = (kind, id) => new URL(`${PREFIX}${kind}/${encodeURIComponent(id)}`, self.location.origin).href;
 
