@@ -37,10 +37,20 @@ impl fmt::Display for Backend {
     }
 }
 
-/// Whether quantized weights stay quantized on this device. Only wgpu (without autodiff) runs a
-/// real quantized matmul in burn 0.22; flex and autodiff dequantize the whole weight per call.
+/// Whether quantized weights stay quantized on this device: wgpu runs burn's quantized matmul,
+/// the CPU our int8 kernel ([`crate::qmatmul`]); autodiff would dequantize the whole weight on
+/// every call, so it gets f32.
 pub fn runs_quantized_matmul(device: &Device) -> bool {
-    !device.is_autodiff() && format!("{device:?}").to_ascii_lowercase().contains("wgpu")
+    !device.is_autodiff() && (is_cpu(device) || is_wgpu(device))
+}
+
+/// The CPU backend (flex), with or without autodiff.
+pub fn is_cpu(device: &Device) -> bool {
+    format!("{device:?}").to_ascii_lowercase().contains("flex")
+}
+
+fn is_wgpu(device: &Device) -> bool {
+    format!("{device:?}").to_ascii_lowercase().contains("wgpu")
 }
 
 pub fn cpu() -> Device {

@@ -14,6 +14,7 @@ pub mod clip;
 pub mod device;
 pub mod error;
 pub mod ood;
+pub mod qmatmul;
 pub mod rng;
 #[cfg(not(target_family = "wasm"))]
 pub mod train;

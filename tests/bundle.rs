@@ -392,21 +392,67 @@ fn inconsistent_headers_are_clear_errors() {
     let _: Option<Error> = None;
 }
 
+/// Quantized weights stay quantized where a kernel multiplies them: the CPU's int8 kernel reads
+/// the bundle's `[out, in]`, wgpu's quantized matmul a transposed view; autodiff gets f32.
 #[test]
-fn only_wgpu_keeps_weights_quantized() {
+fn quantized_weights_stay_quantized() {
+    let bytes = make(NAME, &options(Quant::Q4));
+    let bundle = Bundle::parse(&bytes).unwrap();
+    let fc1 = |d: &Device| {
+        let w = bundle.model(d).unwrap().vision.layers[0]
+            .mlp
+            .fc1
+            .weight
+            .val();
+        (w.dtype(), w.dims())
+    };
+    let cpu = deltaenergy::device::cpu();
+    assert!(deltaenergy::device::runs_quantized_matmul(&cpu));
+    let (dtype, dims) = fc1(&cpu);
+    assert!(matches!(dtype, burn::tensor::DType::QFloat(_)), "{dtype:?}");
+    assert_eq!(dims, [128, 64]);
     assert!(!deltaenergy::device::runs_quantized_matmul(
-        &deltaenergy::device::cpu()
+        &cpu.clone().autodiff()
     ));
+    assert_eq!(fc1(&cpu.autodiff()), (burn::tensor::DType::F32, [64, 128]));
     if let Some(d) = common::device(deltaenergy::device::Backend::Wgpu) {
         assert!(deltaenergy::device::runs_quantized_matmul(&d), "{d:?}");
-        let bytes = make(NAME, &options(Quant::Q4));
-        let model = Bundle::parse(&bytes).unwrap().model(&d).unwrap();
-        let w = model.vision.layers[0].mlp.fc1.weight.val();
-        assert!(
-            matches!(w.dtype(), burn::tensor::DType::QFloat(_)),
-            "{:?}",
-            w.dtype()
-        );
-        assert_eq!(w.dims(), [64, 128]);
+        let (dtype, dims) = fc1(&d);
+        assert!(matches!(dtype, burn::tensor::DType::QFloat(_)), "{dtype:?}");
+        assert_eq!(dims, [64, 128]);
+    }
+}
+
+/// The CPU's int8 kernel against the same quantized weights multiplied in f32 (the autodiff
+/// device dequantizes them at load): only the activations' i16 rounding separates the two, so
+/// features agree far inside the q8/q4 tolerances above.
+#[test]
+fn cpu_int8_kernel_equals_the_dequantized_weights() {
+    let cpu = deltaenergy::device::cpu();
+    let f32_cpu = cpu.clone().autodiff();
+    for name in MODELS {
+        let r = reference(name);
+        let pixels: Vec<Vec<f32>> = r.images.iter().map(|i| i.pixel_values.clone()).collect();
+        let ids: Vec<Vec<u32>> = r.texts.iter().map(|t| t.ids.clone()).collect();
+        for quant in [Quant::Q8, Quant::Q4] {
+            let bytes = make(name, &options(quant));
+            let bundle = Bundle::parse(&bytes).unwrap();
+            let (int8, f32) = (bundle.model(&cpu).unwrap(), bundle.model(&f32_cpu).unwrap());
+            let dim = int8.config.projection_dim;
+            let pairs = [
+                (int8.embed_pixels(&pixels), f32.embed_pixels(&pixels)),
+                (int8.encode_token_ids(&ids), f32.encode_token_ids(&ids)),
+            ];
+            for (a, b) in pairs {
+                let (a, b) = (read_f32(a.unwrap()).unwrap(), read_f32(b.unwrap()).unwrap());
+                for (x, y) in rows(a, dim).iter().zip(rows(b, dim)) {
+                    let (cos, max) = compare(x, &y);
+                    assert!(
+                        cos >= 0.999999 && max <= 5e-5,
+                        "{name} {quant}: cosine {cos}, max abs {max:.2e}"
+                    );
+                }
+            }
+        }
     }
 }

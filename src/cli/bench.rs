@@ -1,10 +1,13 @@
-//! `deltaenergy bench`: medians of the image and text towers on each backend, random weights.
-//! Timings include reading the result back, so queued GPU work is counted.
+//! `deltaenergy bench`: medians of the image and text towers on each backend, with seeded random
+//! f32 weights for a config or with a bundle's weights at its precision (`--model`; a q8 bundle
+//! runs the int8 kernel on the CPU). Timings include reading the result back, so queued GPU work
+//! is counted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use deltaenergy::bundle::Bundle;
 use deltaenergy::device::{self, read_f32, Backend};
 use deltaenergy::{loader, ClipConfig, Error, Result};
 
@@ -13,8 +16,11 @@ use super::model_source;
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// A Hugging Face config.json (default: the real ViT-B/32 one in $DELTAENERGY_DATA).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model")]
     pub config: Option<PathBuf>,
+    /// A bundle: its config and weights at the precision it stores.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     #[arg(long, value_delimiter = ',', default_value = "cpu,wgpu")]
     pub backends: Vec<Backend>,
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
@@ -52,15 +58,26 @@ fn time<F: FnMut() -> Result<()>>(iters: usize, mut f: F) -> Result<(f64, f64)> 
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| model_source::data_dir().join("clip-tokenizer/config.json"));
-    let json = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let config = ClipConfig::from_json(&json)?;
+    let bundle_bytes = args
+        .model
+        .as_deref()
+        .map(model_source::read_file)
+        .transpose()?;
+    let bundle = bundle_bytes.as_deref().map(Bundle::parse).transpose()?;
+    let (path, config) = match (&bundle, &args.model) {
+        (Some(b), Some(path)) => (path.clone(), b.header.config.clone()),
+        _ => {
+            let path = args
+                .config
+                .clone()
+                .unwrap_or_else(|| model_source::data_dir().join("clip-tokenizer/config.json"));
+            let json = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            (path, ClipConfig::from_json(&json)?)
+        }
+    };
     let v = &config.vision_config;
     let t = &config.text_config;
     if args.text_len < 2 || args.text_len > t.max_position_embeddings {
@@ -71,7 +88,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     if !args.json {
         println!(
-            "config {}: image {}px/{} width {} depth {}, text width {} depth {}; {} timed runs, medians in ms",
+            "{} {}: image {}px/{} width {} depth {}, text width {} depth {}; {} timed runs, medians in ms",
+            match &bundle {
+                Some(b) => format!("model ({})", b.header.quant),
+                None => "config (random f32 weights)".into(),
+            },
             path.display(),
             v.image_size,
             v.patch_size,
@@ -95,7 +116,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             }
         };
         let load = Instant::now();
-        let model = loader::random(&config, 0, &dev)?;
+        let model = match &bundle {
+            Some(b) => b.model(&dev)?,
+            None => loader::random(&config, 0, &dev)?,
+        };
         let load_ms = load.elapsed().as_secs_f64() * 1e3;
         let s = v.image_size;
         let per = v.num_channels * s * s;

@@ -368,7 +368,8 @@ fn param<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -
 }
 
 /// PyTorch stores linear weights `[out, in]`; burn multiplies by `[in, out]`. Transposing once
-/// on the host keeps the device tensor contiguous for every later matmul.
+/// on the host keeps the device tensor contiguous for every later matmul. A block-quantized
+/// weight stays quantized where a kernel multiplies by it (see [`crate::clip::linear`]).
 fn linear_from(
     weight: Weight,
     d_in: usize,
@@ -386,15 +387,21 @@ fn linear_from(
             block,
         } if crate::device::runs_quantized_matmul(device) => {
             let w = quantized_weight(&values, &scales, d_out, d_in, bits, block, device);
-            // Layout `[out, in]` puts blocks and packing along the input axis; the transpose
-            // only changes strides on wgpu, whose matmul reads it as a K-contiguous rhs.
+            // wgpu: the transpose only changes strides, and its matmul reads the result as a
+            // K-contiguous rhs. The CPU keeps `[out, in]`: transposing a block-quantized tensor
+            // there would requantize it along the other axis.
+            let w = if crate::device::is_cpu(device) {
+                w
+            } else {
+                w.transpose()
+            };
             return Linear {
-                weight: Param::from_tensor(w.transpose()),
+                weight: Param::from_tensor(w),
                 bias,
             };
         }
-        // The CPU backend has no quantized matmul (it would dequantize every weight on every
-        // call), so it computes with the dequantized values: the same numbers, held in f32.
+        // Autodiff has no quantized matmul (it would dequantize every weight on every call),
+        // so it computes with the dequantized values: the same numbers, held in f32.
         Weight::Quantized {
             values,
             scales,

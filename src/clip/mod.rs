@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod embed;
+pub mod linear;
 pub mod loader;
 pub mod model;
 pub mod preprocess;

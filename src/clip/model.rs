@@ -11,18 +11,9 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::clip::linear::{forward as linear, forward3 as linear3};
 use crate::config::{Activation, ClipConfig};
 use crate::error::{Error, Result};
-
-/// `[B, N, in]` → `[B, N, out]` through a 2-D matmul. With a quantized weight, burn's 3-D path
-/// can reshape the weight on every call (a dequantize–requantize round on the CPU backend);
-/// flattening first keeps the weight untouched.
-fn linear3(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [b, n, d] = x.dims();
-    let y = layer.forward(x.reshape([b * n, d]));
-    let out = y.dims()[1];
-    y.reshape([b, n, out])
-}
 
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -67,8 +58,7 @@ impl SelfAttention {
             is_causal: causal,
         };
         let out = attention(q, k, v, None, None, options);
-        self.out_proj
-            .forward(out.swap_dims(1, 2).reshape([b, n, d]))
+        linear3(&self.out_proj, out.swap_dims(1, 2).reshape([b, n, d]))
     }
 }
 
@@ -132,7 +122,7 @@ impl VisionTransformer {
             x = layer.forward(x, false);
         }
         let pooled = x.slice([0..b, 0..1]).reshape([b, d]);
-        self.projection.forward(self.post_layernorm.forward(pooled))
+        linear(&self.projection, self.post_layernorm.forward(pooled))
     }
 }
 
@@ -185,8 +175,7 @@ impl TextTransformer {
             .collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &x.device());
         let pooled = x.reshape([b * l, d]).select(0, index);
-        self.projection
-            .forward(self.final_layer_norm.forward(pooled))
+        linear(&self.projection, self.final_layer_norm.forward(pooled))
     }
 
     /// Where transformers takes the text feature: the first EOT, or for old configs
