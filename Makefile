@@ -19,7 +19,7 @@ FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
 FIXTURE_F16 := tests/fixtures/models/tiny-gelu-p16
 TIMED := tools/timed
 
-.PHONY: all build setup-demo setup-test lint test test-native test-wasm test-e2e web package demo demo-model study bench quant-report fuzz fixtures fmt clippy clean
+.PHONY: all build setup-demo setup-test lint test test-native test-wasm test-e2e web package demo demo-model study bench bench-web quant-report fuzz fixtures fmt clippy clean
 
 all: build
 
@@ -139,11 +139,27 @@ demo-model: build
 study: build
 	tools/study/run.sh $(DEMO_MODEL) $(wildcard $(DEMO_WORK)/no-outliers.q8.bundle)
 
-# Full-size ViT-B/32 (random weights) on every backend, then PyTorch on the same machine in the
-# same run (needs Python; the reference virtualenv is created on first use).
-bench: build
-	$(BIN) bench
-	tools/reference/run.sh bench_torch.py
+# The benchmarks' weights: one seeded random ViT-B/32, written by tools/reference/export_onnx.py
+# as safetensors (converted to our bundles) and as ONNX fp32 + q8 (ONNX Runtime, transformers.js),
+# so every side runs the same network. Needs Python (the reference virtualenv, made on first use).
+BENCH := target/bench/b32
+BENCH_CLASSES := airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck
+$(BENCH)/hf/model.safetensors:
+	$(TIMED) "export the benchmark weights (safetensors + ONNX)" \
+	  tools/reference/run.sh export_onnx.py --config $(DATA)/clip-tokenizer/config.json --out $(BENCH) --seed 0
+$(BENCH)/ours.%.bundle: $(BENCH)/hf/model.safetensors | build
+	$(BIN) convert --hf $(BENCH)/hf --tokenizer $(DATA)/clip-tokenizer --quant $* --classes $(BENCH_CLASSES) --out $@
+
+# The CPU image and text towers natively at batch 1 and 8: ours at f32 and q8, then PyTorch and
+# ONNX Runtime (fp32, q8) on the same weights, in one run.
+bench: build $(BENCH)/ours.f32.bundle $(BENCH)/ours.q8.bundle
+	$(BIN) bench --model $(BENCH)/ours.f32.bundle --backends cpu
+	$(BIN) bench --model $(BENCH)/ours.q8.bundle --backends cpu
+	tools/reference/run.sh bench_ref.py --hf $(BENCH)/hf --onnx $(BENCH)/tjs/onnx
+
+# The page's CPU path against transformers.js in headless Chromium (tools/web/bench-web.sh).
+bench-web: web $(BENCH)/ours.q8.bundle
+	tools/web/bench-web.sh $(BENCH)
 
 # Bundle sizes and accuracy at every precision for the full-size configs (seeded random
 # weights), against the f32 bundle on a few hundred real images. Writes to $(REPORT).

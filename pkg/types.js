@@ -82,6 +82,8 @@
  * @property {Provenance} provenance
  * @property {number} bytes the bundle's size
  * @property {string} sha256 the bundle's checksum (hex)
+ * @property {string} engine what computes the products ("burn flex on one thread, q8 weights
+ *   one byte each, int8 matmul (simd128)")
  */
 
 /**
@@ -134,7 +136,7 @@
  *   | {status: 'import', loaded: number, total: number, tensor: number, tensors: number}
  *   | {status: 'cached', name: string, bytes: number}
  *   | {status: 'ready', device: Device, reason: DeviceReason, info: ModelInfo, loadMs: number, warmUpMs: number, cached: boolean}
- *   | {status: 'fallback', device: Device, reason: DeviceReason}
+ *   | {status: 'fallback', device: Device, reason: DeviceReason, info: ModelInfo}
  *   | {status: 'restart', message: string}
  *   | {status: 'note', message: string}} ProgressEvent
  */

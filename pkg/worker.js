@@ -216,7 +216,7 @@ async function onGpuFailureUseCpu(progress, fn) {
     if (current.threshold !== undefined) cpu.setThreshold(current.threshold ?? undefined);
     if (current.calibration) cpu.calibrate(current.calibration.scores, current.calibration.tpr);
     adopt(cpu, null);
-    progress({ status: 'fallback', device: 'cpu', reason });
+    progress({ status: 'fallback', device: 'cpu', reason, info: cpu.info() });
     return fn(cpu);
   }
 }

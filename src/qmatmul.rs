@@ -33,7 +33,7 @@ pub struct QWeight<'a> {
 
 impl QWeight<'_> {
     fn check(&self) -> Result<()> {
-        if self.k == 0 || self.k % BLOCK != 0 {
+        if self.k == 0 || !self.k.is_multiple_of(BLOCK) {
             return Err(Error::Input(format!(
                 "a quantized weight's input width must be a positive multiple of {BLOCK}, got {}",
                 self.k
@@ -319,18 +319,16 @@ mod avx2 {
                 ];
                 ws[c] = _mm256_set1_ps(*w.scales.get_unchecked(j * blocks + b));
             }
-            for r in 0..R {
+            for (r, acc) in acc.iter_mut().enumerate() {
                 let row = r0 + r;
                 let ap = a.q.as_ptr().add(row * k + b * BLOCK) as *const __m256i;
                 let (x0, x1) = (_mm256_loadu_si256(ap), _mm256_loadu_si256(ap.add(1)));
                 let xs = _mm256_set1_ps(*a.scales.get_unchecked(row * blocks + b));
-                for c in 0..C {
-                    let dot = _mm256_add_epi32(
-                        _mm256_madd_epi16(x0, wv[c][0]),
-                        _mm256_madd_epi16(x1, wv[c][1]),
-                    );
-                    let s = _mm256_mul_ps(xs, ws[c]);
-                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, acc[r][c]);
+                for ((acc, w), s) in acc.iter_mut().zip(&wv).zip(&ws) {
+                    let dot =
+                        _mm256_add_epi32(_mm256_madd_epi16(x0, w[0]), _mm256_madd_epi16(x1, w[1]));
+                    let s = _mm256_mul_ps(xs, *s);
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, *acc);
                 }
             }
         }
@@ -383,7 +381,7 @@ mod simd128 {
                 ];
                 ws[c] = *w.scales.get_unchecked(j * blocks + b);
             }
-            for r in 0..R {
+            for (r, acc) in acc.iter_mut().enumerate() {
                 let row = r0 + r;
                 let ap = a.q.as_ptr().add(row * k + b * BLOCK) as *const v128;
                 let x = [
@@ -393,20 +391,11 @@ mod simd128 {
                     v128_load(ap.add(3)),
                 ];
                 let xs = *a.scales.get_unchecked(row * blocks + b);
-                for c in 0..C {
-                    let d01 = i32x4_add(
-                        i32x4_dot_i16x8(x[0], wv[c][0]),
-                        i32x4_dot_i16x8(x[1], wv[c][1]),
-                    );
-                    let d23 = i32x4_add(
-                        i32x4_dot_i16x8(x[2], wv[c][2]),
-                        i32x4_dot_i16x8(x[3], wv[c][3]),
-                    );
-                    let s = f32x4_splat(xs * ws[c]);
-                    acc[r][c] = f32x4_add(
-                        acc[r][c],
-                        f32x4_mul(f32x4_convert_i32x4(i32x4_add(d01, d23)), s),
-                    );
+                for ((acc, w), ws) in acc.iter_mut().zip(&wv).zip(&ws) {
+                    let d01 = i32x4_add(i32x4_dot_i16x8(x[0], w[0]), i32x4_dot_i16x8(x[1], w[1]));
+                    let d23 = i32x4_add(i32x4_dot_i16x8(x[2], w[2]), i32x4_dot_i16x8(x[3], w[3]));
+                    let s = f32x4_splat(xs * ws);
+                    *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(i32x4_add(d01, d23)), s));
                 }
             }
         }

@@ -294,6 +294,8 @@ struct Info<'a> {
     provenance: &'a Provenance,
     bytes: usize,
     sha256: &'a str,
+    /// What computes the products, for the device line.
+    engine: String,
 }
 
 #[derive(Serialize)]
@@ -365,7 +367,28 @@ fn info(s: &State) -> Result<JsValue, JsValue> {
         provenance: &s.header.provenance,
         bytes: s.bytes,
         sha256: &s.sha256,
+        engine: engine(s.device, &s.header.quant),
     })
+}
+
+/// What computes the model's products on `device` ("cpu" or "webgpu") at precision `quant`.
+fn engine(device: &str, quant: &str) -> String {
+    let quantized = quant == "q8" || quant == "q4";
+    if device == "webgpu" {
+        let matmul = if quantized {
+            "burn's quantized matmul"
+        } else {
+            "f32 matmul"
+        };
+        return format!("burn wgpu (WGSL kernels), {matmul}");
+    }
+    let simd = crate::qmatmul::Kernel::detect().name();
+    let matmul = if quantized {
+        format!("{quant} weights one byte each, int8 matmul ({simd})")
+    } else {
+        "f32 gemm".to_string()
+    };
+    format!("burn flex on one thread, {matmul}")
 }
 
 /// A loaded bundle, ready to classify. The package's `createScorer` is the friendlier way in.

@@ -7,7 +7,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from './browser.mjs';
+import { launchChromium, sampleRss } from './browser.mjs';
 import { startServer } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -24,7 +24,7 @@ const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 const server = await startServer({ root: path.join(here, '../../www'), port: 0 });
 console.log(`model ${model}; ${images.length} images × ${runs} runs; medians`);
-console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n');
+console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n  scoring_rss_peak_mb');
 try {
   for (const which of backends) {
     const { context, userDataDir } = await launchChromium(which);
@@ -40,6 +40,8 @@ try {
       const backend = (await page.locator('[data-testid=backend]').textContent()).trim();
       const totals = [];
       const towers = [];
+      // Chromium's resident memory (all its processes) while the page scores the images.
+      const rss = sampleRss();
       for (let r = 0; r < runs; r++) {
         for (const file of images) {
           const before = await page.locator('[data-testid=result]').count();
@@ -56,7 +58,8 @@ try {
       }
       console.log(
         `${backend.padEnd(8)} ${readyS.toFixed(1).padStart(7)} ${warmup.toFixed(0).padStart(10)} ` +
-          `${median(totals).toFixed(0).padStart(15)} ${median(towers).toFixed(0).padStart(15)} ${String(totals.length).padStart(3)}`,
+          `${median(totals).toFixed(0).padStart(15)} ${median(towers).toFixed(0).padStart(15)} ${String(totals.length).padStart(3)} ` +
+          `${String(Math.round((await rss.stop()) / 1e6)).padStart(8)}`,
       );
     } finally {
       await context.close();

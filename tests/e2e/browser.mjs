@@ -23,3 +23,39 @@ export async function launchChromium(which, options = {}) {
   });
   return { context, userDataDir };
 }
+
+/** Resident memory of every Chromium process, in bytes (Linux: read from /proc). */
+export async function chromiumRss() {
+  const { readdir, readFile } = await import('node:fs/promises');
+  let total = 0;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      if (!/^Name:\s+(chromium|chrome)/m.test(status)) continue;
+      total += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+    } catch {
+      /* gone */
+    }
+  }
+  return total;
+}
+
+/** Samples `chromiumRss` every 50 ms until `stop()`, which resolves to the peak in bytes. */
+export function sampleRss() {
+  let peak = 0;
+  let sampling = true;
+  const loop = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, await chromiumRss());
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  return {
+    async stop() {
+      sampling = false;
+      await loop;
+      return peak;
+    },
+  };
+}

@@ -7,32 +7,16 @@
 // DIR holds config.json, model.safetensors and merges.txt (or tokenizer.json). Each
 // PRESET:PROMPTS (e.g. imagenet-1k:one, cifar-10:ensemble) then applies a class preset of the
 // page with that prompt choice and times the text features.
-import { readFile, readdir, access } from 'node:fs/promises';
+import { readFile, access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from './browser.mjs';
+import { chromiumRss, launchChromium } from './browser.mjs';
 import { startServer } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [dir, quant = 'q8', ...applies] = process.argv.slice(2);
 const tokenizer = await access(path.join(dir, 'tokenizer.json')).then(() => 'tokenizer.json', () => 'merges.txt');
 const files = ['config.json', 'model.safetensors', tokenizer].map((f) => path.join(dir, f));
-
-/** Resident memory of every Chromium process, in bytes. */
-async function chromiumRss() {
-  let total = 0;
-  for (const pid of await readdir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8');
-      if (!/^Name:\s+(chromium|chrome)/m.test(status)) continue;
-      total += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
-    } catch {
-      /* gone */
-    }
-  }
-  return total;
-}
 
 const server = await startServer({ root: path.join(here, '../../www'), port: 0 });
 const { context } = await launchChromium('cpu');

@@ -294,6 +294,14 @@ async function runBackend(which, server, expected, hub) {
       return why;
     });
 
+    // The default bundle is q8: on the CPU its linears run the int8 kernel, with wasm SIMD.
+    await check('the engine line says what computes', async () => {
+      const engine = (await page.locator('[data-testid=engine]').textContent()).trim();
+      const want = which === 'cpu' ? /int8 matmul \(simd128\)/ : /burn wgpu .*quantized matmul/;
+      assert(want.test(engine), `engine line: "${engine}"`);
+      return engine;
+    });
+
     // 2. the two images, compared with the CLI
     const images = [env.E2E_ID_IMAGE, env.E2E_OOD_IMAGE].filter(Boolean);
     const scored = new Map();

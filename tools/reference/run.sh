@@ -9,4 +9,10 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install -q -r "$here/requirements.txt"
 fi
 script="$1"; shift
+# The ONNX scripts need their extras in the same venv.
+case "$script" in
+  export_onnx.py | bench_ref.py)
+    "$venv/bin/python" -c "import onnxruntime, onnxscript" 2>/dev/null \
+      || "$venv/bin/pip" install -q -r "$here/requirements-onnx.txt" ;;
+esac
 exec "$venv/bin/python" "$here/$script" "$@"

@@ -23,7 +23,7 @@ let lastReady = null;
 function onEvent(event) {
   if (event.status === 'ready') lastReady = event;
   if (event.status === 'fallback') {
-    setDevice(event.device, event.reason);
+    setDevice(event.device, event.reason, event.info?.engine);
     showError(event.reason.message);
     setStatus('Now running on the CPU.');
   } else if (event.status === 'restart') {
@@ -55,7 +55,7 @@ export async function loadModel(source, name = undefined) {
     session.model = { ...ready, label };
     session.context += 1;
     markStale();
-    setDevice(ready.device, ready.reason);
+    setDevice(ready.device, ready.reason, ready.info.engine);
     renderModelInfo();
     fillClassEditor(ready.info.classes);
     await initThreshold(ready.info);

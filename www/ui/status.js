@@ -103,10 +103,12 @@ export function setReady(model) {
  * adapter's name, a driver's error) in a disclosure.
  * @param {import('../pkg/types.js').Device | null} device
  * @param {import('../pkg/types.js').DeviceReason | null} reason
+ * @param {string} [engine] what computes the products (ModelInfo.engine)
  */
-export function setDevice(device, reason) {
+export function setDevice(device, reason, engine = '') {
   $('backend').textContent = device ?? '';
   $('backend-none').hidden = Boolean(device);
+  $('engine').textContent = engine;
   const box = $('backend-reason');
   box.replaceChildren();
   if (!reason) return;

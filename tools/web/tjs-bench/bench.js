@@ -34,7 +34,8 @@ addEventListener('unhandledrejection', (e) => fail(String(e.reason?.message ?? e
 
 env.allowRemoteModels = false;
 env.allowLocalModels = true; // off by default in browsers
-env.localModelPath = new URL('models/', location.href).href;
+// A path, not a URL: transformers.js 4 only looks a local file up when the path has no scheme.
+env.localModelPath = new URL('models/', location.href).pathname;
 env.useBrowserCache = false;
 const ort = env.backends.onnx.wasm;
 ort.wasmPaths = new URL('dist/', location.href).href; // else it fetches the .wasm from jsDelivr

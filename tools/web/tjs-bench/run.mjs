@@ -15,7 +15,7 @@
 import { copyFile, link, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from '../../../tests/e2e/browser.mjs';
+import { launchChromium, sampleRss } from '../../../tests/e2e/browser.mjs';
 import { startServer } from '../../../tests/e2e/server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -52,8 +52,13 @@ const tjs = path.join(here, 'node_modules/@huggingface/transformers');
 await rm(site, { recursive: true, force: true });
 await mkdir(path.join(site, 'dist'), { recursive: true });
 for (const f of ['index.html', 'bench.js']) await copyFile(path.join(here, f), path.join(site, f));
-for (const f of ['transformers.js', 'ort-wasm-simd-threaded.jsep.wasm', 'ort-wasm-simd-threaded.jsep.mjs']) {
-  await linkOrCopy(path.join(tjs, 'dist', f), path.join(site, 'dist', f));
+// transformers.js 4 bundles onnxruntime-web's JavaScript but loads its .wasm (and the .mjs that
+// starts it) from wasmPaths; which variant it picks (asyncify, jsep, …) varies by release, so
+// every one onnxruntime-web ships is staged.
+await linkOrCopy(path.join(tjs, 'dist/transformers.js'), path.join(site, 'dist/transformers.js'));
+const ortDist = path.join(here, 'node_modules/onnxruntime-web/dist');
+for (const f of await readdir(ortDist)) {
+  if (/^ort-wasm-simd-threaded.*\.(wasm|mjs)$/.test(f)) await linkOrCopy(path.join(ortDist, f), path.join(site, 'dist', f));
 }
 await linkOrCopy(path.resolve(modelDir), path.join(site, 'models/clip'));
 
@@ -80,6 +85,7 @@ try {
   const totals = [];
   const towers = [];
   let label;
+  const rss = sampleRss(); // Chromium's resident memory while scoring, as tests/e2e/bench.mjs
   for (let r = 0; r < runs; r++) {
     for (const file of images) {
       const b64 = (await readFile(file)).toString('base64');
@@ -97,10 +103,12 @@ try {
       `load ${Number(data.loadMs).toFixed(0)} ms; text features for the classes ${Number(data.textMs).toFixed(0)} ms (not in ready); ` +
       `last label ${label}`,
   );
-  console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n');
+  const rssPeak = await rss.stop();
+  console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n  scoring_rss_peak_mb');
   console.log(
     `${'transformers.js-wasm'.padEnd(8)} ${readyS.toFixed(1).padStart(7)} ${Number(data.warmupMs).toFixed(0).padStart(10)} ` +
-      `${median(totals).toFixed(0).padStart(15)} ${median(towers).toFixed(0).padStart(15)} ${String(totals.length).padStart(3)}`,
+      `${median(totals).toFixed(0).padStart(15)} ${median(towers).toFixed(0).padStart(15)} ${String(totals.length).padStart(3)} ` +
+      `${String(Math.round(rssPeak / 1e6)).padStart(8)}`,
   );
   if (verbose) console.log(`per image total_ms ${totals.map((x) => x.toFixed(1)).join(' ')}; tower_ms ${towers.map((x) => x.toFixed(1)).join(' ')}`);
 } finally {

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""The references for `deltaenergy bench`: PyTorch and ONNX Runtime timing the CLIP towers with
+the same batches, the same 77-token texts, and medians of timed runs after one warm-up.
+
+    --hf DIR     a Hugging Face CLIP (config.json + model.safetensors): PyTorch runs these
+                 weights (else seeded random weights for --config)
+    --onnx DIR   export_onnx.py's OUT/tjs/onnx: ONNX Runtime (CPU) runs vision_model.onnx
+                 (fp32) and vision_model_quantized.onnx (q8, dynamic int8) on the same weights
+
+Run: tools/reference/run.sh bench_ref.py [--config PATH | --hf DIR] [--onnx DIR] [--iters 5]
+     [--batches 1,8]   (--onnx needs requirements-onnx.txt in the same venv)
+"""
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import CLIPConfig, CLIPModel
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("DELTAENERGY_DATA", ROOT.parent / "shared" / "data"))
+
+
+def timed(fn, iters):
+    fn()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times), min(times)
+
+
+def row(backend, tower, b, med, mn):
+    print(f"{backend:<12} {tower:<6} {b:>5} {med:>12.1f} {mn:>12.1f} {med / b:>12.1f}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=str(DATA / "clip-tokenizer" / "config.json"))
+    ap.add_argument("--hf", help="a Hugging Face CLIP directory (its weights, not random ones)")
+    ap.add_argument("--onnx", help="export_onnx.py's OUT/tjs/onnx, for ONNX Runtime")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--text-len", type=int, default=77)
+    args = ap.parse_args()
+    if args.hf:
+        model = CLIPModel.from_pretrained(args.hf).eval()
+        config, source = model.config, args.hf
+    else:
+        torch.manual_seed(0)
+        config = CLIPConfig.from_json_file(args.config)
+        model, source = CLIPModel(config).eval(), f"{args.config} (random weights)"
+    v = config.vision_config
+    sessions = {}
+    versions = ""
+    if args.onnx:
+        import onnxruntime as ort
+
+        # Defaults, as an application would run it: intra-op threads = physical cores.
+        for dtype, name in [("fp32", "vision_model.onnx"), ("q8", "vision_model_quantized.onnx")]:
+            path = Path(args.onnx) / name
+            if path.exists():
+                sessions[dtype] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        versions = f", onnxruntime {ort.__version__}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{versions}; {source}; "
+          f"{args.iters} timed runs, medians in ms")
+    print(f"{'backend':<12} {'tower':<6} {'batch':>5} {'median_ms':>12} {'min_ms':>12} {'ms/item':>12}")
+    with torch.inference_mode():
+        for b in map(int, args.batches.split(",")):
+            pixels = torch.randn(b, v.num_channels, v.image_size, v.image_size)
+            ids = torch.randint(256, 49000, (b, args.text_len))
+            ids[:, 0], ids[:, -1] = 49406, 49407
+            image = timed(lambda: model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output), args.iters)
+            text = timed(lambda: model.text_projection(model.text_model(input_ids=ids).pooler_output), args.iters)
+            row("torch", "image", b, *image)
+            row("torch", "text", b, *text)
+            feed = {"pixel_values": pixels.numpy()}
+            for dtype, session in sessions.items():
+                row(f"ort-{dtype}", "image", b, *timed(lambda: session.run(["image_embeds"], feed), args.iters))
+
+
+if __name__ == "__main__":
+    main()
