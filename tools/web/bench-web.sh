@@ -18,21 +18,45 @@ runs=${RUNS:-3}
 ln -f "$dir/ours.q8.bundle" www/models/bench-b32.q8.bundle
 
 line() { grep -E '^(cpu|webgpu|transformers.js-wasm) ' | tail -1; }
-echo "== ours (q8 bundle, CPU in wasm)"
-ours=$(node tests/e2e/bench.mjs --model models/bench-b32.q8.bundle --images "$images" --runs "$runs" --backends cpu | tee /dev/stderr | line)
-declare -A theirs
-for threads in 1 default; do
-  echo "== transformers.js q8, threads $threads"
-  theirs[$threads]=$(node tools/web/tjs-bench/run.mjs --model-dir "$dir/tjs" --images "$images" --runs "$runs" --threads "$threads" | tee /dev/stderr | line)
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# This machine's speed drifts by tens of percent from minute to minute: ROUNDS rounds, each
+# running the three one after the other, and the ratio taken within each round.
+rounds=${ROUNDS:-3}
+declare -a ours t1 tdef
+for ((i = 1; i <= rounds; i++)); do
+  echo "== round $i: ours (q8 bundle, CPU in wasm)" >&2
+  ours[i]=$(node tests/e2e/bench.mjs --model models/bench-b32.q8.bundle --images "$images" --runs "$runs" --backends cpu | tee /dev/stderr | line)
+  echo "== round $i: transformers.js q8, 1 thread" >&2
+  t1[i]=$(node tools/web/tjs-bench/run.mjs --model-dir "$dir/tjs" --images "$images" --runs "$runs" --threads 1 | tee /dev/stderr | line)
+  echo "== round $i: transformers.js q8, default threads" >&2
+  tdef[i]=$(node tools/web/tjs-bench/run.mjs --model-dir "$dir/tjs" --images "$images" --runs "$runs" --threads default | tee /dev/stderr | line)
 done
 
 # Columns (bench.mjs): backend ready_s warmup_ms image_total_ms image_tower_ms n scoring_rss_peak_mb
+col() { awk -v c="$1" '{ print $c }'; }
 echo
-echo "scorer                               ready_s  warmup_ms  per_image_ms  image_tower_ms  rss_peak_mb  ours/theirs (tower)"
-show() { awk -v name="$1" -v ref="${3:-}" '{ r = ref ? sprintf("%.2f", ref / $5) : "-"; printf "%-36s %7s %10s %13s %15s %12s  %s\n", name, $2, $3, $4, $5, $7, r }' <<<"$2"; }
-ours_tower=$(awk '{print $5}' <<<"$ours")
-show "deltaenergy q8, 1 thread" "$ours"
-show "transformers.js q8, 1 thread" "${theirs[1]}" "$ours_tower"
-show "transformers.js q8, default threads" "${theirs[default]}" "$ours_tower"
-echo "(ours/theirs: our image-tower median over theirs; below 1 we are faster. rss_peak_mb: all of"
-echo " Chromium's processes while the images are scored. Our CPU path has one thread.)"
+echo "per round, image tower medians (ms): ours | transformers.js 1 thread | default threads | ours/theirs"
+for ((i = 1; i <= rounds; i++)); do
+  o=$(col 5 <<<"${ours[i]}"); a=$(col 5 <<<"${t1[i]}"); b=$(col 5 <<<"${tdef[i]}")
+  echo "round $i: $o | $a | $b | $(awk -v o="$o" -v a="$a" -v b="$b" 'BEGIN { printf "%.2f, %.2f", o / a, o / b }')"
+done
+summary() { # name, array name, ratio against ours?
+  local -n rows=$2
+  local tower ready warm total rss
+  tower=$(for r in "${rows[@]}"; do col 5 <<<"$r"; done | median)
+  ready=$(for r in "${rows[@]}"; do col 2 <<<"$r"; done | median)
+  warm=$(for r in "${rows[@]}"; do col 3 <<<"$r"; done | median)
+  total=$(for r in "${rows[@]}"; do col 4 <<<"$r"; done | median)
+  rss=$(for r in "${rows[@]}"; do col 7 <<<"$r"; done | median)
+  printf "%-36s %7s %10s %13s %15s %12s\n" "$1" "$ready" "$warm" "$total" "$tower" "$rss"
+}
+echo
+echo "medians over $rounds rounds"
+echo "scorer                               ready_s  warmup_ms  per_image_ms  image_tower_ms  rss_peak_mb"
+summary "deltaenergy q8, 1 thread" ours
+summary "transformers.js q8, 1 thread" t1
+summary "transformers.js q8, default threads" tdef
+ratios() { local -n theirs=$1; for ((i = 1; i <= rounds; i++)); do awk -v o="$(col 5 <<<"${ours[i]}")" -v t="$(col 5 <<<"${theirs[i]}")" 'BEGIN { print o / t }'; done | median; }
+printf "ours/theirs, image tower (median of the rounds' ratios): %.2f at 1 thread, %.2f at default threads\n" "$(ratios t1)" "$(ratios tdef)"
+echo "(below 1 we are faster; rss_peak_mb: all of Chromium's processes while the images are scored;"
+echo " our CPU path has one thread; onnxruntime-web's default is min(4, ceil(cores / 2)) threads)"
