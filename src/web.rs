@@ -373,7 +373,8 @@ fn info(s: &State) -> Result<JsValue, JsValue> {
 
 /// What computes the model's products on `device` ("cpu" or "webgpu") at precision `quant`.
 fn engine(device: &str, quant: &str) -> String {
-    let quantized = quant == "q8" || quant == "q4";
+    use crate::convert::Quant;
+    let quantized = matches!(quant.parse(), Ok(Quant::Q8 | Quant::Q4));
     if device == "webgpu" {
         let matmul = if quantized {
             "burn's quantized matmul"

@@ -40,15 +40,11 @@ for ((i = 1; i <= rounds; i++)); do
   o=$(col 5 <<<"${ours[i]}"); a=$(col 5 <<<"${t1[i]}"); b=$(col 5 <<<"${tdef[i]}")
   echo "round $i: $o | $a | $b | $(awk -v o="$o" -v a="$a" -v b="$b" 'BEGIN { printf "%.2f, %.2f", o / a, o / b }')"
 done
-summary() { # name, array name, ratio against ours?
+summary() { # name, array name: the medians of ready, warm-up, per image, tower and memory
   local -n rows=$2
-  local tower ready warm total rss
-  tower=$(for r in "${rows[@]}"; do col 5 <<<"$r"; done | median)
-  ready=$(for r in "${rows[@]}"; do col 2 <<<"$r"; done | median)
-  warm=$(for r in "${rows[@]}"; do col 3 <<<"$r"; done | median)
-  total=$(for r in "${rows[@]}"; do col 4 <<<"$r"; done | median)
-  rss=$(for r in "${rows[@]}"; do col 7 <<<"$r"; done | median)
-  printf "%-36s %7s %10s %13s %15s %12s\n" "$1" "$ready" "$warm" "$total" "$tower" "$rss"
+  local c r medians=()
+  for c in 2 3 4 5 7; do medians+=("$(for r in "${rows[@]}"; do col "$c" <<<"$r"; done | median)"); done
+  printf "%-36s %7s %10s %13s %15s %12s\n" "$1" "${medians[@]}"
 }
 echo
 echo "medians over $rounds rounds"
