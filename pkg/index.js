@@ -364,7 +364,7 @@ export class DeltaEnergyScorer {
   async #loadFrom(source, device) {
     const { message, transfer } = await source.source();
     try {
-      return await this.#send('load', { source: message, device }, transfer);
+      return await this.#send('load', { source: message, device, threads: this.#options.threads ?? 'auto' }, transfer);
     } catch (e) {
       if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
       throw e;

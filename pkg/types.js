@@ -196,6 +196,10 @@
  * @property {string[]} [allowedOrigins] origins besides the page's own that models may be
  *   fetched from (none by default)
  * @property {string | URL} [workerUrl] where `worker.js` is served, if not beside this module
+ * @property {'auto' | number} [threads] threads for the CPU path (default `auto`: half the
+ *   logical cores, at most 4, as onnxruntime-web). More than one needs a cross-origin isolated
+ *   page (COOP `same-origin` and COEP `require-corp`) and the threaded build in `threads/`;
+ *   elsewhere the CPU runs on one thread, and `info.engine` says so. Fixed by the first load.
  */
 
 export {};

@@ -8,7 +8,8 @@
 // Requests that use the model run one at a time, in order; `judge` (pure arithmetic) and
 // `cachedModels` do not wait for them.
 //
-// ops: load {source: {kind: 'url', href, allowedOrigins} | {kind: 'bytes', bytes}, device}
+// ops: load {source: {kind: 'url', href, allowedOrigins} | {kind: 'bytes', bytes}, device,
+//            threads: 'auto' | number (the CPU pool's size; the first load's value stays)}
 //      classify {image: {kind: 'encoded', bytes, type} | {kind: 'rgba', width, height, rgba}
 //                | {kind: 'bitmap', bitmap}, topK}
 //      setClasses {classes, templates}   setThreshold {value}   calibrate {scores, tpr}
@@ -43,10 +44,17 @@ console.error = (...args) => {
 };
 const explain = (e) => describe(e, Date.now() - lastPanic.at < 10_000 ? lastPanic.text : '');
 
-/** @type {any} the wasm-bindgen module */
+/** @type {any} the wasm-bindgen module: WebGPU and the CPU on this worker's thread */
 let wasm = null;
+/**
+ * The threaded CPU build (`threads/`) with its pool started, once the CPU is first needed; null
+ * where it cannot run (one thread asked for or given, no cross-origin isolation, or the build
+ * is missing or failed to start, which a `note` event says).
+ * @type {Promise<any> | null}
+ */
+let threaded = null;
 /** The model, and what a reload on the CPU needs to restore. */
-const current = { scorer: null, bytes: null, classes: null, templates: null, threshold: undefined, calibration: null };
+const current = { scorer: null, bytes: null, threads: 'auto', classes: null, templates: null, threshold: undefined, calibration: null };
 
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
@@ -130,16 +138,78 @@ function requireScorer() {
   return current.scorer;
 }
 
-/** Builds and warms up a scorer; frees it again if the warm-up fails. */
-async function start(bytes, device, progress) {
+/**
+ * The pool's size for the `threads` option. onnxruntime-web's rule for "auto": half the logical
+ * cores, at most 4. Threads share memory, which browsers allow only to cross-origin isolated
+ * pages: elsewhere one.
+ */
+function poolSize(threads) {
+  if (!self.crossOriginIsolated || typeof SharedArrayBuffer !== 'function') return 1;
+  if (threads === 'auto' || threads == null) return Math.min(4, Math.ceil((navigator.hardwareConcurrency || 1) / 2));
+  const n = Math.floor(Number(threads));
+  if (!(n >= 1)) throw new ScorerError(`threads must be "auto" or a positive number, got ${JSON.stringify(threads)}`, 'InputError');
+  return Math.min(n, 64);
+}
+
+/** Loads the threaded build and starts its pool of `n` workers (src/web/pool.rs). */
+async function startPool(n) {
+  const moduleUrl = new URL('./threads/deltaenergy.js', import.meta.url).href;
+  const threads = await import(moduleUrl);
+  await threads.default();
+  const init = { moduleUrl, module: threads.poolModule(), memory: threads.poolMemory() };
+  await Promise.all(
+    Array.from({ length: n }, () => new Promise((resolve, reject) => {
+      const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module', name: 'deltaenergy-cpu' });
+      poolWorkers.push(worker);
+      worker.onmessage = ({ data }) => (data.ok ? resolve(undefined) : reject(new Error(data.message)));
+      worker.onerror = (e) => {
+        e.preventDefault();
+        reject(new Error(e.message || 'pool-worker.js could not be loaded'));
+      };
+      worker.postMessage(init);
+    })),
+  );
+  threads.startPool(n);
+  return threads;
+}
+/** The pool's workers, kept referenced: a worker on shared memory may otherwise be collected. */
+const poolWorkers = [];
+
+/** The threaded build, started on first use with the first `threads` asked for (see `threaded`). */
+function threadedBuild(threads, progress) {
+  const n = poolSize(threads);
+  threaded ??= n < 2
+    ? Promise.resolve(null)
+    : startPool(n).catch((e) => {
+      for (const w of poolWorkers.splice(0)) w.terminate();
+      progress({ status: 'note', message: `The CPU runs on one thread: its thread pool did not start (${explain(e).message}).` });
+      return null;
+    });
+  return threaded;
+}
+
+/**
+ * Builds and warms up a scorer; frees it again if the warm-up fails. The CPU runs in the
+ * threaded build when there is one; "auto" asks this build for WebGPU first, as it would itself.
+ */
+async function start(bytes, device, progress, threads) {
+  let build = wasm;
+  let reason = null;
+  if (device === 'cpu') {
+    build = (await threadedBuild(threads, progress)) ?? wasm;
+  } else if (device === 'auto') {
+    const noGpu = await wasm.probeWebgpu();
+    const cpu = noGpu && (await threadedBuild(threads, progress));
+    if (cpu) [build, reason] = [cpu, noGpu];
+  }
   progress({ status: 'load' });
   const t0 = performance.now();
-  const scorer = await wasm.Scorer.load(bytes, device);
+  const scorer = await build.Scorer.load(bytes, build === wasm ? device : 'cpu');
   const loadMs = performance.now() - t0;
   try {
     progress({ status: 'warmup', device: scorer.device });
     const warmUpMs = await scorer.warmUp();
-    return { scorer, loadMs, warmUpMs };
+    return { scorer, loadMs, warmUpMs, reason: reason ?? scorer.deviceReason };
   } catch (e) {
     scorer.free();
     throw e;
@@ -171,16 +241,18 @@ async function load(msg, progress) {
     throw new ScorerError('load: no model given', 'InputError');
   }
   const device = msg.device ?? 'auto';
+  const threads = msg.threads ?? 'auto';
+  current.threads = threads;
   let started;
   let reason = null;
   try {
-    started = await start(bytes, device, progress);
+    started = await start(bytes, device, progress, threads);
   } catch (e) {
     if (fetched?.cached) await forgetBundle(fetched.href);
     // WebGPU came up but could not run the model: the CPU before giving up.
     if (device === 'cpu' || !isGpuFailure(explain(e))) throw e;
     reason = fellBack('loading the model', e);
-    started = await start(bytes, 'cpu', progress);
+    started = await start(bytes, 'cpu', progress, threads);
   }
   adopt(started.scorer, bytes);
   current.classes = null;
@@ -192,7 +264,7 @@ async function load(msg, progress) {
   const ready = {
     status: 'ready',
     device: s.device,
-    reason: reason ?? s.deviceReason,
+    reason: reason ?? started.reason,
     info: s.info(),
     loadMs: started.loadMs,
     warmUpMs: started.warmUpMs,
@@ -211,7 +283,7 @@ async function onGpuFailureUseCpu(progress, fn) {
     const d = explain(e);
     if (scorer.device !== 'webgpu' || !current.bytes || !isGpuFailure(d)) throw e;
     const reason = fellBack('running the model', e);
-    const { scorer: cpu } = await start(current.bytes, 'cpu', progress);
+    const { scorer: cpu } = await start(current.bytes, 'cpu', progress, current.threads);
     if (current.classes) await setClasses(cpu, current.classes, current.templates, progress);
     if (current.threshold !== undefined) cpu.setThreshold(current.threshold ?? undefined);
     if (current.calibration) cpu.calibrate(current.calibration.scores, current.calibration.tpr);

@@ -1,5 +1,6 @@
 //! Backend selection. Both backends live in one binary and one wasm: `flex` (pure-Rust CPU,
-//! always available) and `wgpu` (WebGPU in the browser; Vulkan, Metal or DX12 natively).
+//! always available) and `wgpu` (WebGPU in the browser; Vulkan, Metal or DX12 natively). The
+//! page's threaded CPU build alone leaves wgpu out (feature `threads`, see `web`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -59,7 +60,7 @@ pub fn cpu() -> Device {
 
 /// The wgpu device, initialised once per process: burn refuses a second initialisation, so
 /// every caller (tests run many in one process) shares the first result, failure included.
-#[cfg(not(target_family = "wasm"))]
+#[cfg(all(not(target_family = "wasm"), feature = "wgpu"))]
 pub fn wgpu() -> Result<Device> {
     use std::sync::OnceLock;
     static DEVICE: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
@@ -77,7 +78,12 @@ pub fn wgpu() -> Result<Device> {
 pub fn device(backend: Backend) -> Result<Device> {
     match backend {
         Backend::Cpu => Ok(cpu()),
+        #[cfg(feature = "wgpu")]
         Backend::Wgpu => wgpu(),
+        #[cfg(not(feature = "wgpu"))]
+        Backend::Wgpu => Err(Error::Device(
+            "this build has no wgpu backend (built without the `wgpu` feature)".into(),
+        )),
     }
 }
 

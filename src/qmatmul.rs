@@ -138,12 +138,12 @@ pub fn dequantize(w: QWeight) -> Result<Vec<f32>> {
             }
         }
     };
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     {
         use rayon::prelude::*;
         out.par_chunks_mut(w.k).enumerate().for_each(rows);
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(all(target_family = "wasm", not(feature = "threads")))]
     out.chunks_mut(w.k).enumerate().for_each(rows);
     Ok(out)
 }
@@ -171,7 +171,7 @@ pub fn matmul(x: &[f32], m: usize, w: QWeight, bias: Option<&[f32]>) -> Result<V
         n: w.n,
     };
     let kernel = Kernel::detect();
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     {
         use rayon::prelude::*;
         let threads = rayon::current_num_threads().max(1);
@@ -183,7 +183,7 @@ pub fn matmul(x: &[f32], m: usize, w: QWeight, bias: Option<&[f32]>) -> Result<V
             unsafe { kernel.run(&a, &w, first, cols.min(w.n - first), out) }
         });
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(all(target_family = "wasm", not(feature = "threads")))]
     // SAFETY: one task, every column.
     unsafe {
         kernel.run(&a, &w, 0, w.n, out)

@@ -20,6 +20,9 @@ use crate::prompt::Prompt;
 use crate::score::{cosine_similarities, ScoreKind, ScoreParams, Scores, Threshold};
 use crate::tokenizer::ClipTokenizer;
 
+#[cfg(feature = "threads")]
+mod pool;
+
 /// A JavaScript `Error` whose `name` says what kind of failure it is (see [`crate::Error::kind`]),
 /// so callers branch on `e.name === "DeviceError"` rather than on message text.
 fn js(e: impl Into<crate::Error>) -> JsValue {
@@ -51,6 +54,7 @@ struct DeviceReason {
     detail: String,
 }
 
+#[cfg(feature = "wgpu")]
 thread_local! {
     /// burn refuses a second wgpu initialisation, so the first outcome is kept for the page's
     /// lifetime (a failure too: the next load goes straight to the CPU with the same reason).
@@ -58,6 +62,7 @@ thread_local! {
     static WGPU: RefCell<Option<Result<(Device, String), String>>> = const { RefCell::new(None) };
 }
 
+#[cfg(feature = "wgpu")]
 async fn webgpu() -> Result<(Device, String), String> {
     if let Some(known) = WGPU.with(|w| w.borrow().clone()) {
         return known;
@@ -77,6 +82,32 @@ async fn webgpu() -> Result<(Device, String), String> {
     };
     WGPU.with(|w| *w.borrow_mut() = Some(outcome.clone()));
     outcome
+}
+
+/// The threaded CPU build has no wgpu (its types are not Send, which atomics require); the
+/// package's worker only asks it for the CPU.
+#[cfg(not(feature = "wgpu"))]
+async fn webgpu() -> Result<(Device, String), String> {
+    Err("this is the threaded CPU build, which has no WebGPU".into())
+}
+
+/// Why "auto" runs on the CPU.
+fn no_webgpu(detail: String) -> DeviceReason {
+    DeviceReason {
+        code: "no-webgpu",
+        message: "This browser offers no WebGPU adapter, so the CPU runs the model (slower, same results).".into(),
+        detail,
+    }
+}
+
+/// Whether "auto" would run on WebGPU: null if it would, else why not (the reason "auto" would
+/// give). The package's worker asks before it chooses the threaded CPU build for "auto".
+#[wasm_bindgen(js_name = probeWebgpu)]
+pub async fn probe_webgpu() -> Result<JsValue, JsValue> {
+    match webgpu().await {
+        Ok(_) => Ok(JsValue::NULL),
+        Err(e) => to_js(&no_webgpu(e)),
+    }
 }
 
 /// The device for "auto", "webgpu" or "cpu", and why.
@@ -106,17 +137,13 @@ async fn pick_device(requested: &str) -> Result<(Device, &'static str, DeviceRea
             Ok((d, adapter)) => Ok((
                 d,
                 "webgpu",
-                reason("webgpu", "The browser offers WebGPU, so the GPU runs the model.", adapter),
-            )),
-            Err(e) => Ok((
-                crate::device::cpu(),
-                "cpu",
                 reason(
-                    "no-webgpu",
-                    "This browser offers no WebGPU adapter, so the CPU runs the model (slower, same results).",
-                    e,
+                    "webgpu",
+                    "The browser offers WebGPU, so the GPU runs the model.",
+                    adapter,
                 ),
             )),
+            Err(e) => Ok((crate::device::cpu(), "cpu", no_webgpu(e))),
         },
         other => Err(js(crate::Error::Input(format!(
             "unknown device `{other}` (auto, webgpu or cpu)"
@@ -389,7 +416,24 @@ fn engine(device: &str, quant: &str) -> String {
     } else {
         "f32 gemm".to_string()
     };
-    format!("burn flex on one thread, {matmul}")
+    format!("burn flex on {}, {matmul}", cpu_threads())
+}
+
+/// How many threads the CPU path runs on, and why one when one.
+fn cpu_threads() -> String {
+    #[cfg(feature = "threads")]
+    match pool::threads() {
+        0 | 1 => {}
+        n => return format!("{n} threads"),
+    }
+    let isolated = js_sys::Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
+        .is_ok_and(|v| v.is_truthy());
+    if isolated {
+        "one thread".into()
+    } else {
+        // Threads share memory, which browsers allow only to cross-origin isolated pages.
+        "one thread (the page is not cross-origin isolated)".into()
+    }
 }
 
 /// A loaded bundle, ready to classify. The package's `createScorer` is the friendlier way in.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the page needs and nothing else (no native build): the scorer compiled to
-# WebAssembly, wasm-bindgen's ES module and types in pkg/, and the static site in www/.
-# `make web` runs it; every step prints its time.
+# WebAssembly, wasm-bindgen's ES module and types in pkg/, the threaded CPU build in
+# pkg/threads/, and the static site in www/. `make web` runs it; every step prints its time.
+# THREADS=0 skips the threaded build (the page then runs the CPU on one thread everywhere).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 timed=tools/timed
@@ -36,10 +37,38 @@ if [ -n "$install_pid" ]; then
 fi
 
 # The name section only serves debuggers; dropping it saves ~5 MB of the ~20 MB.
-$timed "wasm-bindgen (pkg/)" wasm-bindgen --target web --remove-name-section --remove-producers-section \
-  --out-dir pkg "$wasm"
+bindgen=(wasm-bindgen --target web --remove-name-section --remove-producers-section)
+$timed "wasm-bindgen (pkg/)" "${bindgen[@]}" --out-dir pkg "$wasm"
+
+# The threaded CPU build: burn-flex and the int8 kernel on a pool of workers sharing one memory
+# (src/web/pool.rs), which the package uses for the CPU on cross-origin isolated pages. Shared
+# memory needs std rebuilt with atomics, which only nightly does (-Z build-std); the toolchain is
+# pinned so that every machine builds the same module. wasm-ld must be told to share, import and
+# bound the memory and to export the TLS symbols that wasm-bindgen's thread start-up calls.
+rm -rf pkg/threads
+if [ "${THREADS:-1}" != 0 ]; then
+  nightly=nightly-2026-05-20
+  if ! rustup run "$nightly" rustc --version >/dev/null 2>&1; then
+    $timed "rust $nightly (for the threaded build)" \
+      rustup toolchain install "$nightly" --profile minimal --component rust-src
+  fi
+  rustup component list --toolchain "$nightly" --installed | grep -q '^rust-src' ||
+    rustup component add rust-src --toolchain "$nightly"
+  flags='"-Ctarget-feature=+atomics,+simd128", "-Clink-arg=--shared-memory", "-Clink-arg=--import-memory", "-Clink-arg=--max-memory=4294967296", "-Clink-arg=--export=__wasm_init_tls", "-Clink-arg=--export=__tls_size", "-Clink-arg=--export=__tls_align", "-Clink-arg=--export=__tls_base"'
+  $timed "wasm build, threaded CPU (nightly, build-std, atomics)" \
+    cargo "+$nightly" build --profile wasm --lib --target wasm32-unknown-unknown \
+      --target-dir target/threads --no-default-features --features threads \
+      -Z build-std=panic_abort,std --config "target.wasm32-unknown-unknown.rustflags=[$flags]"
+  $timed "wasm-bindgen (pkg/threads/)" "${bindgen[@]}" --out-dir pkg/threads \
+    target/threads/wasm32-unknown-unknown/wasm/deltaenergy.wasm
+fi
+
 # The page is the package's first client: it imports pkg/index.js like any other app.
 rm -rf www/pkg && mkdir -p www/pkg && cp pkg/*.js pkg/deltaenergy*.d.ts pkg/deltaenergy_bg.wasm www/pkg/
+[ -d pkg/threads ] && cp -r pkg/threads www/pkg/
 # The page's default model; replace www/models/default.bundle to serve another one.
 cp www/models/cifar-clip.q8.bundle www/models/default.bundle
-echo "wasm: $(stat -c %s pkg/deltaenergy_bg.wasm) bytes raw, $(gzip -9 -c pkg/deltaenergy_bg.wasm | wc -c) gzip -9"
+for w in pkg/deltaenergy_bg.wasm pkg/threads/deltaenergy_bg.wasm; do
+  [ -f "$w" ] && echo "$w: $(stat -c %s "$w") bytes raw, $(gzip -9 -c "$w" | wc -c) gzip -9"
+done
+true

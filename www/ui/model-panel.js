@@ -16,6 +16,13 @@ export function setDeviceRequest(device) {
   if (device === 'cpu' || device === 'webgpu' || device === 'auto') deviceRequest = device;
 }
 
+/** Threads for the CPU path (`?threads=N` in the page's URL, else auto). */
+let threadsRequest = /** @type {'auto' | number} */ ('auto');
+export function setThreadsRequest(threads) {
+  const n = Number(threads);
+  if (threads && Number.isInteger(n) && n >= 1) threadsRequest = n;
+}
+
 /** The scorer's last `ready` event (device, reason, info, timings). */
 let lastReady = null;
 
@@ -46,7 +53,7 @@ export async function loadModel(source, name = undefined) {
   lastReady = null;
   try {
     if (!session.scorer) {
-      session.scorer = await createScorer({ model: source, device: deviceRequest, onProgress: onEvent });
+      session.scorer = await createScorer({ model: source, device: deviceRequest, threads: threadsRequest, onProgress: onEvent });
       $('version').textContent = `deltaenergy ${session.scorer.version}.`;
     } else {
       await session.scorer.load(source, { device: deviceRequest });
