@@ -2,8 +2,10 @@
 // itself, and per-image latency, for a bundle on WebGPU (SwiftShader here) and on the CPU.
 //
 //   node tests/e2e/bench.mjs --model models/b32.bundle --images a.jpg,b.jpg [--runs 3] [--backends webgpu,cpu]
+//                            [--threads auto|N]
 //
-// `--model` is a URL relative to www/. Prints one line per backend; medians over runs × images.
+// `--model` is a URL relative to www/; `--threads` is the page's `?threads=` (the CPU's pool;
+// the engine line it got is printed). Prints one line per backend; medians over runs × images.
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +22,7 @@ const images = arg('images', '').split(',').filter(Boolean);
 const runs = Number(arg('runs', '3'));
 const backends = arg('backends', 'webgpu,cpu').split(',');
 const timeout = Number(arg('timeout-ms', String(30 * 60_000)));
+const threads = arg('threads', 'auto');
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 const server = await startServer({ root: path.join(here, '../../www'), port: 0 });
@@ -31,13 +34,14 @@ try {
     try {
       const page = context.pages()[0] ?? (await context.newPage());
       const t0 = Date.now();
-      await page.goto(`${server.url}?model=${encodeURIComponent(model)}&backend=auto`);
+      await page.goto(`${server.url}?${new URLSearchParams({ model, backend: 'auto', threads })}`);
       await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout });
       const ready = page.locator('[data-testid=ready]');
       if (!(await ready.count())) throw new Error(await page.locator('[data-testid=error]').textContent());
       const readyS = (Date.now() - t0) / 1000;
       const warmup = Number(await ready.getAttribute('data-warmup-ms'));
       const backend = (await page.locator('[data-testid=backend]').textContent()).trim();
+      console.error(`engine: ${(await page.locator('[data-testid=engine]').textContent()).trim()}`);
       const totals = [];
       const towers = [];
       // Chromium's resident memory (all its processes) while the page scores the images.

@@ -7,7 +7,10 @@
 //   E2E_ID_IMAGE, E2E_OOD_IMAGE  images to score (paths)
 //   E2E_EXPECTED                 JSON from the CLI: {"<file name>": {"label": ..., "delta_energy": ...}}
 //   E2E_DAMAGED_BUNDLE           a damaged .bundle (default: a copy of models/default.bundle with a flipped byte)
-//   E2E_BACKENDS                 which runs, default "webgpu,cpu"
+//   E2E_BACKENDS                 which runs, default "webgpu,cpu,cpu-unisolated": the cpu run asks
+//                                for E2E_THREADS (default 2) threads on an isolated page (the
+//                                threaded build); cpu-unisolated serves the page without COOP/COEP
+//                                (one thread) and scores one image against the CLI
 //   E2E_MODEL                    bundle URL for the page (?model=), default the page's own default
 //   E2E_READY_TIMEOUT_MS         default 600000 (SwiftShader is slow)
 //   E2E_STEP_TIMEOUT_MS          per scored image etc., default 300000
@@ -31,6 +34,7 @@ const env = process.env;
 const READY_TIMEOUT = Number(env.E2E_READY_TIMEOUT_MS ?? 600_000);
 const STEP_TIMEOUT = Number(env.E2E_STEP_TIMEOUT_MS ?? 300_000);
 const TOLERANCE = 1e-3;
+const THREADS = Number(env.E2E_THREADS ?? 2);
 
 // ---------------------------------------------------------------- tiny test harness
 
@@ -253,7 +257,10 @@ async function runBackend(which, server, expected, hub) {
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('worker', (w) => w.on('console', (m) => consoleLines.push(`worker ${m.type()}: ${m.text()}`)));
   const shot = (name, opts = {}) => page.screenshot({ path: path.join(SHOTS, `${which}-${name}.png`), ...opts }).catch(() => {});
-  const query = env.E2E_MODEL ? `?model=${encodeURIComponent(env.E2E_MODEL)}` : '';
+  const params = new URLSearchParams();
+  if (env.E2E_MODEL) params.set('model', env.E2E_MODEL);
+  if (which === 'cpu') params.set('threads', String(THREADS));
+  const query = params.size ? `?${params}` : '';
 
   try {
     await page.goto(`${server.url}${query}`);
@@ -294,11 +301,14 @@ async function runBackend(which, server, expected, hub) {
       return why;
     });
 
-    // The default bundle is q8: on the CPU its linears run the int8 kernel, with wasm SIMD.
+    // The default bundle is q8: on the CPU its linears run the int8 kernel, with wasm SIMD, on
+    // the threaded build's pool (the page is cross-origin isolated).
     await check('the engine line says what computes', async () => {
       const engine = (await page.locator('[data-testid=engine]').textContent()).trim();
-      const want = which === 'cpu' ? /int8 matmul \(simd128\)/ : /burn wgpu .*quantized matmul/;
+      const threads = THREADS > 1 ? `${THREADS} threads` : 'one thread';
+      const want = which === 'cpu' ? new RegExp(`^burn flex on ${threads}, .*int8 matmul \\(simd128\\)`) : /burn wgpu .*quantized matmul/;
       assert(want.test(engine), `engine line: "${engine}"`);
+      assert(await page.evaluate(() => self.crossOriginIsolated), 'the page is not cross-origin isolated');
       return engine;
     });
 
@@ -493,6 +503,53 @@ async function runBackend(which, server, expected, hub) {
     }
     await context.close().catch(() => {});
     await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/**
+ * The page from a server without COOP/COEP, as many static hosts serve it: no shared memory, so
+ * the CPU runs the one-thread build whatever `?threads=` asks, the engine line says why, and the
+ * scores still equal the CLI's.
+ */
+async function runUnisolated(expected) {
+  console.log('\n== cpu-unisolated');
+  const server = await startServer({ root: WWW, port: 0, isolated: false });
+  const { context, userDataDir } = await launchChromium('cpu');
+  const consoleLines = [];
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+    page.on('worker', (w) => w.on('console', (m) => consoleLines.push(`worker ${m.type()}: ${m.text()}`)));
+    const params = new URLSearchParams({ threads: String(Math.max(2, THREADS)) });
+    if (env.E2E_MODEL) params.set('model', env.E2E_MODEL);
+    await page.goto(`${server.url}?${params}`);
+    const ready = await check('without COOP/COEP: the model loads on the CPU', async () => {
+      await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout: READY_TIMEOUT });
+      const error = await page.locator('[data-testid=error]').textContent().catch(() => '');
+      assert(await page.locator('[data-testid=ready]').count(), `error before ready: ${error}`);
+      const b = (await page.locator('[data-testid=backend]').textContent()).trim();
+      assert(b === 'cpu', `backend is "${b}"`);
+      assert(!(await page.evaluate(() => self.crossOriginIsolated)), 'the page is cross-origin isolated');
+    });
+    if (!ready) return;
+    await check('without COOP/COEP: the engine line says one thread, and why', async () => {
+      const engine = (await page.locator('[data-testid=engine]').textContent()).trim();
+      assert(/^burn flex on one thread \(the page is not cross-origin isolated\), /.test(engine), `engine line: "${engine}"`);
+      return engine;
+    });
+    const want = expected?.get(path.basename(env.E2E_ID_IMAGE ?? ''));
+    if (want) await check('without COOP/COEP: scores like the CLI', () => scoresLikeCli(page, path.basename(env.E2E_ID_IMAGE), want));
+    else skip('without COOP/COEP: scores like the CLI', 'E2E_ID_IMAGE or E2E_EXPECTED not set');
+  } catch (e) {
+    fail('cpu-unisolated run', e.message.split('\n')[0]);
+  } finally {
+    if (failed && consoleLines.length) {
+      console.log('  console (last 15):');
+      for (const l of consoleLines.slice(-15)) console.log(`    ${l.slice(0, 300)}`);
+    }
+    await context.close().catch(() => {});
+    await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+    await server.close();
   }
 }
 
@@ -877,13 +934,11 @@ async function main() {
       assert(up.status === 404, `traversal: ${up.status}`);
     });
     const expected = await loadExpected();
-    const backends = (env.E2E_BACKENDS ?? 'webgpu,cpu').split(',').map((s) => s.trim()).filter(Boolean);
+    const backends = (env.E2E_BACKENDS ?? 'webgpu,cpu,cpu-unisolated').split(',').map((s) => s.trim()).filter(Boolean);
     for (const b of backends) {
-      if (b !== 'webgpu' && b !== 'cpu') {
-        fail('E2E_BACKENDS', `unknown backend "${b}"`);
-        continue;
-      }
-      await runBackend(b, server, expected, hub);
+      if (b === 'cpu-unisolated') await runUnisolated(expected);
+      else if (b === 'webgpu' || b === 'cpu') await runBackend(b, server, expected, hub);
+      else fail('E2E_BACKENDS', `unknown backend "${b}"`);
     }
   } finally {
     await server.close();

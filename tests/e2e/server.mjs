@@ -1,10 +1,12 @@
 // A tiny static file server for www/ (Node 20, no dependencies).
 //
 //   node tests/e2e/server.mjs [--port 8080] [--root www] [--host 127.0.0.1] [--log] [--connect ORIGIN]...
+//                             [--no-isolation]
 //
 // It serves files under the root only (no directory listings, no dot-files, no path traversal,
 // no symlinks out of the root), answers GET and HEAD, and sends the headers the page is built
-// for: a strict Content-Security-Policy, COOP/COEP (cross-origin isolation), exact MIME types.
+// for: a strict Content-Security-Policy, COOP/COEP (cross-origin isolation, which the CPU's
+// threads need; `--no-isolation` leaves them out, as many static hosts do), exact MIME types.
 // run.mjs imports `startServer` from here.
 
 import { createServer } from 'node:http';
@@ -55,11 +57,10 @@ export function mimeType(file) {
   return MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
 
-function baseHeaders(policy = CSP) {
+function baseHeaders(policy = CSP, isolated = true) {
   return {
     'Content-Security-Policy': policy,
-    'Cross-Origin-Opener-Policy': 'same-origin',
-    'Cross-Origin-Embedder-Policy': 'require-corp',
+    ...(isolated && { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' }),
     'X-Content-Type-Options': 'nosniff',
   };
 }
@@ -67,7 +68,7 @@ function baseHeaders(policy = CSP) {
 function send(res, status, text, extra = {}) {
   const body = Buffer.from(`${text}\n`);
   res.writeHead(status, {
-    ...baseHeaders(res.policy),
+    ...baseHeaders(res.policy, res.isolated),
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': body.length,
     ...extra,
@@ -115,11 +116,12 @@ async function resolveFile(root, urlPath) {
  * Starts the server. Resolves to { server, url, port, close() } once it listens.
  * `port` 0 picks a free port.
  */
-export async function startServer({ root, port = 8080, host = '127.0.0.1', log = false, connect = [] } = {}) {
+export async function startServer({ root, port = 8080, host = '127.0.0.1', log = false, connect = [], isolated = true } = {}) {
   const realRoot = await realpath(path.resolve(root));
   const policy = csp(connect);
   const server = createServer(async (req, res) => {
     res.policy = policy;
+    res.isolated = isolated;
     const started = Date.now();
     res.on('finish', () => {
       if (log) console.log(`${req.method} ${req.url} ${res.statusCode} ${Date.now() - started}ms`);
@@ -148,7 +150,7 @@ export async function startServer({ root, port = 8080, host = '127.0.0.1', log =
       const { file, info } = found;
       const etag = `W/"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
       const headers = {
-        ...baseHeaders(policy),
+        ...baseHeaders(policy, isolated),
         'Content-Type': mimeType(file),
         'Content-Length': info.size,
         'Last-Modified': info.mtime.toUTCString(),
@@ -196,7 +198,7 @@ export async function startServer({ root, port = 8080, host = '127.0.0.1', log =
 
 function parseArgs(argv) {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const opts = { port: Number(process.env.PORT ?? 8080), root: path.resolve(here, '../../www'), host: '127.0.0.1', log: false, connect: [] };
+  const opts = { port: Number(process.env.PORT ?? 8080), root: path.resolve(here, '../../www'), host: '127.0.0.1', log: false, connect: [], isolated: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -208,8 +210,9 @@ function parseArgs(argv) {
     else if (a === '--host') opts.host = value();
     else if (a === '--log') opts.log = true;
     else if (a === '--connect') opts.connect.push(value()); // a Hub mirror the page may fetch from
+    else if (a === '--no-isolation') opts.isolated = false; // no COOP/COEP: the CPU on one thread
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node tests/e2e/server.mjs [--port 8080] [--root www] [--host 127.0.0.1] [--log] [--connect ORIGIN]...');
+      console.log('usage: node tests/e2e/server.mjs [--port 8080] [--root www] [--host 127.0.0.1] [--log] [--connect ORIGIN]... [--no-isolation]');
       process.exit(0);
     } else throw new Error(`unknown argument: ${a}`);
   }

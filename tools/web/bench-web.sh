@@ -2,7 +2,7 @@
 # `make bench-web`: our page and transformers.js on the same seeded ViT-B/32 weights (DIR, from
 # tools/reference/export_onnx.py, and DIR/ours.q8.bundle converted from DIR/hf), the same images
 # and the same headless Chromium, one after the other: per-image medians and our/their ratio, at
-# one thread and at each side's default thread count.
+# one thread, at each side's default thread count and at two threads (SETTINGS to change).
 #
 #   tools/web/bench-web.sh DIR [IMAGES]     (IMAGES: comma-separated; default three from $DATA)
 set -euo pipefail
@@ -19,40 +19,53 @@ ln -f "$dir/ours.q8.bundle" www/models/bench-b32.q8.bundle
 
 line() { grep -E '^(cpu|webgpu|transformers.js-wasm) ' | tail -1; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Thread settings, each run on both sides: "default" is each side's own choice (ours, like
+# onnxruntime-web: min(4, ceil(cores / 2)), on a cross-origin isolated page as the reference
+# server serves it); a number asks both for that many.
+settings=(${SETTINGS:-1 default 2})
 # This machine's speed drifts by tens of percent from minute to minute: ROUNDS rounds, each
-# running the three one after the other, and the ratio taken within each round.
+# running every setting of both sides one after the other, and each ratio taken within a round.
 rounds=${ROUNDS:-3}
-declare -a ours t1 tdef
+declare -A ours theirs
 for ((i = 1; i <= rounds; i++)); do
-  echo "== round $i: ours (q8 bundle, CPU in wasm)" >&2
-  ours[i]=$(node tests/e2e/bench.mjs --model models/bench-b32.q8.bundle --images "$images" --runs "$runs" --backends cpu | tee /dev/stderr | line)
-  echo "== round $i: transformers.js q8, 1 thread" >&2
-  t1[i]=$(node tools/web/tjs-bench/run.mjs --model-dir "$dir/tjs" --images "$images" --runs "$runs" --threads 1 | tee /dev/stderr | line)
-  echo "== round $i: transformers.js q8, default threads" >&2
-  tdef[i]=$(node tools/web/tjs-bench/run.mjs --model-dir "$dir/tjs" --images "$images" --runs "$runs" --threads default | tee /dev/stderr | line)
+  for t in "${settings[@]}"; do
+    echo "== round $i, threads $t: ours (q8 bundle, CPU in wasm)" >&2
+    ours[$t,$i]=$(node tests/e2e/bench.mjs --model models/bench-b32.q8.bundle --images "$images" --runs "$runs" \
+      --backends cpu --threads "${t/default/auto}" | tee /dev/stderr | line)
+    echo "== round $i, threads $t: transformers.js q8" >&2
+    theirs[$t,$i]=$(node tools/web/tjs-bench/run.mjs --model-dir "$dir/tjs" --images "$images" --runs "$runs" \
+      --threads "$t" | tee /dev/stderr | line)
+  done
 done
 
 # Columns (bench.mjs): backend ready_s warmup_ms image_total_ms image_tower_ms n scoring_rss_peak_mb
 col() { awk -v c="$1" '{ print $c }'; }
+tower_ratio() { awk -v o="$(col 5 <<<"${ours[$1,$2]}")" -v t="$(col 5 <<<"${theirs[$1,$2]}")" 'BEGIN { print o / t }'; }
 echo
-echo "per round, image tower medians (ms): ours | transformers.js 1 thread | default threads | ours/theirs"
+echo "per round, image tower medians (ms), ours | transformers.js | ours/theirs"
 for ((i = 1; i <= rounds; i++)); do
-  o=$(col 5 <<<"${ours[i]}"); a=$(col 5 <<<"${t1[i]}"); b=$(col 5 <<<"${tdef[i]}")
-  echo "round $i: $o | $a | $b | $(awk -v o="$o" -v a="$a" -v b="$b" 'BEGIN { printf "%.2f, %.2f", o / a, o / b }')"
+  for t in "${settings[@]}"; do
+    printf "round %d, threads %-7s: %6s | %6s | %.2f\n" "$i" "$t" "$(col 5 <<<"${ours[$t,$i]}")" \
+      "$(col 5 <<<"${theirs[$t,$i]}")" "$(tower_ratio "$t" "$i")"
+  done
 done
-summary() { # name, array name: the medians of ready, warm-up, per image, tower and memory
+summary() { # name, array name, setting: the medians of ready, warm-up, per image, tower and memory
   local -n rows=$2
-  local c r medians=()
-  for c in 2 3 4 5 7; do medians+=("$(for r in "${rows[@]}"; do col "$c" <<<"$r"; done | median)"); done
-  printf "%-36s %7s %10s %13s %15s %12s\n" "$1" "${medians[@]}"
+  local c i medians=()
+  for c in 2 3 4 5 7; do medians+=("$(for ((i = 1; i <= rounds; i++)); do col "$c" <<<"${rows[$3,$i]}"; done | median)"); done
+  printf "%-40s %7s %10s %13s %15s %12s\n" "$1" "${medians[@]}"
 }
 echo
 echo "medians over $rounds rounds"
-echo "scorer                               ready_s  warmup_ms  per_image_ms  image_tower_ms  rss_peak_mb"
-summary "deltaenergy q8, 1 thread" ours
-summary "transformers.js q8, 1 thread" t1
-summary "transformers.js q8, default threads" tdef
-ratios() { local -n theirs=$1; for ((i = 1; i <= rounds; i++)); do awk -v o="$(col 5 <<<"${ours[i]}")" -v t="$(col 5 <<<"${theirs[i]}")" 'BEGIN { print o / t }'; done | median; }
-printf "ours/theirs, image tower (median of the rounds' ratios): %.2f at 1 thread, %.2f at default threads\n" "$(ratios t1)" "$(ratios tdef)"
+echo "scorer                                   ready_s  warmup_ms  per_image_ms  image_tower_ms  rss_peak_mb"
+for t in "${settings[@]}"; do
+  summary "deltaenergy q8, threads $t" ours "$t"
+  summary "transformers.js q8, threads $t" theirs "$t"
+done
+echo
+for t in "${settings[@]}"; do
+  printf "ours/theirs, image tower, threads %s (median of the rounds' ratios): %.2f\n" "$t" \
+    "$(for ((i = 1; i <= rounds; i++)); do tower_ratio "$t" "$i"; done | median)"
+done
 echo "(below 1 we are faster; rss_peak_mb: all of Chromium's processes while the images are scored;"
-echo " our CPU path has one thread; onnxruntime-web's default is min(4, ceil(cores / 2)) threads)"
+echo " 'default' is min(4, ceil(cores / 2)) threads on both sides, $(( ($(nproc) + 1) / 2 > 4 ? 4 : ($(nproc) + 1) / 2 )) here)"
