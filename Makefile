@@ -120,7 +120,9 @@ demo: web
 #    images of each class, from which tune takes its 16 shots and 100 calibration images;
 # 2. fine-tune it two epochs with synthetic outliers (outlier exposure, see src/outliers.rs);
 # 3. convert both stages to q8 (the first one is the study's "no outliers" baseline) and tune
-#    EBM context vectors (METHOD.md's defaults) with a ΔEnergy threshold calibrated at 95% TPR.
+#    EBM context vectors (METHOD.md's defaults); ΔEnergy's c and τ are chosen, and its threshold
+#    calibrated at 95% TPR, on a validation split: 100 held-out images per class and 1,000
+#    outliers generated from them (no evaluation set).
 DEMO_MODEL := www/models/cifar-clip.q8.bundle
 DEMO_WORK ?= target/demo-model
 DEMO_EPOCHS ?= 22

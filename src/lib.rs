@@ -25,7 +25,7 @@ pub mod web;
 pub use bundle::export;
 pub use bundle::{convert, quant};
 pub use clip::{config, embed, loader, model, preprocess, prompt, tokenizer};
-pub use ood::{classify, eval, metrics, score};
+pub use ood::{classify, eval, metrics, score, select};
 #[cfg(not(target_family = "wasm"))]
 pub use train::{dataset, outliers, tune};
 

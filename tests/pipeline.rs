@@ -190,6 +190,8 @@ fn train_convert_tune_eval() {
             "--lambda",
             "1",
             "--no-cache",
+            "--validation-outliers",
+            "100",
             "--out",
             &p("ebm.bundle"),
         ],
@@ -197,10 +199,21 @@ fn train_convert_tune_eval() {
     ));
     assert_eq!(tuned["calibration_images"], 24);
     assert!(tuned["threshold"].as_f64().unwrap().is_finite());
+    // c and τ chosen on the validation split: every pair of the grid that three classes allow
+    // (c 1 and 2, three τ) tried, and the chosen one is what the bundle carries.
+    let trials = tuned["selection"].as_array().unwrap();
+    assert_eq!(trials.len(), 6, "{trials:?}");
+    assert!(trials.iter().all(|t| t["c"].as_u64().unwrap() < 3));
     let header = ok(run_cli(&["inspect", "--json", &p("ebm.bundle")]));
+    assert_eq!(header["score"]["c"], tuned["score"]["c"]);
+    assert_eq!(header["score"]["tau"], tuned["score"]["tau"]);
     let note = header["threshold"]["calibration"].as_str().unwrap();
     assert!(
         note.contains("24 images of $DELTAENERGY_DATA/train "),
+        "{note}"
+    );
+    assert!(
+        note.contains("chosen on them against 100 generated outliers"),
         "{note}"
     );
 

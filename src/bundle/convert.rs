@@ -126,6 +126,8 @@ pub struct Rebundle {
     /// Learned context `[n_ctx, text width]` and the prompt suffix after the class name.
     pub context: Option<(Vec<f32>, usize, String)>,
     pub threshold: Option<Threshold>,
+    /// New score settings (c and τ chosen on a validation split); none keeps the bundle's.
+    pub score: Option<ScoreParams>,
     /// Provenance: what the new bundle was made from, and how.
     pub source: String,
     pub created: u64,
@@ -144,7 +146,7 @@ pub fn rebundle(
         classes: changes.classes,
         template: bundle.header.template.clone(),
         context: changes.context,
-        score: bundle.header.score,
+        score: changes.score.unwrap_or(bundle.header.score),
         threshold: changes.threshold,
         source: changes.source,
         text_features: true,

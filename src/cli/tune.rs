@@ -1,15 +1,18 @@
 //! `deltaenergy tune`: CoOp context vectors with the EBM objective, written into a new bundle
-//! with a threshold calibrated on held-apart ID images.
+//! with ΔEnergy's c and τ chosen and its threshold calibrated on a validation split: held-apart
+//! ID images and outliers generated from them, never an evaluation set.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use deltaenergy::bundle::Bundle;
 use deltaenergy::convert::{now, rebundle, Rebundle};
-use deltaenergy::dataset::{class_features, ClassFolders};
+use deltaenergy::dataset::{class_features, decode_all, image_features, ClassFolders};
 use deltaenergy::metrics::calibrate;
 use deltaenergy::prompt::Prompt;
+use deltaenergy::rng::Rng;
 use deltaenergy::score::{cosine_similarities, ScoreKind};
+use deltaenergy::select::{select_delta_energy, Selection};
 use deltaenergy::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};
 
@@ -58,6 +61,17 @@ pub struct TuneArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Outliers to generate from the calibration images (shuffled tiles, dead leaves, noise,
+    /// fractals, as `train --outliers` makes them, with another seed) for choosing ΔEnergy's c
+    /// and τ; 0 keeps the bundle's settings.
+    #[arg(long, default_value_t = 1000)]
+    pub validation_outliers: usize,
+    /// The c values to try, plainest first (ties keep the earlier one).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,5")]
+    pub select_c: Vec<usize>,
+    /// The τ values to try (default: the bundle's τ, then half and twice it).
+    #[arg(long, value_delimiter = ',')]
+    pub select_tau: Option<Vec<f64>>,
     #[command(flatten)]
     pub cache: CacheArgs,
     #[arg(long)]
@@ -146,25 +160,66 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     };
     let text = class_features(&model, &tok, &classes, &prompt)?;
     let sims = cosine_similarities(&calib, &text);
+    let base = bundle.header.score;
+    let selection = if args.validation_outliers == 0 {
+        None
+    } else {
+        let files: Vec<PathBuf> = folders
+            .take_per_class(args.calibration, args.shots)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        let outliers = validation_outliers(&model, &files, args.validation_outliers, args.seed)?;
+        let taus = args
+            .select_tau
+            .clone()
+            .unwrap_or_else(|| vec![base.tau, base.tau / 2.0, base.tau * 2.0]);
+        // Fewer classes than a c of the default grid: that c cannot be tried.
+        let cs: Vec<usize> = args
+            .select_c
+            .iter()
+            .copied()
+            .filter(|&c| args.select_c.len() == 1 || c < classes.len())
+            .collect();
+        let s = select_delta_energy(
+            &sims,
+            &cosine_similarities(&outliers, &text),
+            &cs,
+            &taus,
+            &base,
+        )?;
+        for t in &s.trials {
+            eprintln!(
+                "validation: c {} τ {:.4}: AUROC {:.3}, FPR95 {:.3}",
+                t.c, t.tau, t.auroc, t.fpr95
+            );
+        }
+        eprintln!("chosen: c {}, τ {:.4}", s.chosen.c, s.chosen.tau);
+        Some(s)
+    };
+    let score = selection.as_ref().map_or(base, |s| s.params(&base));
     let note = format!(
-        "{} images of {} (per class: positions {}..{}, disjoint from the {} tuning shots)",
+        "{} images of {} (per class: positions {}..{}, disjoint from the {} tuning shots){}",
         calib.len(),
         portable_path(&args.train),
         args.shots,
         args.shots + args.calibration,
-        args.shots
+        args.shots,
+        selection.as_ref().map_or(String::new(), |s| format!(
+            "; c {} and τ {} chosen on them against {} generated outliers",
+            s.chosen.c, s.chosen.tau, args.validation_outliers
+        ))
     );
-    let threshold = calibrate(
-        &sims,
-        &bundle.header.score,
-        ScoreKind::DeltaEnergy,
-        0.95,
-        note,
-    )?;
+    let threshold = calibrate(&sims, &score, ScoreKind::DeltaEnergy, 0.95, note)?;
     let calib_acc = deltaenergy::eval::top1(&sims, &calib_labels)?;
     let shots_acc = deltaenergy::eval::top1(&cosine_similarities(&shots, &text), &shot_labels)?;
 
+    // A bundle tuned before gets a new context in place of its old one: the provenance names
+    // where the weights came from, and this tuning only.
     let mut tuned_from = bundle.header.provenance.source.clone();
+    if let Some(at) = tuned_from.find("; tuned: ") {
+        tuned_from.truncate(at);
+    }
     if tuned_from.is_empty() {
         tuned_from = portable_path(&args.model);
     }
@@ -172,6 +227,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         classes: classes.clone(),
         context: Some((context, args.n_ctx, opts.suffix.clone())),
         threshold: Some(threshold.clone()),
+        score: selection.is_some().then_some(score),
         source: format!(
             "{tuned_from}; tuned: {} shots, n_ctx {}, λ {}, mask {}{}, τ {}, {} epochs, lr {}, seed {}",
             args.shots,
@@ -201,7 +257,35 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             "calibration_accuracy": calib_acc,
             "threshold": threshold.value,
             "calibration_images": calib.len(),
+            "score": { "c": score.c, "tau": score.tau },
+            "selection": selection.as_ref().map(|s: &Selection| &s.trials),
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unit features of `n` outliers generated from the (decoded) calibration images, seeded apart
+/// from training's outliers so that none is an image training saw.
+fn validation_outliers(
+    model: &deltaenergy::Clip,
+    files: &[PathBuf],
+    n: usize,
+    seed: u64,
+) -> Result<Vec<Vec<f32>>> {
+    let cfg = model.preprocess_config();
+    let sources: Vec<_> = decode_all(files, &cfg, &|_| {})
+        .into_iter()
+        .filter_map(|r| r.ok())
+        .collect();
+    if sources.is_empty() {
+        return Err(Error::Input("no calibration image could be read".into()));
+    }
+    let mut rng = Rng::new(seed ^ 0x7661_6c69_6461_7465); // "validate"
+    let images: Vec<_> = (0..n)
+        .map(|i| {
+            let mut one = Rng::new(rng.next_u64());
+            deltaenergy::outliers::synthesize(&sources[i % sources.len()], cfg.crop_size, &mut one)
+        })
+        .collect();
+    image_features(model, &images, 64, &|_| {})
 }

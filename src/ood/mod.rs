@@ -6,3 +6,4 @@ pub mod classify;
 pub mod eval;
 pub mod metrics;
 pub mod score;
+pub mod select;

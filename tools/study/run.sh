@@ -37,7 +37,7 @@ for tau in own 0.01 0.1 1; do for c in 1 2 3; do
   ev "$model" --template "a photo of a {}." "${flag[@]}" --c "$c" > "$out/zs-tau$tau-c$c.json"
 done; done
 for v in -1 0.5; do
-  ev "$model" --template "a photo of a {}." --crop-value "$v" > "$out/zs-v$v.json"
+  ev "$model" --template "a photo of a {}." --c 1 --crop-value "$v" > "$out/zs-v$v.json"
 done
 
 echo "== λ" >&2
