@@ -108,7 +108,9 @@
  * @property {number} energyAfter LSE(s′/τ)
  * @property {number} tau
  * @property {number} c
- * @property {{decodeMs: number, imageMs: number, scoreMs: number, totalMs: number}} timings
+ * @property {{decodeMs: number, imageMs: number, scoreMs: number, totalMs: number, batch: number}} timings
+ *   milliseconds; `batch` is how many images shared the image tower's forward pass (1 for
+ *   `classify`), whose time each of them reports as its share
  * @property {'wasm' | 'browser'} decodedBy which decoder read the image
  * @property {Device} device where it ran
  */

@@ -89,6 +89,8 @@ self.onmessage = (event) => {
         return load(msg, progress);
       case 'classify':
         return classify(msg, progress);
+      case 'classifyMany':
+        return classifyMany(msg, progress);
       case 'setClasses':
         return onGpuFailureUseCpu(progress, (s) => setClasses(s, msg.classes, msg.templates ?? null, progress));
       case 'setThreshold':
@@ -385,6 +387,44 @@ async function classify(msg, progress) {
       }
     }
   });
+}
+
+/**
+ * Several images: the encoded ones `batchSize` at a time through one forward pass each
+ * (`classifyImages`), then, one at a time through `classify`'s own path, pixels the browser
+ * holds and images the wasm decoder could not read (the browser may). One entry per image: a
+ * result, or `{error}` for an image that failed alone.
+ */
+async function classifyMany(msg, progress) {
+  const topK = Math.max(1, Math.floor(Number(msg.topK) || 5));
+  const batch = Math.max(1, Math.min(64, Math.floor(Number(msg.batchSize) || 8)));
+  /** @type {any[]} */
+  const images = Array.isArray(msg.images) ? msg.images : [];
+  const encodedAt = [];
+  images.forEach((im, i) => {
+    if (im?.kind === 'encoded' && im.bytes instanceof ArrayBuffer) encodedAt.push(i);
+  });
+  const batched = await onGpuFailureUseCpu(progress, async (s) =>
+    encodedAt.length === 0
+      ? []
+      : (await s.classifyImages(encodedAt.map((i) => new Uint8Array(images[i].bytes)), topK, batch)).map(
+          (/** @type {any} */ r) => (r.error ? r : { ...r, decodedBy: 'wasm', device: s.device }),
+        ),
+  );
+  /** @type {any[]} */
+  const out = new Array(images.length).fill(null);
+  encodedAt.forEach((i, k) => {
+    out[i] = batched[k];
+  });
+  for (let i = 0; i < images.length; i++) {
+    if (out[i] && !(out[i].error && out[i].error.name === 'InputError')) continue;
+    try {
+      out[i] = await classify({ image: images[i], topK }, progress);
+    } catch (e) {
+      out[i] = { error: explain(e) };
+    }
+  }
+  return out;
 }
 
 let importing = null; // the AbortController of the import in progress

@@ -332,6 +332,21 @@ struct Timings {
     image_ms: f64,
     score_ms: f64,
     total_ms: f64,
+    /// Images in the image tower's forward pass that scored this one; the times of a batch are
+    /// its shares (the batch's time divided by its images).
+    batch: usize,
+}
+
+/// One image of `classifyImages` that could not be scored; the others are scored all the same.
+#[derive(Serialize)]
+struct ItemError {
+    error: ItemErrorBody,
+}
+
+#[derive(Serialize)]
+struct ItemErrorBody {
+    name: &'static str,
+    message: String,
 }
 
 #[derive(Serialize)]
@@ -665,6 +680,49 @@ impl Scorer {
         })
     }
 
+    /// Classifies several encoded images (an array of `Uint8Array`), `batch` of them at a time
+    /// through the image tower (one forward pass each). Resolves to one entry per image, in
+    /// order: what `classifyImage` gives, or `{ error: { name, message } }` for an image that
+    /// could not be read.
+    #[wasm_bindgen(js_name = classifyImages)]
+    pub fn classify_images(
+        &self,
+        images: js_sys::Array,
+        top_k: usize,
+        batch: usize,
+    ) -> js_sys::Promise {
+        let state = self.state.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let t0 = now_ms();
+            let cfg = state.borrow().model.preprocess_config();
+            let decoded: Vec<crate::Result<Vec<f32>>> = images
+                .iter()
+                .map(|v| {
+                    let bytes = v.dyn_into::<js_sys::Uint8Array>().map_err(|_| {
+                        crate::Error::Input(
+                            "classifyImages takes encoded images as Uint8Array".into(),
+                        )
+                    })?;
+                    Ok(preprocess_bytes(&bytes.to_vec(), &cfg)?)
+                })
+                .collect();
+            let scored = score_batch(&state, decoded, top_k, batch, t0).await?;
+            let out = js_sys::Array::new();
+            for item in scored {
+                out.push(&match item {
+                    Ok(v) => v,
+                    Err(e) => to_js(&ItemError {
+                        error: ItemErrorBody {
+                            name: e.kind(),
+                            message: e.to_string(),
+                        },
+                    })?,
+                });
+            }
+            Ok(out.into())
+        })
+    }
+
     /// Classifies raw RGBA pixels (e.g. a canvas's ImageData), alpha composited over white.
     #[wasm_bindgen(js_name = classifyRgba)]
     pub fn classify_rgba(
@@ -690,6 +748,20 @@ async fn run(
     top_k: usize,
     t0: f64,
 ) -> Result<JsValue, JsValue> {
+    let mut scored = score_batch(&state, vec![Ok(pixels)], top_k, 1, t0).await?;
+    scored.remove(0).map_err(js)
+}
+
+/// Scores preprocessed images (an error in place of one that could not be read), `batch` at a
+/// time through the image tower. An error of the model itself fails the whole call; an
+/// unreadable image fails only its own entry.
+async fn score_batch(
+    state: &Rc<RefCell<State>>,
+    images: Vec<crate::Result<Vec<f32>>>,
+    top_k: usize,
+    batch: usize,
+    t0: f64,
+) -> Result<Vec<crate::Result<JsValue>>, JsValue> {
     let t1 = now_ms();
     let model = state.borrow().model.clone();
     if state.borrow().classes.is_empty() {
@@ -697,32 +769,64 @@ async fn run(
             "no classes: set a class list first".into(),
         )));
     }
-    let features = read_f32_async(model.embed_pixels(&[pixels]).map_err(js)?)
-        .await
-        .map_err(js)?;
+    let n = images.len();
+    let mut slots = Vec::with_capacity(n);
+    let mut pixels = Vec::new();
+    for r in images {
+        slots.push(match r {
+            Ok(p) => {
+                pixels.push(p);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        });
+    }
+    let dim = model.config.projection_dim;
+    let batch = batch.max(1);
+    let mut features = Vec::with_capacity(pixels.len());
+    for chunk in pixels.chunks(batch) {
+        let f = read_f32_async(model.embed_pixels(chunk).map_err(js)?)
+            .await
+            .map_err(js)?;
+        features.extend(rows(f, dim));
+    }
     let t2 = now_ms();
     let s = state.borrow();
-    let sims = cosine_similarities(&[features], &s.text).remove(0);
     let threshold = s.threshold.as_ref();
-    let result = classify(
-        sims,
-        &s.classes,
-        &s.params,
-        threshold.map(|(t, _)| t),
-        top_k,
-    )
-    .map_err(js)?;
-    let t3 = now_ms();
-    to_js(&Output {
-        result,
-        threshold: threshold.map(|(t, c)| JsThreshold::of(t, *c)),
-        timings: Timings {
-            decode_ms: t1 - t0,
-            image_ms: t2 - t1,
-            score_ms: t3 - t2,
-            total_ms: t3 - t0,
-        },
-    })
+    let scored = pixels.len().max(1) as f64;
+    let mut features = features.into_iter();
+    let mut out = Vec::with_capacity(n);
+    let (decode_ms, image_ms) = ((t1 - t0) / n.max(1) as f64, (t2 - t1) / scored);
+    for slot in slots {
+        let verdict = slot.and_then(|()| {
+            let t = now_ms();
+            let f = features.next().expect("one feature row per decoded image");
+            let sims = cosine_similarities(&[f], &s.text).remove(0);
+            let result = classify(
+                sims,
+                &s.classes,
+                &s.params,
+                threshold.map(|(t, _)| t),
+                top_k,
+            )?;
+            Ok((result, now_ms() - t))
+        });
+        out.push(match verdict {
+            Ok((result, score_ms)) => Ok(to_js(&Output {
+                result,
+                threshold: threshold.map(|(t, c)| JsThreshold::of(t, *c)),
+                timings: Timings {
+                    decode_ms,
+                    image_ms,
+                    score_ms,
+                    total_ms: decode_ms + image_ms + score_ms,
+                    batch: batch.min(pixels.len()),
+                },
+            })?),
+            Err(e) => Err(e),
+        });
+    }
+    Ok(out)
 }
 
 /// A Hugging Face checkpoint converted into a bundle in the browser, one tensor at a time, with

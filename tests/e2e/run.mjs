@@ -346,6 +346,40 @@ async function runBackend(which, server, expected, hub) {
       await shot('results', { fullPage: true });
     }
 
+    // The package's batch API: one forward pass for the readable images, the same scores as
+    // one at a time, and an unreadable image failing alone.
+    if (which === 'cpu') {
+      await check('classifyMany scores a batch as classify does; a bad image fails alone', async () => {
+        const r = await page.evaluate(async () => {
+          const { createScorer } = await import('./pkg/index.js');
+          const scorer = await createScorer({ model: 'models/default.bundle', device: 'cpu' });
+          try {
+            const blob = async (u) => (await fetch(u)).blob();
+            const [cat, blotchy] = [await blob('samples/cat.jpg'), await blob('samples/blotchy.jpg')];
+            const text = new Blob(['not an image'], { type: 'text/plain' });
+            const many = await scorer.classifyMany([cat, text, blotchy]);
+            const one = [await scorer.classify(cat), await scorer.classify(blotchy)];
+            const de = (x) => (x instanceof Error ? null : x.scores.deltaEnergy);
+            return {
+              many: many.map(de),
+              one: one.map(de),
+              batch: many.map((x) => (x instanceof Error ? null : x.timings.batch)),
+              error: many[1] instanceof Error ? `${many[1].name}: ${many[1].message}` : null,
+            };
+          } finally {
+            scorer.dispose();
+          }
+        });
+        assert(r.error && r.error.startsWith('InputError: '), `the text file gave ${r.error}`);
+        assert(r.batch[0] === 2 && r.batch[2] === 2, `batch sizes ${JSON.stringify(r.batch)}`);
+        for (const [i, k] of [[0, 0], [2, 1]]) {
+          const diff = Math.abs(r.many[i] - r.one[k]);
+          assert(diff <= 1e-4, `ΔE in the batch ${r.many[i]}, alone ${r.one[k]}`);
+        }
+        return `ΔE ${r.many[0]} / ${r.many[2]} (alone ${r.one[0]} / ${r.one[1]}); ${r.error}`;
+      });
+    }
+
     // 3. the threshold slider re-flags cards live
     const first = images.length ? path.basename(images[0]) : null;
     if (first && scored.has(first)) {
