@@ -531,13 +531,18 @@ async function runBackend(which, server, expected, hub) {
     fail(`${which} run`, e.message.split('\n')[0]);
     await shot('crash', { fullPage: true });
   } finally {
-    if (failed && consoleLines.length) {
-      console.log('  console (last 15):');
-      for (const l of consoleLines.slice(-15)) console.log(`    ${l.slice(0, 300)}`);
-    }
-    await context.close().catch(() => {});
-    await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+    await endRun(context, userDataDir, consoleLines);
   }
+}
+
+/** After a browser run: its console's last lines if anything failed, then the browser and its profile. */
+async function endRun(context, userDataDir, consoleLines) {
+  if (failed && consoleLines.length) {
+    console.log('  console (last 15):');
+    for (const l of consoleLines.slice(-15)) console.log(`    ${l.slice(0, 300)}`);
+  }
+  await context.close().catch(() => {});
+  await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
 }
 
 /**
@@ -577,12 +582,7 @@ async function runUnisolated(expected) {
   } catch (e) {
     fail('cpu-unisolated run', e.message.split('\n')[0]);
   } finally {
-    if (failed && consoleLines.length) {
-      console.log('  console (last 15):');
-      for (const l of consoleLines.slice(-15)) console.log(`    ${l.slice(0, 300)}`);
-    }
-    await context.close().catch(() => {});
-    await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+    await endRun(context, userDataDir, consoleLines);
     await server.close();
   }
 }
