@@ -349,6 +349,17 @@ function bitmapPixels(bitmap) {
   return { width, height, rgba: new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer) };
 }
 
+/**
+ * Whether the browser's decoder may read an image the wasm decoder refused with `error`: an
+ * image type the wasm one does not read (AVIF, …), not one it read and found too large.
+ * @param {{name: string, message: string}} error
+ * @param {string} type
+ */
+function browserMayDecode(error, type) {
+  return error.name === 'InputError' && /^image\//i.test(type) && !WASM_FORMATS.test(type) && !/too large/i.test(error.message)
+    && typeof createImageBitmap === 'function' && typeof OffscreenCanvas === 'function';
+}
+
 async function classify(msg, progress) {
   const topK = Math.max(1, Math.floor(Number(msg.topK) || 5));
   const image = msg.image ?? {};
@@ -370,9 +381,7 @@ async function classify(msg, progress) {
     } catch (e) {
       // A type the wasm decoder does not read (AVIF, …): let the browser decode it.
       const type = String(image.type ?? '');
-      const d = explain(e);
-      const browserMay = d.name === 'InputError' && /^image\//i.test(type) && !WASM_FORMATS.test(type) && !/too large/i.test(d.message);
-      if (!browserMay || typeof createImageBitmap !== 'function' || typeof OffscreenCanvas !== 'function') throw e;
+      if (!browserMayDecode(explain(e), type)) throw e;
       let bitmap;
       try {
         bitmap = await createImageBitmap(new Blob([bytes], { type }));
@@ -417,7 +426,8 @@ async function classifyMany(msg, progress) {
     out[i] = batched[k];
   });
   for (let i = 0; i < images.length; i++) {
-    if (out[i] && !(out[i].error && out[i].error.name === 'InputError')) continue;
+    // Decoded by the wasm already, or refused by it where the browser could not do better.
+    if (out[i] && !(out[i].error && browserMayDecode(out[i].error, String(images[i].type ?? '')))) continue;
     try {
       out[i] = await classify({ image: images[i], topK }, progress);
     } catch (e) {

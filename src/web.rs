@@ -782,25 +782,26 @@ async fn score_batch(
         });
     }
     let dim = model.config.projection_dim;
-    let batch = batch.max(1);
+    // Each image's features, with the size of the pass that computed them and its share of
+    // that pass's time.
     let mut features = Vec::with_capacity(pixels.len());
-    for chunk in pixels.chunks(batch) {
+    for chunk in pixels.chunks(batch.max(1)) {
+        let t = now_ms();
         let f = read_f32_async(model.embed_pixels(chunk).map_err(js)?)
             .await
             .map_err(js)?;
-        features.extend(rows(f, dim));
+        let share = (now_ms() - t) / chunk.len() as f64;
+        features.extend(rows(f, dim).into_iter().map(|r| (r, chunk.len(), share)));
     }
-    let t2 = now_ms();
     let s = state.borrow();
     let threshold = s.threshold.as_ref();
-    let scored = pixels.len().max(1) as f64;
     let mut features = features.into_iter();
     let mut out = Vec::with_capacity(n);
-    let (decode_ms, image_ms) = ((t1 - t0) / n.max(1) as f64, (t2 - t1) / scored);
+    let decode_ms = (t1 - t0) / n.max(1) as f64;
     for slot in slots {
         let verdict = slot.and_then(|()| {
             let t = now_ms();
-            let f = features.next().expect("one feature row per decoded image");
+            let (f, batch, image_ms) = features.next().expect("one feature row per decoded image");
             let sims = cosine_similarities(&[f], &s.text).remove(0);
             let result = classify(
                 sims,
@@ -809,10 +810,10 @@ async fn score_batch(
                 threshold.map(|(t, _)| t),
                 top_k,
             )?;
-            Ok((result, now_ms() - t))
+            Ok((result, now_ms() - t, batch, image_ms))
         });
         out.push(match verdict {
-            Ok((result, score_ms)) => Ok(to_js(&Output {
+            Ok((result, score_ms, batch, image_ms)) => Ok(to_js(&Output {
                 result,
                 threshold: threshold.map(|(t, c)| JsThreshold::of(t, *c)),
                 timings: Timings {
@@ -820,7 +821,7 @@ async fn score_batch(
                     image_ms,
                     score_ms,
                     total_ms: decode_ms + image_ms + score_ms,
-                    batch: batch.min(pixels.len()),
+                    batch,
                 },
             })?),
             Err(e) => Err(e),

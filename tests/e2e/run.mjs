@@ -359,12 +359,15 @@ async function runBackend(which, server, expected, hub) {
             const text = new Blob(['not an image'], { type: 'text/plain' });
             const many = await scorer.classifyMany([cat, text, blotchy]);
             const one = [await scorer.classify(cat), await scorer.classify(blotchy)];
+            // Three images two a pass: the last pass holds one.
+            const passes = (await scorer.classifyMany([cat, blotchy, cat], { batchSize: 2 })).map((x) => x.timings.batch);
             const de = (x) => (x instanceof Error ? null : x.scores.deltaEnergy);
             return {
               many: many.map(de),
               one: one.map(de),
               batch: many.map((x) => (x instanceof Error ? null : x.timings.batch)),
               error: many[1] instanceof Error ? `${many[1].name}: ${many[1].message}` : null,
+              passes,
             };
           } finally {
             scorer.dispose();
@@ -372,6 +375,7 @@ async function runBackend(which, server, expected, hub) {
         });
         assert(r.error && r.error.startsWith('InputError: '), `the text file gave ${r.error}`);
         assert(r.batch[0] === 2 && r.batch[2] === 2, `batch sizes ${JSON.stringify(r.batch)}`);
+        assert(JSON.stringify(r.passes) === '[2,2,1]', `three images two a pass: batch sizes ${JSON.stringify(r.passes)}`);
         for (const [i, k] of [[0, 0], [2, 1]]) {
           const diff = Math.abs(r.many[i] - r.one[k]);
           assert(diff <= 1e-4, `ΔE in the batch ${r.many[i]}, alone ${r.one[k]}`);
