@@ -58,20 +58,85 @@ pub fn cpu() -> Device {
     Device::flex()
 }
 
-/// The wgpu device, initialised once per process: burn refuses a second initialisation, so
-/// every caller (tests run many in one process) shares the first result, failure included.
+/// What the wgpu adapter is, as far as the model's choices go: its name for people, whether it
+/// is a real GPU or a software rasteriser, and whether it runs f16 shaders.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Adapter {
+    /// Name and driver, where the platform tells them (browsers often withhold both).
+    pub name: String,
+    /// A CPU implementation of the API (SwiftShader, lavapipe, llvmpipe, WARP): it proves the
+    /// kernels right and says nothing of speed, and it rejects some of burn's tuned shaders.
+    pub software: bool,
+    /// The device was created with `shader-f16` (cubecl requests every feature the adapter has).
+    pub f16: bool,
+}
+
+#[cfg(feature = "wgpu")]
+impl Adapter {
+    pub fn of(setup: &burn::tensor::wgpu::WgpuSetup) -> Self {
+        use burn::tensor::wgpu::wgpu;
+        let info = setup.adapter.get_info();
+        let name = [info.name.as_str(), info.driver.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Adapter {
+            software: is_software(info.device_type == wgpu::DeviceType::Cpu, &name),
+            f16: setup.device.features().contains(wgpu::Features::SHADER_F16),
+            name,
+        }
+    }
+}
+
+/// Software adapters by type, or by name where the type is not reported: a browser reports
+/// `Cpu` only for a fallback adapter, and some drivers call themselves integrated GPUs.
+pub fn is_software(cpu_type: bool, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    cpu_type
+        || [
+            "swiftshader",
+            "lavapipe",
+            "llvmpipe",
+            "softpipe",
+            "microsoft basic render",
+            "warp",
+        ]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// The wgpu device and its adapter, initialised once per process: burn refuses a second
+/// initialisation, so every caller (tests run many in one process) shares the first result,
+/// failure included.
 #[cfg(all(not(target_family = "wasm"), feature = "wgpu"))]
-pub fn wgpu() -> Result<Device> {
+fn wgpu_init() -> Result<(Device, Adapter)> {
     use std::sync::OnceLock;
-    static DEVICE: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+    static DEVICE: OnceLock<std::result::Result<(Device, Adapter), String>> = OnceLock::new();
     DEVICE
         .get_or_init(|| {
             // wgpu can panic inside adapter discovery on broken drivers; report it as an error.
-            std::panic::catch_unwind(|| Device::wgpu_options().init().map_err(|e| format!("{e:?}")))
-                .unwrap_or_else(|_| Err("wgpu initialisation panicked".into()))
+            std::panic::catch_unwind(|| {
+                Device::wgpu_options()
+                    .init_with_setup()
+                    .map(|(device, setup)| (device, Adapter::of(&setup)))
+                    .map_err(|e| format!("{e:?}"))
+            })
+            .unwrap_or_else(|_| Err("wgpu initialisation panicked".into()))
         })
         .clone()
         .map_err(|e| Error::Device(format!("no usable wgpu adapter: {e}")))
+}
+
+#[cfg(all(not(target_family = "wasm"), feature = "wgpu"))]
+pub fn wgpu() -> Result<Device> {
+    wgpu_init().map(|(device, _)| device)
+}
+
+/// The adapter behind [`wgpu`], once it has been initialised (or initialising it now).
+#[cfg(all(not(target_family = "wasm"), feature = "wgpu"))]
+pub fn wgpu_adapter() -> Result<Adapter> {
+    wgpu_init().map(|(_, adapter)| adapter)
 }
 
 #[cfg(not(target_family = "wasm"))]

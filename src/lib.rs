@@ -24,7 +24,7 @@ pub mod web;
 #[cfg(not(target_family = "wasm"))]
 pub use bundle::export;
 pub use bundle::{convert, quant};
-pub use clip::{config, embed, loader, model, preprocess, prompt, tokenizer};
+pub use clip::{config, embed, loader, model, precision, preprocess, prompt, tokenizer};
 pub use ood::{classify, eval, metrics, score, select};
 #[cfg(not(target_family = "wasm"))]
 pub use train::{dataset, outliers, tune};

@@ -264,6 +264,19 @@ fn bad_input_fails_cleanly() {
         ]),
         "tau",
     );
+    assert_clean_failure(
+        &run_cli(&[
+            "score",
+            "--model",
+            m,
+            "--classes",
+            "cat",
+            "--precision",
+            "f16",
+            good.to_str().unwrap(),
+        ]),
+        "shader-f16",
+    );
     // One bad image among good ones: the good one is still scored, the bad one reported.
     let out = run_cli(&[
         "score",

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use deltaenergy::bundle::Bundle;
 use deltaenergy::device::{self, read_f32, Backend};
+use deltaenergy::precision::{self, Precision};
 use deltaenergy::{loader, ClipConfig, Error, Result};
 
 use super::model_source;
@@ -25,6 +26,9 @@ pub struct BenchArgs {
     pub backends: Vec<Backend>,
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub batches: Vec<usize>,
+    /// Image tower precisions to time (f16: wgpu adapters with shader-f16 only, else skipped).
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    pub precisions: Vec<Precision>,
     /// Timed runs per case (after one untimed warm-up run).
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
@@ -103,11 +107,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             args.iters
         );
         println!(
-            "{:<6} {:<6} {:>5} {:>12} {:>12} {:>12}",
+            "{:<10} {:<6} {:>5} {:>12} {:>12} {:>12}",
             "backend", "tower", "batch", "median_ms", "min_ms", "ms/item"
         );
     }
-    for &backend in &args.backends {
+    for (backend, precision) in args
+        .backends
+        .iter()
+        .flat_map(|&b| args.precisions.iter().map(move |&p| (b, p)))
+    {
         let dev = match device::device(backend) {
             Ok(d) => d,
             Err(e) => {
@@ -115,11 +123,26 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 continue;
             }
         };
+        #[cfg(feature = "wgpu")]
+        if backend == Backend::Wgpu && precision == args.precisions[0] {
+            let a = device::wgpu_adapter()?;
+            eprintln!(
+                "wgpu adapter: {} ({}; shader-f16 {})",
+                a.name,
+                if a.software { "software" } else { "hardware" },
+                if a.f16 { "yes" } else { "no" }
+            );
+        }
+        if !precision::supports(&dev, precision) {
+            eprintln!("{backend} {precision}: skipped: this device cannot run {precision}");
+            continue;
+        }
         let load = Instant::now();
         let model = match &bundle {
             Some(b) => b.model(&dev)?,
             None => loader::random(&config, 0, &dev)?,
-        };
+        }
+        .with_precision(precision)?;
         let load_ms = load.elapsed().as_secs_f64() * 1e3;
         let s = v.image_size;
         let per = v.num_channels * s * s;
@@ -144,20 +167,25 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             let image = time(args.iters, || {
                 read_f32(model.embed_pixels(&pixels)?).map(|_| ())
             })?;
-            let text = time(args.iters, || {
-                read_f32(model.encode_token_ids(&ids)?).map(|_| ())
-            })?;
-            for (tower, (med, min)) in [("image", image), ("text", text)] {
+            let mut towers = vec![("image", image)];
+            // The text tower is f32 at every precision: timed once.
+            if precision == Precision::F32 {
+                let text = time(args.iters, || {
+                    read_f32(model.encode_token_ids(&ids)?).map(|_| ())
+                })?;
+                towers.push(("text", text));
+            }
+            for (tower, (med, min)) in towers {
                 if args.json {
                     println!(
                         "{}",
-                        serde_json::json!({"backend": backend, "tower": tower, "batch": batch,
+                        serde_json::json!({"backend": backend, "precision": precision, "tower": tower, "batch": batch,
                             "median_ms": med, "min_ms": min, "load_ms": load_ms, "text_len": args.text_len})
                     );
                 } else {
                     println!(
-                        "{:<6} {:<6} {:>5} {:>12.1} {:>12.1} {:>12.1}",
-                        backend.to_string(),
+                        "{:<10} {:<6} {:>5} {:>12.1} {:>12.1} {:>12.1}",
+                        format!("{backend} {precision}"),
                         tower,
                         batch,
                         med,

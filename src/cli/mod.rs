@@ -72,6 +72,10 @@ pub struct ModelArgs {
     /// cpu (flex) or wgpu.
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
+    /// The image tower's float precision: f16 runs on wgpu adapters with shader-f16 (the text
+    /// tower and the scores stay f32).
+    #[arg(long, default_value = "f32")]
+    pub precision: deltaenergy::precision::Precision,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use deltaenergy::bundle::{Bundle, Header};
 use deltaenergy::convert::{compress_merges, merges_from_tokenizer_json};
+use deltaenergy::precision::Precision;
 use deltaenergy::prompt::Prompt;
 use deltaenergy::score::ScoreParams;
 use deltaenergy::tokenizer::ClipTokenizer;
@@ -205,6 +206,20 @@ impl Loaded {
     }
 }
 
+/// The image tower's digest, which names its features in the cache: f16 features are not the
+/// f32 ones, so they get a name of their own.
+fn with_precision(digest: [u8; 32], precision: Precision) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    match precision {
+        Precision::F32 => digest,
+        other => Sha256::new()
+            .chain_update(digest)
+            .chain_update(other.to_string())
+            .finalize()
+            .into(),
+    }
+}
+
 /// Loads `--model`: a directory is read as the Hugging Face layout, a file as a bundle.
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
     if !args.model.exists() {
@@ -225,8 +240,8 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
         let config = String::from_utf8(config)
             .map_err(|_| Error::Config("config.json is not UTF-8".into()))?;
         return Ok(Loaded {
-            model: loader::load_hf(&config, &weights, &device)?,
-            vision_digest: h.finalize().into(),
+            model: loader::load_hf(&config, &weights, &device)?.with_precision(args.precision)?,
+            vision_digest: with_precision(h.finalize().into(), args.precision),
             bundle: None,
             tokenizer_override: args.tokenizer.clone(),
             dir: Some(args.model.clone()),
@@ -234,7 +249,7 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     }
     let bytes = read_file(&args.model)?;
     let bundle = Bundle::parse(&bytes)?;
-    let model = bundle.model(&device)?;
+    let model = bundle.model(&device)?.with_precision(args.precision)?;
     let meta = BundleMeta {
         header: bundle.header.clone(),
         prompt: bundle.prompt(),
@@ -243,7 +258,7 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     };
     Ok(Loaded {
         model,
-        vision_digest: bundle.vision_digest(),
+        vision_digest: with_precision(bundle.vision_digest(), args.precision),
         bundle: Some(meta),
         tokenizer_override: args.tokenizer.clone(),
         dir: None,

@@ -8,6 +8,7 @@ pub mod embed;
 pub mod linear;
 pub mod loader;
 pub mod model;
+pub mod precision;
 pub mod preprocess;
 pub mod prompt;
 pub mod specs;

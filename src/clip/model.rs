@@ -9,7 +9,7 @@ use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use crate::clip::linear::{forward as linear, forward3 as linear3};
 use crate::config::{Activation, ClipConfig};
@@ -247,9 +247,14 @@ impl Clip {
         self.vision.image_size
     }
 
-    /// `[B, C, S, S]` normalised pixels → `[B, projection_dim]`.
+    /// `[B, C, S, S]` normalised pixels → `[B, projection_dim]`, in f32 whatever precision the
+    /// tower runs at ([`crate::precision`]).
     pub fn encode_images(&self, pixels: Tensor<4>) -> Tensor<2> {
-        self.vision.forward(pixels)
+        let dtype = self.vision.position_embedding.dtype();
+        if dtype == DType::F32 {
+            return self.vision.forward(pixels);
+        }
+        self.vision.forward(pixels.cast(dtype)).cast(DType::F32)
     }
 
     /// Token id sequences → `[B, projection_dim]`.
