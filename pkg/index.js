@@ -24,6 +24,7 @@ export { ScorerError } from './errors.js';
 /** @typedef {import('./types.js').Device} Device */
 /** @typedef {import('./types.js').DeviceReason} DeviceReason */
 /** @typedef {import('./types.js').DeviceRequest} DeviceRequest */
+/** @typedef {import('./types.js').PrecisionRequest} PrecisionRequest */
 /** @typedef {import('./types.js').ImageInput} ImageInput */
 /** @typedef {import('./types.js').ImportOptions} ImportOptions */
 /** @typedef {import('./types.js').ModelInfo} ModelInfo */
@@ -47,7 +48,7 @@ const RESTART_WINDOW_MS = 60_000;
 export async function createScorer(options) {
   const scorer = new DeltaEnergyScorer(options);
   try {
-    await scorer.load(options.model, { device: options.device });
+    await scorer.load(options.model, { device: options.device, precision: options.precision });
   } catch (e) {
     scorer.dispose();
     throw e;
@@ -64,7 +65,7 @@ export class DeltaEnergyScorer {
   /** @type {CreateScorerOptions} */ #options;
   /** @type {number[]} */ #restarts = [];
   /** @type {string | null} */ #broken = null;
-  /** @type {{source: ReturnType<typeof modelSource>, device: DeviceRequest} | null} */ #model = null;
+  /** @type {{source: ReturnType<typeof modelSource>, device: DeviceRequest, precision: PrecisionRequest} | null} */ #model = null;
   /** @type {{device: Device, reason: DeviceReason, info: ModelInfo} | null} */ #state = null;
   /** @type {{classes: string[], templates: string[] | null} | null} */ #classes = null;
   /** @type {{scores: Scores[], tpr: number} | null} */ #calibration = null;
@@ -100,13 +101,13 @@ export class DeltaEnergyScorer {
   /**
    * Loads another model into this scorer (the previous one stays if this one fails).
    * @param {ModelSource} model
-   * @param {{device?: DeviceRequest}} [options]
+   * @param {{device?: DeviceRequest, precision?: PrecisionRequest}} [options]
    * @returns {Promise<ModelInfo>}
    */
-  async load(model, { device = this.#options.device ?? 'auto' } = {}) {
+  async load(model, { device = this.#options.device ?? 'auto', precision = this.#options.precision ?? 'auto' } = {}) {
     const source = modelSource(model, this.#options.allowedOrigins ?? []);
-    const ready = await this.#loadFrom(source, device);
-    this.#model = { source, device };
+    const ready = await this.#loadFrom(source, device, precision);
+    this.#model = { source, device, precision };
     this.#classes = null;
     this.#threshold = undefined;
     this.#calibration = null;
@@ -401,10 +402,10 @@ export class DeltaEnergyScorer {
     }
   }
 
-  async #loadFrom(source, device) {
+  async #loadFrom(source, device, precision) {
     const { message, transfer } = await source.source();
     try {
-      return await this.#send('load', { source: message, device, threads: this.#options.threads ?? 'auto' }, transfer);
+      return await this.#send('load', { source: message, device, precision, threads: this.#options.threads ?? 'auto' }, transfer);
     } catch (e) {
       if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
       throw e;
@@ -428,7 +429,7 @@ export class DeltaEnergyScorer {
     this.#options.onProgress?.({ status: 'restart', message: `the scorer crashed (${error.message}) and restarts${device === 'cpu' ? ' on the CPU' : ''}` });
     this.#start();
     try {
-      await this.#loadFrom(this.#model.source, device);
+      await this.#loadFrom(this.#model.source, device, this.#model.precision);
       this.#model = { ...this.#model, device };
       if (this.#classes) this.#setInfo(await this.#send('setClasses', this.#classes));
       if (this.#threshold !== undefined) this.#setInfo(await this.#send('setThreshold', { value: this.#threshold }));

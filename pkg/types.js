@@ -8,6 +8,14 @@
  */
 
 /**
+ * The image tower's precision on WebGPU: `auto` runs f16 on real GPUs that offer `shader-f16`
+ * (f32 accumulation in the matmuls, LayerNorm in f32; image features match f32 to a cosine of
+ * 0.9999 or better) and f32 elsewhere; `f16` fails with an InputError where the adapter has
+ * no `shader-f16` or the model runs on the CPU. The CPU always runs f32.
+ * @typedef {'auto' | 'f32' | 'f16'} PrecisionRequest
+ */
+
+/**
  * Where the model runs: WebGPU, or the CPU (burn's `flex` backend in WebAssembly).
  * @typedef {'webgpu' | 'cpu'} Device
  */
@@ -84,6 +92,17 @@
  * @property {string} sha256 the bundle's checksum (hex)
  * @property {string} engine what computes the products ("burn flex on one thread, q8 weights
  *   one byte each, int8 matmul (simd128)")
+ * @property {'f32' | 'f16'} precision the image tower's activations: f16 on WebGPU adapters that
+ *   offer `shader-f16` (see `PrecisionRequest`), else f32; the text tower is always f32
+ * @property {Adapter | null} adapter the WebGPU adapter, null on the CPU
+ */
+
+/**
+ * The WebGPU adapter as far as the model's choices go.
+ * @typedef {object} Adapter
+ * @property {string} name what the browser tells of it (often empty: browsers withhold it)
+ * @property {boolean} software a CPU implementation of WebGPU (SwiftShader and the like)
+ * @property {boolean} f16 whether it runs f16 shaders (`shader-f16`)
  */
 
 /**
@@ -194,6 +213,7 @@
  * @typedef {object} CreateScorerOptions
  * @property {ModelSource} model the bundle to load
  * @property {DeviceRequest} [device] default `auto`
+ * @property {PrecisionRequest} [precision] the image tower's precision on WebGPU (default `auto`)
  * @property {(event: ProgressEvent) => void} [onProgress] progress and state changes
  * @property {string[]} [allowedOrigins] origins besides the page's own that models may be
  *   fetched from (none by default)

@@ -8,7 +8,7 @@
 // Requests that use the model run one at a time, in order; `judge` (pure arithmetic) and
 // `cachedModels` do not wait for them.
 //
-// ops: load {source: {kind: 'url', href, allowedOrigins} | {kind: 'bytes', bytes}, device,
+// ops: load {source: {kind: 'url', href, allowedOrigins} | {kind: 'bytes', bytes}, device, precision: 'auto' | 'f32' | 'f16',
 //            threads: 'auto' | number (the CPU pool's size; the first load's value stays)}
 //      classify {image: {kind: 'encoded', bytes, type} | {kind: 'rgba', width, height, rgba}
 //                | {kind: 'bitmap', bitmap}, topK}
@@ -194,7 +194,7 @@ function threadedBuild(threads, progress) {
  * Builds and warms up a scorer; frees it again if the warm-up fails. The CPU runs in the
  * threaded build when there is one; "auto" asks this build for WebGPU first, as it would itself.
  */
-async function start(bytes, device, progress, threads) {
+async function start(bytes, device, progress, threads, precision = 'auto') {
   let build = wasm;
   let reason = null;
   if (device === 'cpu') {
@@ -206,7 +206,7 @@ async function start(bytes, device, progress, threads) {
   }
   progress({ status: 'load' });
   const t0 = performance.now();
-  const scorer = await build.Scorer.load(bytes, build === wasm ? device : 'cpu');
+  const scorer = await build.Scorer.load(bytes, build === wasm ? device : 'cpu', precision);
   const loadMs = performance.now() - t0;
   try {
     progress({ status: 'warmup', device: scorer.device });
@@ -248,7 +248,7 @@ async function load(msg, progress) {
   let started;
   let reason = null;
   try {
-    started = await start(bytes, device, progress, threads);
+    started = await start(bytes, device, progress, threads, msg.precision ?? 'auto');
   } catch (e) {
     if (fetched?.cached) await forgetBundle(fetched.href);
     // WebGPU came up but could not run the model: the CPU before giving up.

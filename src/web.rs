@@ -12,9 +12,10 @@ use wasm_bindgen::prelude::*;
 
 use crate::bundle::{hex, Bundle, Header, Provenance};
 use crate::classify::{classify, Classification};
-use crate::device::{read_f32_async, rows};
+use crate::device::{read_f32_async, rows, Adapter};
 use crate::embed::clean_classes;
 use crate::model::Clip;
+use crate::precision::Precision;
 use crate::preprocess::{preprocess_bytes, preprocess_rgb, rgba_to_rgb};
 use crate::prompt::Prompt;
 use crate::score::{cosine_similarities, ScoreKind, ScoreParams, Scores, Threshold};
@@ -58,26 +59,17 @@ struct DeviceReason {
 thread_local! {
     /// burn refuses a second wgpu initialisation, so the first outcome is kept for the page's
     /// lifetime (a failure too: the next load goes straight to the CPU with the same reason).
-    /// Ok holds the adapter's description, Err the raw error.
-    static WGPU: RefCell<Option<Result<(Device, String), String>>> = const { RefCell::new(None) };
+    /// Ok holds the adapter, Err the raw error.
+    static WGPU: RefCell<Option<Result<(Device, Adapter), String>>> = const { RefCell::new(None) };
 }
 
 #[cfg(feature = "wgpu")]
-async fn webgpu() -> Result<(Device, String), String> {
+async fn webgpu() -> Result<(Device, Adapter), String> {
     if let Some(known) = WGPU.with(|w| w.borrow().clone()) {
         return known;
     }
     let outcome = match Device::wgpu_options().init_with_setup_async().await {
-        Ok((device, setup)) => {
-            let info = setup.adapter.get_info();
-            // Browsers usually withhold the adapter's name; say what is known.
-            let name = [info.name.as_str(), info.driver.as_str()]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(", ");
-            Ok((device, name))
-        }
+        Ok((device, setup)) => Ok((device, Adapter::of(&setup))),
         Err(e) => Err(format!("{e:?}")),
     };
     WGPU.with(|w| *w.borrow_mut() = Some(outcome.clone()));
@@ -87,7 +79,7 @@ async fn webgpu() -> Result<(Device, String), String> {
 /// The threaded CPU build has no wgpu (its types are not Send, which atomics require); the
 /// package's worker only asks it for the CPU.
 #[cfg(not(feature = "wgpu"))]
-async fn webgpu() -> Result<(Device, String), String> {
+async fn webgpu() -> Result<(Device, Adapter), String> {
     Err("this is the threaded CPU build, which has no WebGPU".into())
 }
 
@@ -110,8 +102,35 @@ pub async fn probe_webgpu() -> Result<JsValue, JsValue> {
     }
 }
 
-/// The device for "auto", "webgpu" or "cpu", and why.
-async fn pick_device(requested: &str) -> Result<(Device, &'static str, DeviceReason), JsValue> {
+/// The image tower's precision for "auto", "f32" or "f16" on `adapter` (None: the CPU). "auto"
+/// takes f16 on real GPUs that offer it: a software adapter emulates f16 no faster than f32.
+fn pick_precision(requested: &str, adapter: Option<&Adapter>) -> Result<Precision, JsValue> {
+    match requested {
+        "auto" | "" => Ok(match adapter {
+            Some(a) if a.f16 && !a.software => Precision::F16,
+            _ => Precision::F32,
+        }),
+        other => match (other.parse().map_err(js)?, adapter) {
+            (Precision::F16, a) if !a.is_some_and(|a| a.f16) => {
+                // Refused before loading, as a request this device cannot honour (not a GPU
+                // failure, which would move the model to the CPU).
+                Err(js(crate::Error::Input(format!(
+                    "precision f16 needs a WebGPU adapter with shader-f16; {} (use auto or f32)",
+                    match adapter {
+                        Some(_) => "this one has none",
+                        None => "the model runs on the CPU",
+                    }
+                ))))
+            }
+            (p, _) => Ok(p),
+        },
+    }
+}
+
+/// The device for "auto", "webgpu" or "cpu", its adapter when it is WebGPU, and why.
+async fn pick_device(
+    requested: &str,
+) -> Result<(Device, &'static str, Option<Adapter>, DeviceReason), JsValue> {
     let reason = |code, message: &str, detail: String| DeviceReason {
         code,
         message: message.to_string(),
@@ -121,13 +140,15 @@ async fn pick_device(requested: &str) -> Result<(Device, &'static str, DeviceRea
         "cpu" => Ok((
             crate::device::cpu(),
             "cpu",
+            None,
             reason("requested", "The CPU was asked for.", String::new()),
         )),
         "webgpu" => match webgpu().await {
             Ok((d, adapter)) => Ok((
                 d,
                 "webgpu",
-                reason("requested", "WebGPU was asked for.", adapter),
+                Some(adapter.clone()),
+                reason("requested", "WebGPU was asked for.", adapter.name),
             )),
             Err(e) => Err(js(crate::Error::Device(format!(
                 "this browser offers no WebGPU adapter ({e})"
@@ -137,13 +158,14 @@ async fn pick_device(requested: &str) -> Result<(Device, &'static str, DeviceRea
             Ok((d, adapter)) => Ok((
                 d,
                 "webgpu",
+                Some(adapter.clone()),
                 reason(
                     "webgpu",
                     "The browser offers WebGPU, so the GPU runs the model.",
-                    adapter,
+                    adapter.name,
                 ),
             )),
-            Err(e) => Ok((crate::device::cpu(), "cpu", no_webgpu(e))),
+            Err(e) => Ok((crate::device::cpu(), "cpu", None, no_webgpu(e))),
         },
         other => Err(js(crate::Error::Input(format!(
             "unknown device `{other}` (auto, webgpu or cpu)"
@@ -165,6 +187,8 @@ struct State {
     /// The threshold in force: the bundle's, or one set since (its `tpr` then unknown).
     threshold: Option<(Threshold, bool)>,
     device: &'static str,
+    /// The WebGPU adapter (None on the CPU).
+    adapter: Option<Adapter>,
     reason: DeviceReason,
     bytes: usize,
     sha256: String,
@@ -323,6 +347,10 @@ struct Info<'a> {
     sha256: &'a str,
     /// What computes the products, for the device line.
     engine: String,
+    /// The image tower's float precision: "f16" on GPUs that offer it, else "f32".
+    precision: Precision,
+    /// The WebGPU adapter, or null on the CPU.
+    adapter: Option<&'a Adapter>,
 }
 
 #[derive(Serialize)]
@@ -409,21 +437,34 @@ fn info(s: &State) -> Result<JsValue, JsValue> {
         provenance: &s.header.provenance,
         bytes: s.bytes,
         sha256: &s.sha256,
-        engine: engine(s.device, &s.header.quant),
+        engine: engine(
+            s.device,
+            s.adapter.as_ref(),
+            s.model.precision(),
+            &s.header.quant,
+        ),
+        precision: s.model.precision(),
+        adapter: s.adapter.as_ref(),
     })
 }
 
-/// What computes the model's products on `device` ("cpu" or "webgpu") at precision `quant`.
-fn engine(device: &str, quant: &str) -> String {
+/// What computes the products on `device` ("cpu" or "webgpu") with weights at `quant` and
+/// activations at `precision`.
+fn engine(device: &str, adapter: Option<&Adapter>, precision: Precision, quant: &str) -> String {
     use crate::convert::Quant;
     let quantized = matches!(quant.parse(), Ok(Quant::Q8 | Quant::Q4));
     if device == "webgpu" {
-        let matmul = if quantized {
-            "burn's quantized matmul"
-        } else {
-            "f32 matmul"
+        let matmul = match (quantized, precision) {
+            (true, Precision::F16) => "burn's quantized matmul on f16 activations",
+            (true, Precision::F32) => "burn's quantized matmul",
+            (false, Precision::F16) => "f16 matmul, f32 accumulation",
+            (false, Precision::F32) => "f32 matmul",
         };
-        return format!("burn wgpu (WGSL kernels), {matmul}");
+        let on = match adapter {
+            Some(a) if a.software => "a software adapter",
+            _ => "the GPU",
+        };
+        return format!("burn wgpu (WGSL kernels) on {on}, {matmul}");
     }
     let simd = crate::qmatmul::Kernel::detect().name();
     let matmul = if quantized {
@@ -461,11 +502,20 @@ pub struct Scorer {
 impl Scorer {
     /// Parses and verifies a bundle, builds the model on the chosen device ("auto" tries WebGPU
     /// and falls back to the CPU) and prepares the text features of its classes.
-    pub async fn load(bytes: Vec<u8>, device: String) -> Result<Scorer, JsValue> {
+    /// `precision` ("auto", "f32" or "f16"; none: "auto") is the image tower's on WebGPU.
+    pub async fn load(
+        bytes: Vec<u8>,
+        device: String,
+        precision: Option<String>,
+    ) -> Result<Scorer, JsValue> {
         console_error_panic_hook::set_once();
-        let (device, name, reason) = pick_device(&device).await?;
+        let (device, name, adapter, reason) = pick_device(&device).await?;
+        let precision = pick_precision(precision.as_deref().unwrap_or("auto"), adapter.as_ref())?;
         let bundle = Bundle::parse(&bytes).map_err(js)?;
-        let model = bundle.model(&device).map_err(js)?;
+        let model = bundle
+            .model(&device)
+            .and_then(|m| m.with_precision(precision))
+            .map_err(js)?;
         let tokenizer = bundle.tokenizer().map_err(js)?;
         let prompt = bundle.prompt();
         let header = bundle.header.clone();
@@ -492,6 +542,7 @@ impl Scorer {
                 templates: Vec::new(),
                 text,
                 device: name,
+                adapter,
                 reason,
                 bytes: bytes.len(),
                 sha256,

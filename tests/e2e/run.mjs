@@ -306,7 +306,7 @@ async function runBackend(which, server, expected, hub) {
     await check('the engine line says what computes', async () => {
       const engine = (await page.locator('[data-testid=engine]').textContent()).trim();
       const threads = THREADS > 1 ? `${THREADS} threads` : 'one thread';
-      const want = which === 'cpu' ? new RegExp(`^burn flex on ${threads}, .*int8 matmul \\(simd128\\)`) : /burn wgpu .*quantized matmul/;
+      const want = which === 'cpu' ? new RegExp(`^burn flex on ${threads}, .*int8 matmul \\(simd128\\)`) : /^burn wgpu \(WGSL kernels\) on (a software adapter|the GPU), burn's quantized matmul/;
       assert(want.test(engine), `engine line: "${engine}"`);
       assert(await page.evaluate(() => self.crossOriginIsolated), 'the page is not cross-origin isolated');
       return engine;
@@ -381,6 +381,39 @@ async function runBackend(which, server, expected, hub) {
           assert(diff <= 1e-4, `ΔE in the batch ${r.many[i]}, alone ${r.one[k]}`);
         }
         return `ΔE ${r.many[0]} / ${r.many[2]} (alone ${r.one[0]} / ${r.one[1]}); ${r.error}`;
+      });
+    }
+
+    // The image tower's precision: `auto` keeps f32 on a software adapter; f16 where the adapter
+    // offers shader-f16 scores like f32, and is refused with a DeviceError where it does not.
+    if (which === 'webgpu') {
+      await check('precision: auto is f32 on a software adapter; f16 only with shader-f16', async () => {
+        const r = await page.evaluate(async () => {
+          const { createScorer } = await import('./pkg/index.js');
+          const cat = await (await fetch('samples/cat.jpg')).blob();
+          const auto = await createScorer({ model: 'models/default.bundle', device: 'webgpu' });
+          const info = auto.info;
+          const de32 = (await auto.classify(cat)).scores.deltaEnergy;
+          auto.dispose();
+          try {
+            const f16 = await createScorer({ model: 'models/default.bundle', device: 'webgpu', precision: 'f16' });
+            const out = { info, de32, de16: (await f16.classify(cat)).scores.deltaEnergy, f16Info: f16.info };
+            f16.dispose();
+            return out;
+          } catch (e) {
+            return { info, de32, error: `${e.name}: ${e.message}` };
+          }
+        });
+        const a = r.info.adapter;
+        assert(a && typeof a.software === 'boolean' && typeof a.f16 === 'boolean', `adapter ${JSON.stringify(a)}`);
+        if (a.software) assert(r.info.precision === 'f32', `auto on a software adapter chose ${r.info.precision}`);
+        if (!a.f16) {
+          assert(r.error?.startsWith('InputError: ') && r.error.includes('shader-f16'), `f16 without shader-f16 gave ${r.error}`);
+          return `${JSON.stringify(a)}: auto ${r.info.precision}; f16 refused (${r.error})`;
+        }
+        assert(r.f16Info.precision === 'f16', `asked for f16, got ${r.f16Info.precision}`);
+        assert(Math.abs(r.de16 - r.de32) <= 1e-2, `ΔE f16 ${r.de16} vs f32 ${r.de32}`);
+        return `${JSON.stringify(a)}: auto ${r.info.precision}; ΔE f16 ${r.de16} vs f32 ${r.de32}`;
       });
     }
 

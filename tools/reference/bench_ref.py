@@ -6,11 +6,16 @@ the same batches, the same 77-token texts, and medians of timed runs after one w
                  weights (else seeded random weights for --config)
     --onnx DIR   export_onnx.py's OUT/tjs/onnx: ONNX Runtime (CPU) runs vision_model.onnx
                  (fp32) and vision_model_quantized.onnx (q8, dynamic int8) on the same weights
+    --device cuda --dtypes fp32,fp16   PyTorch on the GPU (tools/gpu/h200.sh), each dtype
+                 timed with the GPU synchronised, so queued work is counted
+    --save DIR   write the (random) weights as a Hugging Face checkpoint first, for
+                 `deltaenergy convert` and `bench` to run the same weights
 
 Run: tools/reference/run.sh bench_ref.py [--config PATH | --hf DIR] [--onnx DIR] [--iters 5]
      [--batches 1,8]   (--onnx needs requirements-onnx.txt in the same venv)
 """
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -23,12 +28,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("DELTAENERGY_DATA", ROOT.parent / "shared" / "data"))
 
 
-def timed(fn, iters):
+def timed(fn, iters, sync=lambda: None):
     fn()
+    sync()
     times = []
     for _ in range(iters):
         t = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times), min(times)
 
@@ -45,6 +52,10 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--text-len", type=int, default=77)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtypes", default="fp32", help="fp32,fp16 (fp16 on cuda only)")
+    ap.add_argument("--towers", default="image,text")
+    ap.add_argument("--save", help="write the weights as a Hugging Face checkpoint here first")
     args = ap.parse_args()
     if args.hf:
         model = CLIPModel.from_pretrained(args.hf).eval()
@@ -53,7 +64,17 @@ def main():
         torch.manual_seed(0)
         config = CLIPConfig.from_json_file(args.config)
         model, source = CLIPModel(config).eval(), f"{args.config} (random weights)"
+    if args.save:
+        model.save_pretrained(args.save, safe_serialization=True)
     v = config.vision_config
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    towers = args.towers.split(",")
+    models = {}
+    for dtype in args.dtypes.split(","):
+        # .to() converts a module in place: each dtype gets its own copy.
+        models[dtype] = copy.deepcopy(model).to(dev, dtype={"fp32": torch.float32, "fp16": torch.float16}[dtype])
+    gpu = f", {torch.cuda.get_device_name()}" if dev.type == "cuda" else ""
     sessions = {}
     versions = ""
     if args.onnx:
@@ -65,7 +86,7 @@ def main():
             if path.exists():
                 sessions[dtype] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         versions = f", onnxruntime {ort.__version__}"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{versions}; {source}; "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}{versions}; {source}; "
           f"{args.iters} timed runs, medians in ms")
     print(f"{'backend':<12} {'tower':<6} {'batch':>5} {'median_ms':>12} {'min_ms':>12} {'ms/item':>12}")
     with torch.inference_mode():
@@ -73,10 +94,16 @@ def main():
             pixels = torch.randn(b, v.num_channels, v.image_size, v.image_size)
             ids = torch.randint(256, 49000, (b, args.text_len))
             ids[:, 0], ids[:, -1] = 49406, 49407
-            image = timed(lambda: model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output), args.iters)
-            text = timed(lambda: model.text_projection(model.text_model(input_ids=ids).pooler_output), args.iters)
-            row("torch", "image", b, *image)
-            row("torch", "text", b, *text)
+            for dtype, m in models.items():
+                name = "torch" if (dev.type, dtype) == ("cpu", "fp32") else f"torch-{args.device}-{dtype}"
+                px = pixels.to(dev, dtype=m.dtype)
+                if "image" in towers:
+                    image = timed(lambda: m.visual_projection(m.vision_model(pixel_values=px).pooler_output), args.iters, sync)
+                    row(name, "image", b, *image)
+                if "text" in towers:
+                    tid = ids.to(dev)
+                    text = timed(lambda: m.text_projection(m.text_model(input_ids=tid).pooler_output), args.iters, sync)
+                    row(name, "text", b, *text)
             feed = {"pixel_values": pixels.numpy()}
             for dtype, session in sessions.items():
                 row(f"ort-{dtype}", "image", b, *timed(lambda: session.run(["image_embeds"], feed), args.iters))

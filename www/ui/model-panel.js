@@ -16,6 +16,12 @@ export function setDeviceRequest(device) {
   if (device === 'cpu' || device === 'webgpu' || device === 'auto') deviceRequest = device;
 }
 
+/** The image tower's precision on WebGPU (`?precision=f16|f32` in the page's URL, else auto). */
+let precisionRequest = 'auto';
+export function setPrecisionRequest(precision) {
+  if (precision === 'f16' || precision === 'f32' || precision === 'auto') precisionRequest = precision;
+}
+
 /** Threads for the CPU path (`?threads=N` in the page's URL, else auto). */
 let threadsRequest = /** @type {'auto' | number} */ ('auto');
 export function setThreadsRequest(threads) {
@@ -53,10 +59,10 @@ export async function loadModel(source, name = undefined) {
   lastReady = null;
   try {
     if (!session.scorer) {
-      session.scorer = await createScorer({ model: source, device: deviceRequest, threads: threadsRequest, onProgress: onEvent });
+      session.scorer = await createScorer({ model: source, device: deviceRequest, precision: precisionRequest, threads: threadsRequest, onProgress: onEvent });
       $('version').textContent = `deltaenergy ${session.scorer.version}.`;
     } else {
-      await session.scorer.load(source, { device: deviceRequest });
+      await session.scorer.load(source, { device: deviceRequest, precision: precisionRequest });
     }
     const ready = lastReady;
     session.model = { ...ready, label };
