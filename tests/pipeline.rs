@@ -172,6 +172,32 @@ fn train_convert_tune_eval() {
         "τ {tau}, model's own {own}"
     );
 
+    // Training goes on from a bundle too: its q8 weights load dequantized, its config with them.
+    let from_bundle = ok(run_cli(&[
+        "train",
+        "--init",
+        &p("base.bundle"),
+        "--data",
+        &p("train"),
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--hold-out",
+        "12",
+        "--out",
+        &p("model-from-bundle"),
+    ]));
+    assert!(from_bundle["zero_shot_top1"].is_null());
+    let config_of = |dir: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(tmp.join(dir).join("config.json")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(
+        config_of("model-from-bundle")["vision_config"]["hidden_size"],
+        config_of("model-oe")["vision_config"]["hidden_size"]
+    );
+
     // With the data folder as $DELTAENERGY_DATA, the bundle records its paths relative to it
     // (the same text on every machine).
     let tuned = ok(run_cli_env(

@@ -23,8 +23,9 @@ pub struct TrainArgs {
     /// config.json of the model to train from scratch (transformers' CLIPConfig fields).
     #[arg(long, required_unless_present = "init", conflicts_with = "init")]
     pub config: Option<PathBuf>,
-    /// A trained model (Hugging Face directory) to go on training instead, with a fresh
-    /// optimiser and schedule: a second stage, such as fine-tuning with `--outliers`.
+    /// A trained model (Hugging Face directory, or a bundle, whose quantized weights are
+    /// dequantized) to go on training instead, with a fresh optimiser and schedule: a second
+    /// stage, such as fine-tuning with `--outliers`.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Class folders to score zero-shot with "a photo of a {}." after every epoch.
@@ -80,16 +81,28 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
+fn config_from(path: &std::path::Path) -> Result<ClipConfig> {
+    let text = String::from_utf8(read_file(path)?)
+        .map_err(|_| Error::Input(format!("{} is not UTF-8", path.display())))?;
+    ClipConfig::from_json(&text)
+}
+
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let config_path = match (&args.config, &args.init) {
-        (Some(c), _) => c.clone(),
-        (None, Some(dir)) => dir.join("config.json"),
-        (None, None) => return Err(Error::Input("give --config or --init".into())),
+    let init_bundle = match &args.init {
+        Some(p) if p.is_file() => Some(read_file(p)?),
+        _ => None,
     };
-    let text = String::from_utf8(read_file(&config_path)?)
-        .map_err(|_| Error::Input(format!("{} is not UTF-8", config_path.display())))?;
-    let config = ClipConfig::from_json(&text)?;
+    let init_bundle = init_bundle
+        .as_deref()
+        .map(deltaenergy::bundle::Bundle::parse)
+        .transpose()?;
+    let config = match (&args.config, &args.init, &init_bundle) {
+        (None, _, Some(b)) => b.header.config.clone(),
+        (Some(c), _, _) => config_from(c)?,
+        (None, Some(dir), None) => config_from(&dir.join("config.json"))?,
+        (None, None, _) => return Err(Error::Input("give --config or --init".into())),
+    };
     let tok = tokenizer(args.tokenizer.as_deref(), None)?;
     let cfg =
         deltaenergy::preprocess::PreprocessConfig::clip(config.vision_config.image_size as u32);
@@ -163,9 +176,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let mut history = Vec::new();
     let train_start = Instant::now();
     let device = device::cpu().autodiff();
-    let start = match &args.init {
-        Some(dir) => Some(deltaenergy::loader::load_hf_dir(dir, &device)?),
-        None => None,
+    // On an autodiff device a bundle's quantized weights load dequantized, as f32 parameters.
+    let start = match (&args.init, &init_bundle) {
+        (_, Some(b)) => Some(b.model(&device)?),
+        (Some(dir), None) => Some(deltaenergy::loader::load_hf_dir(dir, &device)?),
+        (None, None) => None,
     };
     let mut report = |event: &Event, model: &deltaenergy::Clip| -> Result<()> {
         match event {
@@ -211,7 +226,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "data": portable_path(&args.data),
         "images": images.len(),
         "classes": folders.classes,
-        "config": portable_path(&config_path),
+        "config": args.config.as_deref().map(portable_path),
         "init": args.init.as_deref().map(portable_path),
         "epochs": args.epochs,
         "batch": args.batch,
