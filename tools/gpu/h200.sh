@@ -3,7 +3,8 @@
 # here; `run` carries them. For ViT-B/32 and ViT-B/16 it writes seeded random weights as a Hugging
 # Face checkpoint (PyTorch), times PyTorch CUDA fp32 and fp16 on them, converts them to a q8
 # bundle, and times our native wgpu (Vulkan) image tower at f32 and f16 on the f32 and the q8
-# weights: batches 1, 8 and 64, first run apart, medians of the warm runs after it.
+# weights, without and with burn's fusion: batches 1, 8 and 64, first run apart, medians of the
+# warm runs after it.
 # Everything goes to $OUT/gpu.log. DEVICE=local rehearses it here (lavapipe, CPU PyTorch, one
 # small batch).
 set -uo pipefail
@@ -13,7 +14,7 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu.log") 2>&1
 if [ "${DEVICE:-h200}" = local ]; then
   py=tools/reference/.venv/bin/python torch_device=cpu dtypes=fp32 batches=${BATCHES:-1} iters=${ITERS:-2}
-  bin=target/release/deltaenergy
+  bins=target/release/deltaenergy
 else
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
@@ -21,9 +22,14 @@ else
   [ -f "$icd" ] && export VK_DRIVER_FILES=$icd
   nvidia-smi -L
   py=python3 torch_device=cuda dtypes=fp32,fp16 batches=${BATCHES:-1,8,64} iters=${ITERS:-20}
-  bin=/tmp/deltaenergy
-  gunzip -c .gpu/deltaenergy.gz > "$bin" && chmod +x "$bin"
+  bins=""
+  for b in deltaenergy deltaenergy-fusion; do
+    [ -f ".gpu/$b.gz" ] || continue
+    gunzip -c ".gpu/$b.gz" > "/tmp/$b" && chmod +x "/tmp/$b" && bins="${bins:+$bins }/tmp/$b"
+  done
 fi
+[ -n "$bins" ] || { echo "no binary: run tools/gpu/prepare.sh first" >&2; exit 1; }
+bin=${bins%% *}  # converts the checkpoint; every binary in $bins is timed
 tok=.gpu/clip-tokenizer
 [ -d "$tok" ] || tok="${DELTAENERGY_DATA:-../shared/data}/clip-tokenizer"
 work=$(mktemp -d)
@@ -33,10 +39,10 @@ for model in b32:config.json b16:config-b16.json; do
   PYTHONUNBUFFERED=1 $py tools/reference/bench_ref.py --config "$tok/${model#*:}" --save "$work/$name" \
     --device $torch_device --dtypes $dtypes --towers image --batches $batches --iters $iters
   "$bin" convert --hf "$work/$name" --tokenizer "$tok" --quant q8 --out "$work/$name.q8.bundle" >/dev/null
-  for weights in "$work/$name" "$work/$name.q8.bundle"; do
-    echo "== ViT-${name^^}: ours, wgpu, $(basename "$weights")"
-    "$bin" bench --model "$weights" --backends wgpu --precisions f32,f16 --towers image \
+  for b in $bins; do for weights in "$work/$name" "$work/$name.q8.bundle"; do
+    echo "== ViT-${name^^}: ours ($(basename "$b")), wgpu, $(basename "$weights")"
+    "$b" bench --model "$weights" --backends wgpu --precisions f32,f16 --towers image \
       --batches $batches --iters $iters
-  done
+  done; done
 done
 rm -rf "$work"

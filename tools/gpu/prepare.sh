@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the first GPU measurement (issue 15) here, so the device machine only runs it:
-#   .gpu/deltaenergy.gz   the release binary, stripped and gzipped (the device carries 64 MiB)
+#   .gpu/deltaenergy.gz   the release binary, stripped and gzipped (the device carries 64 MiB),
+#   .gpu/deltaenergy-fusion.gz  the same with burn's kernel fusion (`--features fusion`)
 #   .gpu/clip-tokenizer/  the real ViT-B/32 and B/16 configs and the tokenizer `convert` needs
 #   .gl/*.deb             the Vulkan and GL loaders the device machine lacks
 # Both folders are git-ignored through .git/info/exclude. Then, with the device lent:
@@ -10,10 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 data="${DELTAENERGY_DATA:-../shared/data}"
 for d in /.gpu/ /.gl/; do grep -qxF "$d" .git/info/exclude || echo "$d" >> .git/info/exclude; done
-cargo build --release
 mkdir -p .gpu/clip-tokenizer
+# The fusion build first: both share target/, and the plain one is what the tests then find.
+cargo build --release --features fusion
+strip -o .gpu/deltaenergy-fusion target/release/deltaenergy
+cargo build --release
 strip -o .gpu/deltaenergy target/release/deltaenergy
-gzip -9f .gpu/deltaenergy
+gzip -9f .gpu/deltaenergy .gpu/deltaenergy-fusion
 cp "$data"/clip-tokenizer/{config.json,config-b16.json,vocab.json,merges.txt} .gpu/clip-tokenizer/
 if ! ls .gl/*.deb >/dev/null 2>&1; then
   # The device README's recipe: amd64 packages, unpacked there at the start of each run.

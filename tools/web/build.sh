@@ -22,8 +22,10 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; th
   install_pid=$!
 fi
 
-$timed "wasm build (profile wasm: size-optimised, fat LTO)" \
-  cargo build --profile wasm --lib --target wasm32-unknown-unknown
+# burn's kernel fusion is on in the browser: on SwiftShader it made no figure worse and the text
+# tower faster (README, "On the GPU"); natively it slowed lavapipe's text tower, so it stays off.
+$timed "wasm build (profile wasm: size-optimised, fat LTO, fusion)" \
+  cargo build --profile wasm --lib --target wasm32-unknown-unknown --features fusion
 
 if [ -n "$install_pid" ]; then
   echo "==> waiting for the wasm-bindgen-cli install"
