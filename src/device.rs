@@ -99,8 +99,8 @@ pub fn is_software(cpu_type: bool, name: &str) -> bool {
             "lavapipe",
             "llvmpipe",
             "softpipe",
+            // WARP, Direct3D's software rasteriser.
             "microsoft basic render",
-            "warp",
         ]
         .iter()
         .any(|s| name.contains(s))
@@ -175,4 +175,24 @@ fn to_f32<E: std::fmt::Debug>(
 /// Splits a row-major `[rows, cols]` buffer into rows.
 pub fn rows(flat: Vec<f32>, cols: usize) -> Vec<Vec<f32>> {
     flat.chunks(cols.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_adapters_by_type_or_name() {
+        assert!(is_software(true, ""));
+        for name in [
+            "llvmpipe (LLVM 15.0.6, 256 bits), llvmpipe",
+            "SwiftShader Device (Subzero)",
+            "Microsoft Basic Render Driver",
+        ] {
+            assert!(is_software(false, name), "{name}");
+        }
+        for name in ["NVIDIA H200", "Apple M2", "AMD Radeon RX 7900 XTX", ""] {
+            assert!(!is_software(false, name), "{name}");
+        }
+    }
 }

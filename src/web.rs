@@ -102,14 +102,10 @@ pub async fn probe_webgpu() -> Result<JsValue, JsValue> {
     }
 }
 
-/// The image tower's precision for "auto", "f32" or "f16" on `adapter` (None: the CPU). "auto"
-/// takes f16 on real GPUs that offer it: a software adapter emulates f16 no faster than f32.
+/// The image tower's precision for "auto", "f32" or "f16" on `adapter` (None: the CPU).
 fn pick_precision(requested: &str, adapter: Option<&Adapter>) -> Result<Precision, JsValue> {
     match requested {
-        "auto" | "" => Ok(match adapter {
-            Some(a) if a.f16 && !a.software => Precision::F16,
-            _ => Precision::F32,
-        }),
+        "auto" | "" => Ok(crate::precision::auto(adapter)),
         other => match (other.parse().map_err(js)?, adapter) {
             (Precision::F16, a) if !a.is_some_and(|a| a.f16) => {
                 // Refused before loading, as a request this device cannot honour (not a GPU

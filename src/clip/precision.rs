@@ -16,6 +16,7 @@ use std::str::FromStr;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 
+use crate::device::Adapter;
 use crate::error::{Error, Result};
 use crate::model::Clip;
 
@@ -54,6 +55,15 @@ impl Precision {
             Precision::F32 => FloatDType::F32,
             Precision::F16 => FloatDType::F16,
         }
+    }
+}
+
+/// The precision "auto" means on `adapter` (None: the CPU): f16 on real GPUs that offer it. A
+/// software adapter emulates f16 no faster than f32 (README, "On the GPU"), so it keeps f32.
+pub fn auto(adapter: Option<&Adapter>) -> Precision {
+    match adapter {
+        Some(a) if a.f16 && !a.software => Precision::F16,
+        _ => Precision::F32,
     }
 }
 
@@ -122,6 +132,19 @@ mod tests {
         }
         assert_eq!(Precision::F16.to_string(), "f16");
         assert!("bf16".parse::<Precision>().is_err());
+    }
+
+    #[test]
+    fn auto_takes_f16_on_real_gpus_that_offer_it() {
+        let adapter = |software, f16| Adapter {
+            name: String::new(),
+            software,
+            f16,
+        };
+        assert_eq!(auto(Some(&adapter(false, true))), Precision::F16);
+        assert_eq!(auto(Some(&adapter(false, false))), Precision::F32);
+        assert_eq!(auto(Some(&adapter(true, true))), Precision::F32);
+        assert_eq!(auto(None), Precision::F32);
     }
 
     #[test]
