@@ -57,10 +57,14 @@ pub struct TrainArgs {
     /// shots and threshold calibration, which take theirs from the start of each class.
     #[arg(long, default_value_t = 0)]
     pub hold_out: usize,
-    /// Data-parallel replicas, one thread each (default: one per core; 1 = one model on all
-    /// cores). Results are reproducible for a given count.
+    /// Data-parallel replicas, one thread each (default: one per core on the CPU, one on wgpu;
+    /// 1 = one model on all cores). Results are reproducible for a given count.
     #[arg(long)]
     pub replicas: Option<usize>,
+    /// Where to train: cpu (flex, data-parallel over the cores) or wgpu (burn's autodiff on the
+    /// GPU, one replica).
+    #[arg(long, default_value = "cpu")]
+    pub backend: device::Backend,
     /// Weight of CLIP's text→image loss (each caption against groups of 32 images, images of its
     /// class all positives); 0 trains image→text only, 0.5 is CLIP's symmetric mean.
     #[arg(long, default_value_t = 0.0)]
@@ -155,8 +159,12 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         text_to_image: args.text_to_image,
         outliers: args.outliers,
         outlier_weight: args.outlier_weight,
-        // One replica per core, or fewer where the step would not split evenly.
+        // One replica per core, or fewer where the step would not split evenly; the GPU runs
+        // the whole batch at once.
         replicas: args.replicas.unwrap_or_else(|| {
+            if args.backend == device::Backend::Wgpu {
+                return 1;
+            }
             let batch = args.batch.min(images.len());
             (1..=rayon::current_num_threads())
                 .rev()
@@ -175,7 +183,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let plain = Prompt::Template("a photo of a {}.".into());
     let mut history = Vec::new();
     let train_start = Instant::now();
-    let device = device::cpu().autodiff();
+    let device = device::device(args.backend)?.autodiff();
     // On an autodiff device a bundle's quantized weights load dequantized, as f32 parameters.
     let start = match (&args.init, &init_bundle) {
         (_, Some(b)) => Some(b.model(&device)?),
@@ -238,6 +246,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "max_steps": args.max_steps,
         "hold_out": args.hold_out,
         "replicas": opts.replicas,
+        "backend": args.backend,
         "text_to_image": args.text_to_image,
         "outliers": args.outliers,
         "outlier_weight": args.outlier_weight,
