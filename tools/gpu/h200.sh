@@ -45,4 +45,14 @@ for model in b32:config.json b16:config-b16.json; do
       --batches $batches --iters $iters
   done; done
 done
+# How fast the demo model's recipe trains there (burn's autodiff on wgpu), to plan a training
+# run on the GPU (issue 14): seconds a step at batch 128 and 512.
+probe=.gpu/cifar10-probe
+[ -d "$probe" ] || probe="${DELTAENERGY_DATA:-../shared/data}/cifar10/train"
+for batch in 128 512; do
+  echo "== training probe: demo config, batch $batch, ${PROBE_STEPS:-30} steps on wgpu"
+  "$bin" train --backend wgpu --config tools/train/cifar-clip.json --data "$probe" --per-class 300 \
+    --text-to-image 0.5 --outliers 16 --batch $batch --max-steps "${PROBE_STEPS:-30}" \
+    --tokenizer "$tok" --out "$work/probe-$batch" 2>&1 | grep -v '^decoding\|XDG'
+done
 rm -rf "$work"
