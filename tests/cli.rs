@@ -238,45 +238,26 @@ fn bad_input_fails_cleanly() {
         ]),
         "class list is empty",
     );
-    assert_clean_failure(
-        &run_cli(&[
-            "score",
-            "--model",
-            m,
-            "--classes",
-            "cat",
-            "--template",
-            "a photo",
-            good.to_str().unwrap(),
-        ]),
-        "template",
-    );
-    assert_clean_failure(
-        &run_cli(&[
-            "score",
-            "--model",
-            m,
-            "--classes",
-            "cat",
-            "--tau",
-            "0",
-            good.to_str().unwrap(),
-        ]),
-        "tau",
-    );
-    assert_clean_failure(
-        &run_cli(&[
-            "score",
-            "--model",
-            m,
-            "--classes",
-            "cat",
-            "--precision",
-            "f16",
-            good.to_str().unwrap(),
-        ]),
-        "shader-f16",
-    );
+    // A bad setting, each named in the error: a template without `{}`, τ 0, and f16 on the CPU.
+    for (flag, value, says) in [
+        ("--template", "a photo", "template"),
+        ("--tau", "0", "tau"),
+        ("--precision", "f16", "shader-f16"),
+    ] {
+        assert_clean_failure(
+            &run_cli(&[
+                "score",
+                "--model",
+                m,
+                "--classes",
+                "cat",
+                flag,
+                value,
+                good.to_str().unwrap(),
+            ]),
+            says,
+        );
+    }
     // One bad image among good ones: the good one is still scored, the bad one reported.
     let out = run_cli(&[
         "score",

@@ -10,7 +10,7 @@ use std::time::Instant;
 use deltaenergy::bundle::Bundle;
 use deltaenergy::device::{self, read_f32, Backend};
 use deltaenergy::precision::{self, Precision};
-use deltaenergy::{loader, ClipConfig, Error, Result};
+use deltaenergy::{loader, Error, Result};
 
 use super::model_source;
 
@@ -81,28 +81,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let bundle = bundle_bytes.as_deref().map(Bundle::parse).transpose()?;
     let (path, config) = match (&bundle, &args.model) {
         (Some(b), Some(path)) => (path.clone(), b.header.config.clone()),
-        (None, Some(dir)) => {
-            let json =
-                std::fs::read_to_string(dir.join("config.json")).map_err(|source| Error::Io {
-                    path: dir.join("config.json").display().to_string(),
-                    source,
-                })?;
-            (dir.clone(), ClipConfig::from_json(&json)?)
-        }
+        (None, Some(dir)) => (
+            dir.clone(),
+            model_source::read_config(&dir.join("config.json"))?,
+        ),
         _ => {
             let path = args
                 .config
                 .clone()
                 .unwrap_or_else(|| model_source::data_dir().join("clip-tokenizer/config.json"));
-            let json = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-            (path, ClipConfig::from_json(&json)?)
+            let config = model_source::read_config(&path)?;
+            (path, config)
         }
     };
     let v = &config.vision_config;
     let t = &config.text_config;
+    let time_image = args.towers.iter().any(|t| t == "image");
     let time_text = args.towers.iter().any(|t| t == "text");
     if time_text && (args.text_len < 2 || args.text_len > t.max_position_embeddings) {
         return Err(Error::Input(format!(
@@ -187,7 +181,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 })
                 .collect();
             let mut towers = Vec::new();
-            if args.towers.iter().any(|t| t == "image") {
+            if time_image {
                 let image = time(args.iters, || {
                     read_f32(model.embed_pixels(&pixels)?).map(|_| ())
                 })?;

@@ -8,9 +8,9 @@ use deltaenergy::convert::{compress_merges, convert, ConvertOptions, Quant};
 use deltaenergy::embed::parse_classes;
 use deltaenergy::loader::{Init, RandomSource, SafetensorsSource, WeightSource};
 use deltaenergy::score::{temperature, ScoreKind, ScoreParams};
-use deltaenergy::{device, ClipConfig, Error, Result};
+use deltaenergy::{device, Error, Result};
 
-use super::model_source::{merges_of, portable_path, read_file, tokenizer_path, write_file};
+use super::model_source::{self, merges_of, portable_path, read_file, tokenizer_path, write_file};
 
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
@@ -77,16 +77,12 @@ fn mb(n: u64) -> String {
 }
 
 pub fn run(args: ConvertArgs) -> Result<ExitCode> {
-    let read_text = |path: &std::path::Path| -> Result<String> {
-        String::from_utf8(read_file(path)?)
-            .map_err(|_| Error::Input(format!("{} is not UTF-8", path.display())))
-    };
     let (config_path, model_dir) = match (&args.hf, &args.random) {
         (Some(dir), _) => (dir.join("config.json"), Some(dir.as_path())),
         (None, Some(config)) => (config.clone(), None),
         (None, None) => return Err(Error::Input("give --hf DIR or --random CONFIG".into())),
     };
-    let config = ClipConfig::from_json(&read_text(&config_path)?)?;
+    let config = model_source::read_config(&config_path)?;
     let weights = match model_dir {
         Some(dir) => read_file(&dir.join("model.safetensors"))?,
         None => Vec::new(),

@@ -53,6 +53,13 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// A transformers `config.json` (or any file of its fields): read, checked as UTF-8, parsed.
+pub fn read_config(path: &Path) -> Result<deltaenergy::ClipConfig> {
+    let text = String::from_utf8(read_file(path)?)
+        .map_err(|_| Error::Input(format!("{} is not UTF-8", path.display())))?;
+    deltaenergy::ClipConfig::from_json(&text)
+}
+
 pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, bytes).map_err(|source| Error::Io {
         path: path.display().to_string(),

@@ -10,9 +10,9 @@ use deltaenergy::dataset::{class_features, decode_all, image_features, predict, 
 use deltaenergy::export::HfTensors;
 use deltaenergy::prompt::Prompt;
 use deltaenergy::train::{replica_split_error, train, train_from, Event, TrainData, TrainOptions};
-use deltaenergy::{device, metrics, ClipConfig, Error, Result};
+use deltaenergy::{device, metrics, Error, Result};
 
-use super::model_source::{portable_path, read_file, tokenizer, write_file};
+use super::model_source::{portable_path, read_config, read_file, tokenizer, write_file};
 use super::progress::Progress;
 
 #[derive(clap::Args, Debug)]
@@ -85,12 +85,6 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
-fn config_from(path: &std::path::Path) -> Result<ClipConfig> {
-    let text = String::from_utf8(read_file(path)?)
-        .map_err(|_| Error::Input(format!("{} is not UTF-8", path.display())))?;
-    ClipConfig::from_json(&text)
-}
-
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let init_bundle = match &args.init {
@@ -103,8 +97,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         .transpose()?;
     let config = match (&args.config, &args.init, &init_bundle) {
         (None, _, Some(b)) => b.header.config.clone(),
-        (Some(c), _, _) => config_from(c)?,
-        (None, Some(dir), None) => config_from(&dir.join("config.json"))?,
+        (Some(c), _, _) => read_config(c)?,
+        (None, Some(dir), None) => read_config(&dir.join("config.json"))?,
         (None, None, _) => return Err(Error::Input("give --config or --init".into())),
     };
     let tok = tokenizer(args.tokenizer.as_deref(), None)?;
