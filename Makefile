@@ -19,7 +19,7 @@ FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
 FIXTURE_F16 := tests/fixtures/models/tiny-gelu-p16
 TIMED := tools/timed
 
-.PHONY: all build setup-demo setup-test lint test test-native test-wasm test-e2e web package demo demo-model study bench bench-web quant-report fuzz fixtures fmt clippy clean
+.PHONY: all build setup-demo setup-test lint test test-native test-wasm test-e2e web package demo demo-model demo-bundle study bench bench-web quant-report fuzz fixtures fmt clippy clean
 
 all: build
 
@@ -131,6 +131,12 @@ demo-model: build
 	$(BIN) train --config tools/train/cifar-clip.json --epochs $(DEMO_EPOCHS) $(DEMO_TRAIN) --out $(DEMO_WORK)/clip
 	$(BIN) train --init $(DEMO_WORK)/clip --epochs 2 --lr 5e-4 --warmup 20 --outliers 16 $(DEMO_TRAIN) \
 	  --out $(DEMO_WORK)/clip-oe
+	$(MAKE) demo-bundle DEMO_WORK=$(DEMO_WORK)
+
+# The page's model from the two trained stages in $(DEMO_WORK)/clip and clip-oe: make demo-model's,
+# or those a GPU run returned (tools/gpu/train.sh): q8 bundles of both, then EBM tuning and the
+# validation split's choices.
+demo-bundle: build
 	$(BIN) convert --hf $(DEMO_WORK)/clip --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \
 	  --out $(DEMO_WORK)/no-outliers.q8.bundle
 	$(BIN) convert --hf $(DEMO_WORK)/clip-oe --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \

@@ -258,6 +258,33 @@ fn bad_input_fails_cleanly() {
             says,
         );
     }
+    // Training's settings fail before any step: a time limit of 0, an unknown augmentation.
+    let classes = tmp.join("classes");
+    std::fs::create_dir_all(classes.join("cat")).unwrap();
+    std::fs::copy(&good, classes.join("cat/one.jpg")).unwrap();
+    let config = root().join("tools/train/cifar-clip.json");
+    let tokenizer = data.join("clip-tokenizer");
+    for (flag, value, says) in [
+        ("--time-limit", "0", "time limit"),
+        ("--augment", "sideways", "unknown augmentation"),
+    ] {
+        assert_clean_failure(
+            &run_cli(&[
+                "train",
+                "--config",
+                config.to_str().unwrap(),
+                "--data",
+                classes.to_str().unwrap(),
+                "--tokenizer",
+                tokenizer.to_str().unwrap(),
+                "--out",
+                tmp.join("trained").to_str().unwrap(),
+                flag,
+                value,
+            ]),
+            says,
+        );
+    }
     // One bad image among good ones: the good one is still scored, the bad one reported.
     let out = run_cli(&[
         "score",

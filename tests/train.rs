@@ -8,7 +8,7 @@ use deltaenergy::device::cpu;
 use deltaenergy::export::HfTensors;
 use deltaenergy::rng::Rng;
 use deltaenergy::tokenizer::ClipTokenizer;
-use deltaenergy::train::{train, train_from, TrainData, TrainOptions};
+use deltaenergy::train::{train, train_from, Augment, Event, TrainData, TrainOptions};
 use deltaenergy::{ClipConfig, Error};
 use image::RgbImage;
 
@@ -65,6 +65,10 @@ fn options() -> TrainOptions {
 }
 
 fn run_opts(opts: TrainOptions) -> Result<HfTensors, Error> {
+    run_events(opts, &mut |_| {})
+}
+
+fn run_events(opts: TrainOptions, seen: &mut dyn FnMut(&Event)) -> Result<HfTensors, Error> {
     let batch = opts.batch;
     let (imgs, labels) = images(4 * batch);
     let classes: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
@@ -79,7 +83,10 @@ fn run_opts(opts: TrainOptions) -> Result<HfTensors, Error> {
         &tokenizer(),
         &opts,
         &cpu().autodiff(),
-        &mut |_, _| Ok(()),
+        &mut |e, _| {
+            seen(e);
+            Ok(())
+        },
     )?;
     HfTensors::from_model(&model)
 }
@@ -284,4 +291,74 @@ fn wgpu_trains_like_the_cpu() {
         apart < 0.01 * moved,
         "wgpu {apart:.2e} apart from the cpu, moved {moved:.2e}"
     );
+}
+
+/// `--time-limit` decides the epochs at the end of a timing window inside warm-up, so the run is
+/// the one `--epochs` with the number it decided gives, bit for bit.
+#[test]
+fn a_time_limit_trains_the_epochs_that_fit_and_nothing_else() {
+    // 32 images in batches of 8: 4 steps an epoch. Warm-up 6 times steps 2 to 6; six steps
+    // reach into the second epoch, so a limit no step can meet still trains 2 epochs.
+    let opts = TrainOptions {
+        batch: 8,
+        epochs: 10,
+        warmup: 6,
+        ..options()
+    };
+    let fitted = |limit: f64| {
+        let mut decided = Vec::new();
+        let model = run_events(
+            TrainOptions {
+                time_limit: Some(limit),
+                ..opts.clone()
+            },
+            &mut |e| {
+                if let Event::Fitted { epochs, .. } = e {
+                    decided.push(*epochs);
+                }
+            },
+        )
+        .unwrap();
+        (decided, model)
+    };
+    let (decided, short) = fitted(1e-9);
+    assert_eq!(decided, vec![2]);
+    let two = run_opts(TrainOptions {
+        epochs: 2,
+        ..opts.clone()
+    })
+    .unwrap();
+    assert_eq!(max_abs_diff(&short, &two), 0.0);
+    // A limit nothing comes near trains every epoch asked for.
+    let (decided, long) = fitted(1e9);
+    assert_eq!(decided, vec![10]);
+    assert_eq!(max_abs_diff(&long, &run_opts(opts.clone()).unwrap()), 0.0);
+    // A limit needs warm-up steps to time, and must be positive.
+    for (warmup, limit) in [(2, 10.0), (6, 0.0), (6, -1.0), (6, f64::NAN)] {
+        let err = run_opts(TrainOptions {
+            warmup,
+            time_limit: Some(limit),
+            ..opts.clone()
+        })
+        .err()
+        .expect("a bad time limit");
+        assert!(err.to_string().contains("time limit"), "{err}");
+    }
+}
+
+/// The `crop` views (resized crops, colour jitter) are drawn from the seeded stream like the
+/// shifts: a run repeats exactly, and it learns something else than with shifts.
+#[test]
+fn crop_augmentation_is_seeded_and_changes_what_is_learned() {
+    let crop = || {
+        run_opts(TrainOptions {
+            batch: 8,
+            augment: Augment::Crop,
+            ..options()
+        })
+        .unwrap()
+    };
+    let (a, b) = (crop(), crop());
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    assert!(max_abs_diff(&a, &run(1).unwrap()) > 1e-4);
 }

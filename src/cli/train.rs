@@ -9,7 +9,9 @@ use burn::module::Module;
 use deltaenergy::dataset::{class_features, decode_all, image_features, predict, ClassFolders};
 use deltaenergy::export::HfTensors;
 use deltaenergy::prompt::Prompt;
-use deltaenergy::train::{replica_split_error, train, train_from, Event, TrainData, TrainOptions};
+use deltaenergy::train::{
+    replica_split_error, train, train_from, Augment, Event, TrainData, TrainOptions,
+};
 use deltaenergy::{device, metrics, Error, Result};
 
 use super::model_source::{portable_path, read_config, read_file, tokenizer, write_file};
@@ -44,9 +46,16 @@ pub struct TrainArgs {
     pub weight_decay: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// No random shifts and flips.
+    /// The views drawn of each image: `shift` (4-pixel shifts and flips, the demo model's),
+    /// `crop` (random resized crops, flips and colour jitter, for long runs) or `none`.
+    #[arg(long, default_value = "shift")]
+    pub augment: Augment,
+    /// Train only as many of `--epochs` as fit in this many seconds (decoding not counted):
+    /// the step time is measured during warm-up and the schedule set then, so the run is the
+    /// one `--epochs` with that number would give. For a fixed budget, such as a GPU lent for
+    /// minutes.
     #[arg(long)]
-    pub no_augment: bool,
+    pub time_limit: Option<f64>,
     /// Stop after this many steps (timing, smoke tests).
     #[arg(long)]
     pub max_steps: Option<usize>,
@@ -148,8 +157,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         warmup: args.warmup,
         weight_decay: args.weight_decay,
         seed: args.seed,
-        augment: !args.no_augment,
+        augment: args.augment,
         max_steps: args.max_steps,
+        time_limit: args.time_limit,
         text_to_image: args.text_to_image,
         outliers: args.outliers,
         outlier_weight: args.outlier_weight,
@@ -176,6 +186,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
     let plain = Prompt::Template("a photo of a {}.".into());
     let mut history = Vec::new();
+    let mut fitted = None;
     let train_start = Instant::now();
     let device = device::device(args.backend)?.autodiff();
     // On an autodiff device a bundle's quantized weights load dequantized, as f32 parameters.
@@ -215,6 +226,16 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
                 }
                 history.push(entry);
             }
+            Event::Fitted {
+                epochs,
+                seconds_per_step,
+            } => {
+                eprintln!(
+                    "time limit: {epochs} of {} epochs fit ({seconds_per_step:.3}s a step)",
+                    args.epochs
+                );
+                fitted = Some(*epochs);
+            }
         }
         Ok(())
     };
@@ -230,13 +251,15 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "classes": folders.classes,
         "config": args.config.as_deref().map(portable_path),
         "init": args.init.as_deref().map(portable_path),
-        "epochs": args.epochs,
+        "epochs": fitted.unwrap_or(args.epochs),
+        "time_limit": args.time_limit,
+        "epochs_asked": args.epochs,
         "batch": args.batch,
         "lr": args.lr,
         "warmup": args.warmup,
         "weight_decay": args.weight_decay,
         "seed": args.seed,
-        "augment": !args.no_augment,
+        "augment": args.augment.name(),
         "max_steps": args.max_steps,
         "hold_out": args.hold_out,
         "replicas": opts.replicas,

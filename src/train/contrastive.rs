@@ -20,6 +20,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 
+use super::augment::{render, Augment, View};
 use crate::config::ClipConfig;
 use crate::embed::normalise_rows;
 use crate::error::{Error, Result};
@@ -55,8 +56,8 @@ pub struct TrainOptions {
     pub weight_decay: f32,
     pub seed: u64,
     pub templates: Vec<String>,
-    /// Random 4-pixel shifts and horizontal flips.
-    pub augment: bool,
+    /// The views drawn of each training image.
+    pub augment: Augment,
     /// Stop early (smoke tests, timing).
     pub max_steps: Option<usize>,
     /// Data-parallel replicas, one thread each (1: one model on burn's own thread pool).
@@ -67,6 +68,9 @@ pub struct TrainOptions {
     /// uniform softmax over the classes with weight `outlier_weight` (outlier exposure).
     pub outliers: usize,
     pub outlier_weight: f64,
+    /// Train only as many of `epochs` as fit in this many seconds, counted from the start of
+    /// training (see [`fit_epochs`]).
+    pub time_limit: Option<f64>,
 }
 
 impl Default for TrainOptions {
@@ -79,12 +83,13 @@ impl Default for TrainOptions {
             weight_decay: 0.05,
             seed: 0,
             templates: TEMPLATES.iter().map(|t| t.to_string()).collect(),
-            augment: true,
+            augment: Augment::Shift,
             max_steps: None,
             replicas: 1,
             text_to_image: 0.0,
             outliers: 0,
             outlier_weight: 0.5,
+            time_limit: None,
         }
     }
 }
@@ -112,6 +117,38 @@ pub enum Event {
     EpochEnd {
         epoch: usize,
     },
+    /// The time limit's decision: how many epochs the run trains, from the step time measured
+    /// during warm-up.
+    Fitted {
+        epochs: usize,
+        seconds_per_step: f64,
+    },
+}
+
+/// The steps during warm-up over which a time limit measures the step time: after the first
+/// few (kernel compilation, caches) and no later than the end of warm-up, because until then
+/// the learning rate does not depend on the total number of steps. Deciding the epochs there
+/// makes the run exactly the run with `--epochs` set to the number decided.
+fn timing_window(warmup: usize) -> Option<(usize, usize)> {
+    let end = warmup.min(40);
+    let start = end / 3;
+    (end >= 3).then_some((start, end))
+}
+
+/// How many of `epochs` fit in `limit` seconds: `elapsed` seconds have gone by at step `at`,
+/// and each step takes `per_step`. At least enough epochs to reach step `at`, which has already
+/// been trained.
+pub fn fit_epochs(
+    limit: f64,
+    elapsed: f64,
+    per_step: f64,
+    at: usize,
+    steps_per_epoch: usize,
+    epochs: usize,
+) -> usize {
+    let floor = at.div_ceil(steps_per_epoch).max(1);
+    let steps = at as f64 + ((limit - elapsed) / per_step.max(1e-9)).max(0.0);
+    ((steps / steps_per_epoch as f64).floor() as usize).clamp(floor.min(epochs), epochs)
 }
 
 fn lr_at(step: usize, total: usize, o: &TrainOptions) -> f64 {
@@ -130,33 +167,6 @@ fn permutation(n: usize, rng: &mut Rng) -> Vec<usize> {
         p.swap(i, j);
     }
     p
-}
-
-/// One image as normalised CHW floats, shifted by up to 4 pixels (edges replicated) and
-/// possibly mirrored: the standard CIFAR augmentation.
-fn augment_into(
-    img: &RgbImage,
-    cfg: &PreprocessConfig,
-    shift: (i64, i64),
-    flip: bool,
-    out: &mut [f32],
-) {
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let plane = (w * h) as usize;
-    let raw = img.as_raw();
-    for y in 0..h {
-        let sy = (y + shift.1).clamp(0, h - 1);
-        for x in 0..w {
-            let xx = if flip { w - 1 - x } else { x };
-            let sx = (xx + shift.0).clamp(0, w - 1);
-            let src = ((sy * w + sx) * 3) as usize;
-            let dst = (y * w + x) as usize;
-            for c in 0..3 {
-                let v = raw[src + c] as f32 / 255.0;
-                out[c * plane + dst] = (v - cfg.mean[c]) / cfg.std[c];
-            }
-        }
-    }
 }
 
 /// Token ids of every (template, class) caption, template-major.
@@ -218,8 +228,7 @@ fn vectors(m: &Clip) -> Vec<ParamId> {
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     image: usize,
-    shift: (i64, i64),
-    flip: bool,
+    view: View,
     template: usize,
 }
 
@@ -313,11 +322,10 @@ fn shard_step(
     let mut index = Vec::with_capacity((b + o) * k);
     let mut target = vec![0f32; b * k];
     for (i, x) in shard.iter().enumerate() {
-        augment_into(
+        render(
             &ctx.data.images[x.image],
+            &x.view,
             ctx.cfg,
-            x.shift,
-            x.flip,
             &mut pixels[i * per..(i + 1) * per],
         );
         index.extend((0..k).map(|c| (x.template * k + c) as i64));
@@ -330,7 +338,7 @@ fn shard_step(
             &mut Rng::new(x.seed),
         );
         let at = (b + i) * per;
-        augment_into(&img, ctx.cfg, (0, 0), false, &mut pixels[at..at + per]);
+        render(&img, &View::identity(s), ctx.cfg, &mut pixels[at..at + per]);
         index.extend((0..k).map(|c| (x.template * k + c) as i64));
     }
     let device = ctx.device;
@@ -559,10 +567,29 @@ pub fn train_from(
     }
     let replicas = Replicas::new(opts.replicas)?;
     let steps_per_epoch = n / batch;
-    let total = opts
-        .max_steps
-        .unwrap_or(usize::MAX)
-        .min(steps_per_epoch * opts.epochs);
+    let steps_for = |epochs: usize| {
+        opts.max_steps
+            .unwrap_or(usize::MAX)
+            .min(steps_per_epoch * epochs)
+    };
+    let mut total = steps_for(opts.epochs);
+    let window = match opts.time_limit {
+        None => None,
+        Some(limit) if limit.is_nan() || limit <= 0.0 => {
+            return Err(Error::Input(
+                "the time limit must be a positive number of seconds".into(),
+            ))
+        }
+        Some(_) => Some(timing_window(opts.warmup).ok_or_else(|| {
+            Error::Input(
+                "a time limit measures the step time during warm-up: it needs at least 3 \
+                 warm-up steps"
+                    .into(),
+            )
+        })?),
+    };
+    let started = std::time::Instant::now();
+    let mut window_start = started;
     let mut step = 0;
     let (mut loss_sum, mut correct, mut seen, mut batches) = (0.0, 0usize, 0usize, 0usize);
     'epochs: for epoch in 0..opts.epochs {
@@ -575,20 +602,11 @@ pub fn train_from(
             // augmentation and their templates do not depend on the number of replicas.
             let mut samples = Vec::with_capacity(batch);
             for &j in chunk {
-                let (shift, flip) = if opts.augment {
-                    let r = rng.next_u64();
-                    (
-                        ((r % 9) as i64 - 4, ((r >> 8) % 9) as i64 - 4),
-                        (r >> 16) & 1 == 1,
-                    )
-                } else {
-                    ((0, 0), false)
-                };
+                let view = View::draw(opts.augment, s, &mut rng);
                 let template = (rng.next_u64() % t as u64) as usize;
                 samples.push(Sample {
                     image: j,
-                    shift,
-                    flip,
+                    view,
                     template,
                 });
             }
@@ -618,6 +636,31 @@ pub fn train_from(
             let lr = lr_at(step, total, opts);
             model = optim.step(lr, model, grads);
             step += 1;
+            if let (Some((from, to)), Some(limit)) = (window, opts.time_limit) {
+                if step == from {
+                    window_start = std::time::Instant::now();
+                } else if step == to {
+                    // Everything queued must have run for the clock to mean anything on a GPU.
+                    let _ = model.logit_scale.val().into_scalar::<f32>();
+                    let per_step = window_start.elapsed().as_secs_f64() / (to - from) as f64;
+                    let epochs = fit_epochs(
+                        limit,
+                        started.elapsed().as_secs_f64(),
+                        per_step,
+                        step,
+                        steps_per_epoch,
+                        opts.epochs,
+                    );
+                    total = steps_for(epochs);
+                    on_event(
+                        &Event::Fitted {
+                            epochs,
+                            seconds_per_step: per_step,
+                        },
+                        &model,
+                    )?;
+                }
+            }
             if step % 50 == 0 || step == total {
                 let ls = f64::from(model.logit_scale.val().into_scalar::<f32>());
                 on_event(
@@ -700,6 +743,20 @@ mod tests {
     }
 
     #[test]
+    fn epochs_fit_the_time_left() {
+        // 100 s allowed, 10 s gone at step 40, 0.5 s a step, 100 steps an epoch: 40 + 180 steps,
+        // 2 whole epochs.
+        assert_eq!(fit_epochs(100.0, 10.0, 0.5, 40, 100, 30), 2);
+        // Never fewer than the epochs already begun, never more than asked.
+        assert_eq!(fit_epochs(100.0, 150.0, 0.5, 40, 30, 30), 2);
+        assert_eq!(fit_epochs(1e9, 10.0, 0.5, 40, 100, 30), 30);
+        assert_eq!(fit_epochs(1e9, 10.0, 0.5, 40, 30, 1), 1);
+        assert_eq!(timing_window(200), Some((13, 40)));
+        assert_eq!(timing_window(6), Some((2, 6)));
+        assert_eq!(timing_window(2), None);
+    }
+
+    #[test]
     fn schedule_warms_up_then_decays_to_zero() {
         let o = TrainOptions {
             lr: 1.0,
@@ -723,24 +780,5 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn augmentation_shifts_and_flips() {
-        let img = RgbImage::from_fn(4, 4, |x, y| image::Rgb([(x * 10 + y) as u8, 0, 0]));
-        let cfg = PreprocessConfig {
-            mean: [0.0; 3],
-            std: [1.0 / 255.0; 3],
-            ..PreprocessConfig::clip(4)
-        };
-        let mut out = vec![0f32; 48];
-        augment_into(&img, &cfg, (0, 0), false, &mut out);
-        assert!((out[1] - 10.0).abs() < 1e-3); // (x 1, y 0)
-        augment_into(&img, &cfg, (0, 0), true, &mut out);
-        assert!((out[0] - 30.0).abs() < 1e-3); // mirrored: x 3
-        augment_into(&img, &cfg, (1, 2), false, &mut out);
-        assert!((out[0] - 12.0).abs() < 1e-3); // x 0+1, y 0+2
-        augment_into(&img, &cfg, (-4, 0), false, &mut out);
-        assert!((out[5] - 1.0).abs() < 1e-3); // x clamps to 0, y 1
     }
 }

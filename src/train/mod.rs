@@ -2,9 +2,11 @@
 //! CLIP from scratch, synthetic outliers for outlier exposure, EBM prompt tuning, and the image
 //! folders they read.
 
+pub mod augment;
 mod contrastive;
 pub mod dataset;
 pub mod outliers;
 pub mod tune;
 
+pub use augment::Augment;
 pub use contrastive::*;

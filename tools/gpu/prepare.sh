@@ -1,32 +1,31 @@
 #!/usr/bin/env bash
-# Prepares the first GPU measurement (issue 15) here, so the device machine only runs it:
-#   .gpu/deltaenergy.gz   the release binary, stripped and gzipped (the device carries 64 MiB),
-#   .gpu/deltaenergy-fusion.gz  the same with burn's kernel fusion (`--features fusion`)
-#   .gpu/clip-tokenizer/  the real ViT-B/32 and B/16 configs and the tokenizer `convert` needs
-#   .gpu/cifar10-probe/   300 training images a class, for timing `train --backend wgpu`
-#   .gl/*.deb             the Vulkan and GL loaders the device machine lacks
+# Prepares the GPU runs (issues 14 and 15) here, so that the device machine only runs them:
+#   .gpu/deltaenergy.xz            the release binary, stripped and xz'd (the device carries 64 MiB)
+#   .gpu/deltaenergy-fusion.xz     the same with burn's kernel fusion (`--features fusion`)
+#   .gpu/deltaenergy-autotune.xz   with fusion and burn's autotune (`--features fusion,autotune`)
+#   .gpu/clip-tokenizer/           the real ViT-B/32 and B/16 configs and the tokenizer
+#   .gpu/cifar10-train.pack        the 48,000 training images of the demo model (tools/gpu/jpegpack.py)
+#   .gl/*.deb                      the Vulkan and GL loaders the device machine lacks
 # Both folders are git-ignored through .git/info/exclude. Then, with the device lent:
-#   run(command="bash tools/gpu/h200.sh", carry=[".gl", ".gpu"], timeout_s=540)
-# `DEVICE=local bash tools/gpu/h200.sh` rehearses the same script here (lavapipe, CPU PyTorch).
+#   run(command="bash tools/gpu/h200.sh", carry=[".gl", ".gpu"], timeout_s=540)   # benchmarks
+#   run(command="bash tools/gpu/train.sh", carry=[".gl", ".gpu"], timeout_s=600)  # the demo model
+# `DEVICE=local bash tools/gpu/{h200,train}.sh` rehearse them here (lavapipe or the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 data="${DELTAENERGY_DATA:-../shared/data}"
 for d in /.gpu/ /.gl/; do grep -qxF "$d" .git/info/exclude || echo "$d" >> .git/info/exclude; done
+rm -rf .gpu/cifar10-probe .gpu/*.gz
 mkdir -p .gpu/clip-tokenizer
-# The fusion build first: both share target/, and the plain one is what the tests then find.
-cargo build --release --features fusion
-strip -o .gpu/deltaenergy-fusion target/release/deltaenergy
-cargo build --release
-strip -o .gpu/deltaenergy target/release/deltaenergy
-gzip -9f .gpu/deltaenergy .gpu/deltaenergy-fusion
-cp "$data"/clip-tokenizer/{config.json,config-b16.json,vocab.json,merges.txt} .gpu/clip-tokenizer/
-rm -rf .gpu/cifar10-probe
-for d in "$data"/cifar10/train/*/; do
-  c=$(basename "$d")
-  mkdir -p ".gpu/cifar10-probe/$c"
-  files=("$d"*)  # sorted by the glob
-  cp -t ".gpu/cifar10-probe/$c" "${files[@]:0:300}"
+# The plain build last: all share target/, and it is the one the tests then find.
+for variant in autotune:fusion,autotune fusion:fusion plain:; do
+  name=${variant%%:*} features=${variant#*:}
+  cargo build --release ${features:+--features $features}
+  out=.gpu/deltaenergy${features:+-$name}
+  strip -o "$out" target/release/deltaenergy
+  xz -9f -T2 "$out"
 done
+cp "$data"/clip-tokenizer/{config.json,config-b16.json,vocab.json,merges.txt} .gpu/clip-tokenizer/
+python3 tools/gpu/jpegpack.py pack "$data/cifar10/train" .gpu/cifar10-train.pack --skip 200
 if ! ls .gl/*.deb >/dev/null 2>&1; then
   # The device README's recipe: amd64 packages, unpacked there at the start of each run.
   mkdir -p .gl /tmp/amd64/partial
