@@ -73,11 +73,12 @@ fn judge(bundle: &Bundle, paths: &[std::path::PathBuf], device: &Device) -> Verd
 // Floors set below what the shipped model measured (printed by the test), so a regression in
 // the model, the loader or the scores fails here.
 // Measured when it shipped (README, "The demo model"; c 3 chosen on the validation split): top-1
-// 0.80, ID kept 0.96, DTD flagged 0.40, MNIST flagged 0.54 (at c 1 before: 0.32 and 0.42).
+// 0.80, ID kept 0.96, DTD flagged 0.40, MNIST flagged 0.76 (the model before the strokes stage:
+// 0.80, 0.96, 0.40, 0.54).
 const ACC: f64 = 0.7;
 const ID_KEPT: f64 = 0.9;
 const DTD_FLAGGED: f64 = 0.32;
-const MNIST_FLAGGED: f64 = 0.44;
+const MNIST_FLAGGED: f64 = 0.66;
 
 fn demo() -> Vec<u8> {
     demo_bundle()

@@ -362,3 +362,29 @@ fn crop_augmentation_is_seeded_and_changes_what_is_learned() {
     assert_eq!(max_abs_diff(&a, &b), 0.0);
     assert!(max_abs_diff(&a, &run(1).unwrap()) > 1e-4);
 }
+
+#[test]
+fn outliers_are_drawn_from_the_families_asked_for() {
+    use deltaenergy::outliers::Kind;
+    let with = |kinds: Vec<Kind>| {
+        run_opts(TrainOptions {
+            batch: 8,
+            outliers: 4,
+            outlier_kinds: kinds,
+            ..options()
+        })
+    };
+    let default = with(deltaenergy::outliers::KINDS.to_vec()).unwrap();
+    let strokes = with(vec![Kind::Strokes]).unwrap();
+    assert!(max_abs_diff(&default, &strokes) > 1e-5);
+    // The default is the four families, so that the demo recipe's runs stay what they were.
+    let unset = run_opts(TrainOptions {
+        batch: 8,
+        outliers: 4,
+        ..options()
+    })
+    .unwrap();
+    assert_eq!(max_abs_diff(&default, &unset), 0.0);
+    let err = with(Vec::new()).err().expect("no family to draw from");
+    assert!(err.to_string().contains("family"), "{err}");
+}

@@ -83,6 +83,14 @@ pub struct TrainArgs {
     /// 0: none).
     #[arg(long, default_value_t = 0)]
     pub outliers: usize,
+    /// The families of `--outliers`, comma-separated: shuffled, dead-leaves, noise, fractal
+    /// (the default four) and strokes (opt-in; see src/train/outliers.rs).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "shuffled,dead-leaves,noise,fractal"
+    )]
+    pub outlier_kinds: Vec<deltaenergy::outliers::Kind>,
     /// Weight of the outlier-exposure loss.
     #[arg(long, default_value_t = 0.5)]
     pub outlier_weight: f64,
@@ -163,6 +171,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         text_to_image: args.text_to_image,
         outliers: args.outliers,
         outlier_weight: args.outlier_weight,
+        outlier_kinds: args.outlier_kinds.clone(),
         // One replica per core, or fewer where the step would not split evenly; the GPU runs
         // the whole batch at once.
         replicas: args.replicas.unwrap_or_else(|| {
@@ -267,6 +276,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "text_to_image": args.text_to_image,
         "outliers": args.outliers,
         "outlier_weight": args.outlier_weight,
+        "outlier_kinds": args.outlier_kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "templates": opts.templates,
         "threads": rayon::current_num_threads(),
         "train_seconds": train_seconds,

@@ -68,6 +68,8 @@ pub struct TrainOptions {
     /// uniform softmax over the classes with weight `outlier_weight` (outlier exposure).
     pub outliers: usize,
     pub outlier_weight: f64,
+    /// The families the outliers are drawn from (not empty when `outliers` > 0).
+    pub outlier_kinds: Vec<crate::outliers::Kind>,
     /// Train only as many of `epochs` as fit in this many seconds, counted from the start of
     /// training (see [`fit_epochs`]).
     pub time_limit: Option<f64>,
@@ -89,6 +91,7 @@ impl Default for TrainOptions {
             text_to_image: 0.0,
             outliers: 0,
             outlier_weight: 0.5,
+            outlier_kinds: crate::outliers::KINDS.to_vec(),
             time_limit: None,
         }
     }
@@ -255,6 +258,7 @@ struct StepContext<'a> {
     /// Synthetic outliers in the whole batch, and the weight of their loss.
     outliers: usize,
     outlier_weight: f64,
+    outlier_kinds: &'a [crate::outliers::Kind],
     device: &'a Device,
 }
 
@@ -332,7 +336,8 @@ fn shard_step(
         target[i * k + ctx.data.labels[x.image]] = 1.0;
     }
     for (i, x) in outliers.iter().enumerate() {
-        let img = crate::outliers::synthesize(
+        let img = crate::outliers::synthesize_from(
+            ctx.outlier_kinds,
             &ctx.data.images[x.source],
             s as u32,
             &mut Rng::new(x.seed),
@@ -532,6 +537,11 @@ pub fn train_from(
         return Err(Error::Input(format!("training images must be {s}×{s}")));
     }
     let t = opts.templates.len();
+    if opts.outliers > 0 && opts.outlier_kinds.is_empty() {
+        return Err(Error::Input(
+            "outliers need at least one family to draw from".into(),
+        ));
+    }
     if !(0.0..=1.0).contains(&opts.text_to_image) {
         return Err(Error::Input(
             "the text→image weight must be within 0 and 1".into(),
@@ -626,6 +636,7 @@ pub fn train_from(
                 text_to_image: opts.text_to_image,
                 outliers: opts.outliers,
                 outlier_weight: opts.outlier_weight,
+                outlier_kinds: &opts.outlier_kinds,
                 device,
             };
             let (grads, loss, right) = replicas.step(&model, &samples, &outliers, &ctx)?;
