@@ -128,7 +128,8 @@ demo: web
 DEMO_MODEL := www/models/cifar-clip.q8.bundle
 DEMO_WORK ?= target/demo-model
 DEMO_EPOCHS ?= 22
-DEMO_TRAIN := --data $(DATA)/cifar10/train --eval $(DATA)/cifar10/test --hold-out 200 --text-to-image 0.5 --seed 0
+DEMO_DATA := --data $(DATA)/cifar10/train --eval $(DATA)/cifar10/test --hold-out 200 --text-to-image 0.5
+DEMO_TRAIN := $(DEMO_DATA) --seed 0
 demo-model: build
 	$(BIN) train --config tools/train/cifar-clip.json --epochs $(DEMO_EPOCHS) $(DEMO_TRAIN) --out $(DEMO_WORK)/clip
 	$(BIN) train --init $(DEMO_WORK)/clip --epochs 2 --lr 5e-4 --warmup 20 --outliers 16 $(DEMO_TRAIN) \
@@ -136,8 +137,7 @@ demo-model: build
 	$(BIN) convert --hf $(DEMO_WORK)/clip-oe4 --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \
 	  --out $(DEMO_WORK)/oe4.q8.bundle
 	$(BIN) train --init $(DEMO_WORK)/oe4.q8.bundle --epochs 3 --lr 5e-4 --warmup 20 --outliers 16 \
-	  --outlier-kinds shuffled,dead-leaves,noise,fractal,strokes --data $(DATA)/cifar10/train \
-	  --eval $(DATA)/cifar10/test --hold-out 200 --per-class 1700 --text-to-image 0.5 --seed 1 \
+	  --outlier-kinds shuffled,dead-leaves,noise,fractal,strokes $(DEMO_DATA) --per-class 1700 --seed 1 \
 	  --out $(DEMO_WORK)/clip-oe
 	$(MAKE) demo-bundle DEMO_WORK=$(DEMO_WORK)
 

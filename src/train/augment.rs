@@ -114,6 +114,11 @@ impl View {
     }
 }
 
+/// ITU-R BT.601 luma, the grey of a colour (any scale: 0–1 or 0–255).
+pub(crate) fn luma([r, g, b]: [f32; 3]) -> f32 {
+    0.299 * r + 0.587 * g + 0.114 * b
+}
+
 fn lerp((a, b): (f32, f32), t: f32) -> f32 {
     a + (b - a) * t
 }
@@ -185,7 +190,7 @@ fn resampled(img: &RgbImage, view: &View, rgb: &mut [f32]) {
 /// them (contrast about the image's mean grey, saturation about each pixel's grey), clamped to
 /// [0, 1] after each.
 fn jitter(rgb: &mut [f32], [brightness, contrast, saturation]: [f32; 3]) {
-    let grey = |p: &[f32]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    let grey = |p: &[f32]| luma([p[0], p[1], p[2]]);
     for v in rgb.iter_mut() {
         *v = (*v * brightness).clamp(0.0, 1.0);
     }
@@ -218,6 +223,13 @@ mod tests {
         out
     }
 
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    }
+
     fn normalised(img: &RgbImage) -> Vec<f32> {
         let cfg = PreprocessConfig::clip(img.width());
         let plane = (img.width() * img.height()) as usize;
@@ -245,13 +257,8 @@ mod tests {
             x0: 1e-6,
             ..View::identity(32)
         };
-        let (a, b) = (pixels(&img, &v), normalised(&img));
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
-        assert!(worst < 1e-3, "{worst}");
+        let d = worst(&pixels(&img, &v), &normalised(&img));
+        assert!(d < 1e-3, "{d}");
     }
 
     #[test]
@@ -319,12 +326,8 @@ mod tests {
         let mut rgb: Vec<f32> = (0..30).map(|i| i as f32 / 30.0).collect();
         let before = rgb.clone();
         jitter(&mut rgb, [1.0; 3]);
-        let worst = rgb
-            .iter()
-            .zip(&before)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst < 1e-6, "{worst}");
+        let d = worst(&rgb, &before);
+        assert!(d < 1e-6, "{d}");
         // Zero saturation leaves each pixel grey; zero contrast leaves the mean grey everywhere.
         jitter(&mut rgb, [1.0, 1.0, 0.0]);
         assert!(rgb

@@ -590,13 +590,16 @@ pub fn train_from(
                 "the time limit must be a positive number of seconds".into(),
             ))
         }
-        Some(_) => Some(timing_window(opts.warmup).ok_or_else(|| {
-            Error::Input(
-                "a time limit measures the step time during warm-up: it needs at least 3 \
-                 warm-up steps"
-                    .into(),
-            )
-        })?),
+        Some(limit) => {
+            let (from, to) = timing_window(opts.warmup).ok_or_else(|| {
+                Error::Input(
+                    "a time limit measures the step time during warm-up: it needs at least 3 \
+                     warm-up steps"
+                        .into(),
+                )
+            })?;
+            Some((from, to, limit))
+        }
     };
     let started = std::time::Instant::now();
     let mut window_start = started;
@@ -647,7 +650,7 @@ pub fn train_from(
             let lr = lr_at(step, total, opts);
             model = optim.step(lr, model, grads);
             step += 1;
-            if let (Some((from, to)), Some(limit)) = (window, opts.time_limit) {
+            if let Some((from, to, limit)) = window {
                 if step == from {
                     window_start = std::time::Instant::now();
                 } else if step == to {

@@ -98,8 +98,7 @@ pub fn synthesize_from(kinds: &[Kind], source: &RgbImage, size: u32, rng: &mut R
 /// ITU-R BT.601 luma in all three channels.
 fn grey(img: &RgbImage) -> RgbImage {
     RgbImage::from_fn(img.width(), img.height(), |x, y| {
-        let [r, g, b] = img.get_pixel(x, y).0;
-        let l = (0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32).round() as u8;
+        let l = luma(img.get_pixel(x, y).0).round() as u8;
         Rgb([l, l, l])
     })
 }
@@ -238,7 +237,7 @@ fn fractal(size: u32, rng: &mut Rng) -> RgbImage {
 }
 
 fn luma(c: [u8; 3]) -> f32 {
-    0.299 * c[0] as f32 + 0.587 * c[1] as f32 + 0.114 * c[2] as f32
+    super::augment::luma(c.map(f32::from))
 }
 
 fn strokes(size: u32, rng: &mut Rng) -> RgbImage {
