@@ -285,6 +285,20 @@ fn bad_input_fails_cleanly() {
             says,
         );
     }
+    // tune's validation families are checked, with the names it knows, before anything is read.
+    let refused = run_cli(&[
+        "tune",
+        "--model",
+        tmp.join("none.bundle").to_str().unwrap(),
+        "--train",
+        classes.to_str().unwrap(),
+        "--validation-kinds",
+        "gratings,digits",
+        "--out",
+        tmp.join("tuned.bundle").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&refused, "unknown outlier family \"digits\"");
+    assert_clean_failure(&refused, "gratings, polygons");
     // One bad image among good ones: the good one is still scored, the bad one reported.
     let out = run_cli(&[
         "score",

@@ -238,10 +238,12 @@ fn train_convert_tune_eval() {
         note.contains("24 images of $DELTAENERGY_DATA/train "),
         "{note}"
     );
+    // Of the families held out of training, by default.
     assert!(
-        note.contains("chosen on them against 100 generated outliers"),
+        note.contains("chosen on them against 100 generated outliers (gratings, polygons)"),
         "{note}"
     );
+    assert_eq!(tuned["validation_kinds"], "gratings, polygons");
 
     let (cache, ebm, test, ood) = (p("cache"), p("ebm.bundle"), p("test"), p("ood"));
     let eval = |extra: &[&str]| {

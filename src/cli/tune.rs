@@ -1,6 +1,6 @@
 //! `deltaenergy tune`: CoOp context vectors with the EBM objective, written into a new bundle
 //! with ΔEnergy's c and τ chosen and its threshold calibrated on a validation split: held-apart
-//! ID images and outliers generated from them, never an evaluation set.
+//! ID images and generated outliers of families held out of training, never an evaluation set.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use deltaenergy::bundle::Bundle;
 use deltaenergy::convert::{now, rebundle, Rebundle};
 use deltaenergy::dataset::{class_features, decode_all, image_features, ClassFolders};
 use deltaenergy::metrics::calibrate;
+use deltaenergy::outliers::Kind;
 use deltaenergy::prompt::Prompt;
 use deltaenergy::rng::Rng;
 use deltaenergy::score::{cosine_similarities, ScoreKind};
@@ -61,12 +62,16 @@ pub struct TuneArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Outliers to generate from the calibration images (shuffled tiles, dead leaves, noise,
-    /// fractals, as `train --outliers` makes them, with another seed) for choosing ΔEnergy's c
-    /// and τ; 0 keeps the bundle's settings.
+    /// Outliers to generate for choosing ΔEnergy's c and τ; 0 keeps the bundle's settings.
     #[arg(long, default_value_t = 1000)]
     pub validation_outliers: usize,
-    /// The c values to try, plainest first (ties keep the earlier one).
+    /// Their families (`train --outlier-kinds`' names). The default two are held out of the
+    /// demo model's training: on the families a model was trained to reject, every setting
+    /// scores near-perfectly and the choice is noise.
+    #[arg(long, value_delimiter = ',', default_value = "gratings,polygons")]
+    pub validation_kinds: Vec<Kind>,
+    /// The c values to try, plainest first (a tie, FPR95 within one standard error of the
+    /// lowest, keeps the earlier one).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,5")]
     pub select_c: Vec<usize>,
     /// The τ values to try (default: the bundle's τ, then half and twice it).
@@ -169,7 +174,13 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             .into_iter()
             .map(|(p, _)| p)
             .collect();
-        let outliers = validation_outliers(&model, &files, args.validation_outliers, args.seed)?;
+        let outliers = validation_outliers(
+            &model,
+            &files,
+            &args.validation_kinds,
+            args.validation_outliers,
+            args.seed,
+        )?;
         let taus = args
             .select_tau
             .clone()
@@ -206,8 +217,11 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         args.shots + args.calibration,
         args.shots,
         selection.as_ref().map_or(String::new(), |s| format!(
-            "; c {} and τ {} chosen on them against {} generated outliers",
-            s.chosen.c, s.chosen.tau, args.validation_outliers
+            "; c {} and τ {} chosen on them against {} generated outliers ({})",
+            s.chosen.c,
+            s.chosen.tau,
+            args.validation_outliers,
+            kind_names(&args.validation_kinds)
         ))
     );
     let threshold = calibrate(&sims, &score, ScoreKind::DeltaEnergy, 0.95, note)?;
@@ -259,19 +273,34 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             "calibration_images": calib.len(),
             "score": { "c": score.c, "tau": score.tau },
             "selection": selection.as_ref().map(|s: &Selection| &s.trials),
+            "validation_kinds": selection.is_some().then(|| kind_names(&args.validation_kinds)),
         })
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// Unit features of `n` outliers generated from the (decoded) calibration images, seeded apart
-/// from training's outliers so that none is an image training saw.
+fn kind_names(kinds: &[Kind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Unit features of `n` outliers of `kinds` generated from the (decoded) calibration images,
+/// seeded apart from training's outliers so that none is an image training saw.
 fn validation_outliers(
     model: &deltaenergy::Clip,
     files: &[PathBuf],
+    kinds: &[Kind],
     n: usize,
     seed: u64,
 ) -> Result<Vec<Vec<f32>>> {
+    if kinds.is_empty() {
+        return Err(Error::Input(
+            "validation outliers need at least one family to draw from".into(),
+        ));
+    }
     let cfg = model.preprocess_config();
     let sources: Vec<_> = decode_all(files, &cfg, &|_| {})
         .into_iter()
@@ -284,7 +313,8 @@ fn validation_outliers(
     let images: Vec<_> = (0..n)
         .map(|i| {
             let mut one = Rng::new(rng.next_u64());
-            deltaenergy::outliers::synthesize(&sources[i % sources.len()], cfg.crop_size, &mut one)
+            let source = &sources[i % sources.len()];
+            deltaenergy::outliers::synthesize_from(kinds, source, cfg.crop_size, &mut one)
         })
         .collect();
     image_features(model, &images, 64, &|_| {})

@@ -36,10 +36,9 @@ impl Selection {
     }
 }
 
-/// Scores every (c, τ) of the grid on the validation similarities and picks the lowest FPR at
-/// 95% TPR; ties go to the higher AUROC, then to the earlier trial (so list the grid's plainest
-/// settings first). FPR95 decides because the bundle ships a 95%-TPR threshold: it is the share
-/// of outliers the page would call in-distribution.
+/// Scores every (c, τ) of the grid on the validation similarities and picks by FPR at 95% TPR
+/// ([`choose`]), listing the grid's plainest settings first. FPR95 decides because the bundle
+/// ships a 95%-TPR threshold: it is the share of outliers the page would call in-distribution.
 pub fn select_delta_energy(
     id: &[Vec<f64>],
     ood: &[Vec<f64>],
@@ -76,13 +75,23 @@ pub fn select_delta_energy(
             });
         }
     }
-    let mut chosen = trials[0].clone();
-    for t in &trials[1..] {
-        if t.fpr95 < chosen.fpr95 || (t.fpr95 == chosen.fpr95 && t.auroc > chosen.auroc) {
-            chosen = t.clone();
-        }
-    }
+    let chosen = choose(&trials, ood.len());
     Ok(Selection { chosen, trials })
+}
+
+/// The earliest trial whose FPR95 is within one standard error of the lowest, the error being
+/// the binomial one of that lowest rate over `outliers` outliers. Settings a validation split
+/// cannot tell apart are a tie, and a tie goes to the plainer setting: picking the lowest rate
+/// outright fits the split's noise (with 1,000 outliers, rates of 0.225 and 0.238 are 1 SE
+/// apart).
+pub fn choose(trials: &[Trial], outliers: usize) -> Trial {
+    let best = trials.iter().map(|t| t.fpr95).fold(f64::INFINITY, f64::min);
+    let se = (best * (1.0 - best) / outliers.max(1) as f64).sqrt();
+    trials
+        .iter()
+        .find(|t| t.fpr95 <= best + se)
+        .expect("the best trial is within its own error")
+        .clone()
 }
 
 #[cfg(test)]
@@ -129,6 +138,24 @@ mod tests {
             .unwrap();
         assert!(s.trials.iter().all(|t| t.fpr95 == 0.0 && t.auroc == 1.0));
         assert_eq!(s.chosen.tau, 0.05);
+    }
+
+    #[test]
+    fn a_tie_within_one_standard_error_goes_to_the_plainer_setting() {
+        let trial = |c, fpr95| Trial {
+            c,
+            tau: 0.1,
+            auroc: 0.9,
+            fpr95,
+        };
+        let trials = [trial(1, 0.30), trial(2, 0.24), trial(3, 0.23)];
+        // SE = √(0.23 · 0.77 / 1000) = 0.01331: 0.24 is within 0.2433, 0.30 is not.
+        assert_eq!(choose(&trials, 1000).c, 2);
+        // With 100,000 outliers the SE is 0.00133: only 0.23 is within 0.2313.
+        assert_eq!(choose(&trials, 100_000).c, 3);
+        // A perfect best (SE 0) admits only perfect trials, the first of them.
+        let perfect = [trial(1, 0.01), trial(2, 0.0), trial(3, 0.0)];
+        assert_eq!(choose(&perfect, 1000).c, 2);
     }
 
     #[test]
