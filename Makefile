@@ -124,7 +124,7 @@ demo: web
 # 4. convert stages 1 and 3 to q8 (the first one is the study's "no outliers" baseline) and tune
 #    EBM context vectors (METHOD.md's defaults); ΔEnergy's c and τ are chosen, and its threshold
 #    calibrated at 95% TPR, on a validation split: 100 held-out images per class and 1,000
-#    outliers generated from them (no evaluation set).
+#    generated outliers of two families held out of training (no evaluation set).
 DEMO_MODEL := www/models/cifar-clip.q8.bundle
 DEMO_WORK ?= target/demo-model
 DEMO_EPOCHS ?= 22

@@ -102,6 +102,10 @@ pub async fn probe_webgpu() -> Result<JsValue, JsValue> {
     }
 }
 
+/// Whether this build autotunes its matmul, reduction and attention kernels on WebGPU (burn
+/// decides it at compile time; the page's build does not: README, "On the GPU").
+const AUTOTUNED: bool = cfg!(feature = "autotune");
+
 /// The image tower's precision for "auto", "f32" or "f16" on `adapter` (None: the CPU).
 fn pick_precision(requested: &str, adapter: Option<&Adapter>) -> Result<Precision, JsValue> {
     match requested {
@@ -460,7 +464,8 @@ fn engine(device: &str, adapter: Option<&Adapter>, precision: Precision, quant: 
             Some(a) if a.software => "a software adapter",
             _ => "the GPU",
         };
-        return format!("burn wgpu (WGSL kernels) on {on}, {matmul}");
+        let kernels = if AUTOTUNED { "autotuned" } else { "untuned" };
+        return format!("burn wgpu (WGSL kernels, {kernels}) on {on}, {matmul}");
     }
     let simd = crate::qmatmul::Kernel::detect().name();
     let matmul = if quantized {
