@@ -9,7 +9,7 @@ use deltaenergy::bundle::Bundle;
 use deltaenergy::convert::{now, rebundle, Rebundle};
 use deltaenergy::dataset::{class_features, decode_all, image_features, ClassFolders};
 use deltaenergy::metrics::calibrate;
-use deltaenergy::outliers::Kind;
+use deltaenergy::outliers::{self, Kind};
 use deltaenergy::prompt::Prompt;
 use deltaenergy::rng::Rng;
 use deltaenergy::score::{cosine_similarities, ScoreKind};
@@ -221,7 +221,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             s.chosen.c,
             s.chosen.tau,
             args.validation_outliers,
-            kind_names(&args.validation_kinds)
+            outliers::names(&args.validation_kinds)
         ))
     );
     let threshold = calibrate(&sims, &score, ScoreKind::DeltaEnergy, 0.95, note)?;
@@ -273,18 +273,10 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             "calibration_images": calib.len(),
             "score": { "c": score.c, "tau": score.tau },
             "selection": selection.as_ref().map(|s: &Selection| &s.trials),
-            "validation_kinds": selection.is_some().then(|| kind_names(&args.validation_kinds)),
+            "validation_kinds": selection.is_some().then(|| outliers::names(&args.validation_kinds)),
         })
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn kind_names(kinds: &[Kind]) -> String {
-    kinds
-        .iter()
-        .map(|k| k.name())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Unit features of `n` outliers of `kinds` generated from the (decoded) calibration images,
@@ -314,7 +306,7 @@ fn validation_outliers(
         .map(|i| {
             let mut one = Rng::new(rng.next_u64());
             let source = &sources[i % sources.len()];
-            deltaenergy::outliers::synthesize_from(kinds, source, cfg.crop_size, &mut one)
+            outliers::synthesize(kinds, source, cfg.crop_size, &mut one)
         })
         .collect();
     image_features(model, &images, 64, &|_| {})

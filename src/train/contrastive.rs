@@ -336,7 +336,7 @@ fn shard_step(
         target[i * k + ctx.data.labels[x.image]] = 1.0;
     }
     for (i, x) in outliers.iter().enumerate() {
-        let img = crate::outliers::synthesize_from(
+        let img = crate::outliers::synthesize(
             ctx.outlier_kinds,
             &ctx.data.images[x.source],
             s as u32,

@@ -78,13 +78,21 @@ impl Kind {
     }
 }
 
+/// The families' names, comma-separated ("gratings, polygons").
+pub fn names(kinds: &[Kind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl std::str::FromStr for Kind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            let names: Vec<_> = ALL.iter().map(|k| k.name()).collect();
-            format!("unknown outlier family {s:?} ({})", names.join(", "))
-        })
+        ALL.into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown outlier family {s:?} ({})", names(&ALL)))
     }
 }
 
@@ -98,15 +106,10 @@ fn below(rng: &mut Rng, n: u64) -> u64 {
     rng.next_u64() % n
 }
 
-/// A square image of `size` pixels: one of the four families, chosen by `rng`, with `source`
+/// A square image of `size` pixels: one of `kinds` (not empty), chosen by `rng`, with `source`
 /// (a training image of the same size) as the material of `Shuffled`; half of them in grey, so
 /// the outliers span grey images as well as colour ones.
-pub fn synthesize(source: &RgbImage, size: u32, rng: &mut Rng) -> RgbImage {
-    synthesize_from(&KINDS, source, size, rng)
-}
-
-/// [`synthesize`] from the given families (not empty).
-pub fn synthesize_from(kinds: &[Kind], source: &RgbImage, size: u32, rng: &mut Rng) -> RgbImage {
+pub fn synthesize(kinds: &[Kind], source: &RgbImage, size: u32, rng: &mut Rng) -> RgbImage {
     let kind = kinds[below(rng, kinds.len() as u64) as usize];
     let img = make(kind, source, size, rng);
     if rng.next_u64() & 1 == 0 {
@@ -436,7 +439,7 @@ mod tests {
         let mut rng = Rng::new(2);
         let greys = (0..40)
             .filter(|_| {
-                let o = synthesize(&src, 32, &mut rng);
+                let o = synthesize(&KINDS, &src, 32, &mut rng);
                 o.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2])
             })
             .count();
