@@ -23,3 +23,9 @@ cp www/samples/cat.jpg /tmp/seed-images/a/ && cp www/samples/ship.jpg /tmp/seed-
 { printf '\x01'; printf '{"model": {"type": "BPE", "merges": ["i n", ["t", "h"], "a n"]}}'; } > "$ck/tokenizer-json"
 { printf '\x01'; printf '#version: 0.2\ni n\nt h\n'; } > "$ck/merges-txt"
 { printf '\x02'; cat /tmp/seed-checkpoint/model.safetensors; } > "$ck/weights"
+# The same weights in torch.save's layout, and torch's own small files (views, legacy, …).
+node tests/e2e/torch-bin.mjs /tmp/seed-checkpoint/model.safetensors /tmp/seed-checkpoint/pytorch_model.bin >/dev/null
+{ printf '\x02'; cat /tmp/seed-checkpoint/pytorch_model.bin; } > "$ck/weights-bin"
+for f in tests/fixtures/torch/*.bin; do
+  { printf '\x02'; cat "$f"; } > "$ck/torch-$(basename "$f" .bin)"
+done

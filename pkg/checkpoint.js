@@ -1,112 +1,84 @@
 // Hugging Face checkpoints in the worker, from the user's files or from the Hub, converted into
-// a bundle one tensor at a time (web.rs, Import). Both sources are read the same way: the
-// config and tokenizer whole (small), `model.safetensors` by byte ranges (`Blob.slice`, or HTTP
-// Range requests), so the checkpoint is never whole in memory.
+// a bundle one tensor at a time (src/web/import.rs). Both sources are read the same way: the
+// config and tokenizer whole (small), the weights (`model.safetensors` or `pytorch_model.bin`)
+// by the byte ranges the converter asks for (`Blob.slice`, or HTTP Range requests), so the
+// checkpoint is never whole in memory.
 
-import { ScorerError, describe } from './errors.js';
+import { ScorerError } from './errors.js';
+import { chooseWeights, hubFetch, hubUrl, rangeReader } from './hub.js';
 
 /**
  * @typedef {object} CheckpointReader
  * @property {string} config `config.json`'s text
  * @property {Uint8Array} tokenizer `tokenizer.json` or `merges.txt`
  * @property {'tokenizer.json' | 'merges.txt'} tokenizerKind
- * @property {number} size `model.safetensors`'s size in bytes
+ * @property {number} size the weights file's size in bytes
  * @property {(start: number, end: number) => Promise<Uint8Array>} range its bytes start..end
  * @property {string} source where it came from, for the bundle's provenance
  * @property {string} name a short name for people (the weights file's, or repo@revision)
- * @property {string} [etag] the Hub's ETag of `model.safetensors` (its SHA-256 for LFS files)
+ * @property {string} [file] the weights file's name, when known
  */
 
 /** @returns {Promise<CheckpointReader>} */
 export async function fromFiles({ config, weights, tokenizer, tokenizerKind }) {
   if (!(config instanceof Blob) || !(weights instanceof Blob) || !(tokenizer instanceof Blob)) {
-    throw new ScorerError('import: config.json, model.safetensors and a tokenizer file are needed', 'InputError');
+    throw new ScorerError('import: config.json, the weights (model.safetensors or pytorch_model.bin) and a tokenizer file are needed', 'InputError');
   }
+  const file = weights instanceof File ? weights.name : 'the weights';
   return {
     config: await config.text(),
     tokenizer: new Uint8Array(await tokenizer.arrayBuffer()),
     tokenizerKind,
     size: weights.size,
     range: (start, end) => weights.slice(start, end).arrayBuffer().then((b) => new Uint8Array(b)),
-    source: `files: ${weights instanceof File ? weights.name : 'model.safetensors'}`,
+    source: `files: ${file}`,
+    file,
     // A folder's name when the user picked one, else the weights file's.
-    name: (weights instanceof File && (weights.webkitRelativePath.split('/')[0] || weights.name)) || 'model.safetensors',
+    name: (weights instanceof File && (weights.webkitRelativePath.split('/')[0] || weights.name)) || file,
   };
-}
-
-/** A Hub file's URL: {base}/{repo}/resolve/{revision}/{file}, as the Hub lays them out. */
-export function hubUrl(base, repo, revision, file) {
-  const b = String(base).replace(/\/+$/, '');
-  return `${b}/${repo.split('/').map(encodeURIComponent).join('/')}/resolve/${encodeURIComponent(revision)}/${file}`;
-}
-
-/** What a failed Hub request means, for people. */
-function hubError(file, repo, response) {
-  const s = response.status;
-  const why =
-    s === 401 || s === 403
-      ? 'the repository is gated or private (accept its terms on the Hub, then import the files you download)'
-      : s === 404
-        ? `${repo} has no ${file} at this revision (is it a CLIP repository, and is the name right?)`
-        : `HTTP ${s}${response.statusText ? ` ${response.statusText}` : ''}`;
-  return new ScorerError(`could not fetch ${file} from the Hub: ${why}`, s === 404 ? 'InputError' : 'IoError');
-}
-
-async function hubFetch(url, file, repo, init, signal) {
-  let response;
-  try {
-    response = await fetch(url, { ...init, signal, cache: 'no-store' });
-  } catch (e) {
-    if (signal?.aborted) throw new ScorerError('the import was cancelled', 'InputError');
-    throw new ScorerError(`could not reach the Hub for ${file} (${describe(e).message}): is the network down, or the Hub's address wrong?`, 'IoError');
-  }
-  if (!response.ok) throw hubError(file, repo, response);
-  return response;
 }
 
 /**
- * A checkpoint on the Hub (or a mirror with its URL layout), read by Range requests; redirects
- * (large files live on another host) are followed by the browser.
- * @returns {Promise<CheckpointReader>}
+ * A checkpoint on the Hub (or a mirror that answers as it does) at a known commit: the config
+ * and tokenizer of that commit, and the weights transformers would read (`chooseWeights`),
+ * by Range requests. Says which file it reads through `progress`.
+ * @param {{base: string, repo: string, revision: string}} where
+ * @param {{commit: string, files: string[]}} info the revision's commit and files
+ * @param {AbortSignal} signal
+ * @param {(e: import('./types.js').ProgressEvent) => void} progress
+ * @returns {Promise<CheckpointReader & {commit: string, file: string, revision: string}>}
  */
-export async function fromHub({ base, repo, revision = 'main' }, signal) {
-  if (!/^[\w.-]+\/[\w.-]+$/.test(repo ?? '')) {
-    throw new ScorerError(`"${repo}" is not a Hub repository id (like openai/clip-vit-base-patch32)`, 'InputError');
+export async function fromHub({ base, repo, revision }, info, signal, progress) {
+  const has = (f) => info.files.includes(f);
+  if (!has('config.json')) {
+    throw new ScorerError(`${repo} has no config.json at ${revision}: is it a transformers CLIP repository?`, 'InputError');
   }
-  const url = (file) => hubUrl(base, repo, revision, file);
-  const config = await (await hubFetch(url('config.json'), 'config.json', repo, {}, signal)).text();
-  let tokenizer;
   /** @type {'tokenizer.json' | 'merges.txt'} */
-  let tokenizerKind = 'tokenizer.json';
-  try {
-    tokenizer = await hubFetch(url('tokenizer.json'), 'tokenizer.json', repo, {}, signal);
-  } catch (e) {
-    if (e.name !== 'InputError' || signal?.aborted) throw e;
-    tokenizer = await hubFetch(url('merges.txt'), 'merges.txt', repo, {}, signal);
-    tokenizerKind = 'merges.txt';
+  const tokenizerKind = has('tokenizer.json') ? 'tokenizer.json' : 'merges.txt';
+  if (!has(tokenizerKind)) {
+    throw new ScorerError(`${repo} has neither tokenizer.json nor merges.txt at ${revision}`, 'InputError');
   }
-  const tokenizerBytes = new Uint8Array(await tokenizer.arrayBuffer());
-  const weightsUrl = url('model.safetensors');
-  const range = async (start, end) => {
-    const r = await hubFetch(weightsUrl, 'model.safetensors', repo, { headers: { Range: `bytes=${start}-${end - 1}` } }, signal);
-    const bytes = new Uint8Array(await r.arrayBuffer());
-    if (r.status !== 206 && !(start === 0 && bytes.length === end)) {
-      throw new ScorerError('the Hub answered a byte range with the whole file (no Range support); import the files instead', 'IoError');
-    }
-    if (bytes.length !== end - start) {
-      throw new ScorerError(`model.safetensors: got ${bytes.length} bytes of ${end - start} (the connection dropped?)`, 'IoError');
-    }
-    return bytes;
+  const weights = await chooseWeights(base, repo, revision, info, signal);
+  // Every file from the one commit the revision named when it was looked up.
+  const small = async (file) => hubFetch(hubUrl(base, repo, info.commit, file), { repo, revision, file }, {}, signal);
+  const config = await (await small('config.json')).text();
+  const tokenizer = new Uint8Array(await (await small(tokenizerKind)).arrayBuffer());
+  const where = { repo, revision: weights.revision, file: weights.file };
+  const reader = await rangeReader(hubUrl(base, repo, weights.commit, weights.file), where, signal);
+  progress({ status: 'source', file: weights.file, revision: weights.revision, commit: weights.commit, bytes: reader.size, why: weights.why });
+  const at = `${repo}@${weights.revision} (${weights.commit.slice(0, 7)})`;
+  return {
+    config,
+    tokenizer,
+    tokenizerKind,
+    size: reader.size,
+    range: reader.range,
+    source: `hub: ${at} ${weights.file}`,
+    name: `${repo}@${revision}`,
+    commit: info.commit,
+    file: weights.file,
+    revision: weights.revision,
   };
-  // The first 8 bytes, and from Content-Range the file's size.
-  const first = await hubFetch(weightsUrl, 'model.safetensors', repo, { headers: { Range: 'bytes=0-7' } }, signal);
-  const total = Number(/\/(\d+)\s*$/.exec(first.headers.get('content-range') ?? '')?.[1]);
-  const etag = (first.headers.get('etag') ?? '').replace(/^W\//, '').replace(/"/g, '');
-  await first.arrayBuffer();
-  if (!Number.isFinite(total) || total <= 0) {
-    throw new ScorerError('the Hub did not say how large model.safetensors is (no Content-Range)', 'IoError');
-  }
-  return { config, tokenizer: tokenizerBytes, tokenizerKind, size: total, range, source: `hub: ${repo}@${revision}`, name: `${repo}@${revision}`, etag };
 }
 
 /**
@@ -121,10 +93,11 @@ export async function fromHub({ base, repo, revision = 'main' }, signal) {
  * @returns {Promise<{bundle: Uint8Array, checkpointSha256: string}>}
  */
 export async function convert(wasm, ckpt, { quant = 'q8', classes = [] }, progress, keep = null) {
-  const prefixLen = wasm.Import.prefixLength(await ckpt.range(0, 8), ckpt.size);
-  const job = new wasm.Import(ckpt.config, await ckpt.range(0, prefixLen), ckpt.size, ckpt.tokenizer, ckpt.tokenizerKind, quant, classes, ckpt.source);
+  const job = new wasm.Import(ckpt.config, ckpt.size, ckpt.tokenizer, ckpt.tokenizerKind, quant, classes, ckpt.source);
   try {
-    let loaded = prefixLen;
+    // The converter says which bytes it needs next (the table of contents, then each tensor),
+    // for either format; this loop only fetches them.
+    let loaded = 0;
     let last = 0;
     for (let next = job.next(); next; next = job.next()) {
       const bytes = await ckpt.range(next.start, next.end);
@@ -133,7 +106,7 @@ export async function convert(wasm, ckpt, { quant = 'q8', classes = [] }, progre
       const now = performance.now();
       if (now - last > 100 || next.index + 1 === next.count) {
         last = now;
-        progress({ status: 'import', loaded, total: ckpt.size, tensor: next.index + 1, tensors: next.count });
+        progress({ status: 'import', loaded, total: ckpt.size, tensor: next.key ? next.index + 1 : 0, tensors: next.count, format: job.format ?? '' });
       }
     }
     const head = job.finish();

@@ -106,14 +106,15 @@ export function checkpointFiles(files) {
     const byName = new Map([...(/** @type {Iterable<File>} */ (files ?? []))].map((f) => [f.name, f]));
     picked = {
       config: byName.get('config.json'),
-      weights: byName.get('model.safetensors'),
+      // transformers' order of preference when a folder holds both.
+      weights: byName.get('model.safetensors') ?? byName.get('pytorch_model.bin'),
       tokenizer: byName.get('tokenizer.json') ?? byName.get('merges.txt'),
     };
     if (picked.tokenizer) picked.tokenizerKind = /** @type {File} */ (picked.tokenizer).name === 'merges.txt' ? 'merges.txt' : 'tokenizer.json';
   }
   const missing = [
     !picked.config && 'config.json',
-    !picked.weights && 'model.safetensors',
+    !picked.weights && 'model.safetensors or pytorch_model.bin',
     !picked.tokenizer && 'tokenizer.json or merges.txt',
   ].filter(Boolean);
   if (missing.length) {

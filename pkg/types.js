@@ -142,7 +142,11 @@
  * - `warmup`: running the model once so the first real image is fast;
  * - `classes`: computing the text features of new classes, `done` of `total` prompts (0 of 0
  *   before it knows), or taking them from the cache (`cached`);
- * - `import`: converting a checkpoint, `loaded` of `total` bytes read, tensor `tensor` of `tensors`;
+ * - `source`: a Hub import reads `file` (`bytes` long) at `revision` (`commit`); `why` says
+ *   why, when it is not the revision asked for (main's conversion pull request), else "";
+ * - `import`: converting a checkpoint, `loaded` of `total` bytes read, tensor `tensor` of
+ *   `tensors` (0 while its table of contents is read); `format` is the weights file's kind
+ *   (`model.safetensors` or `pytorch_model.bin`) once its first bytes are read, else "";
  * - `cached`: the checkpoint was converted before: its bundle (`name`, `bytes` long) comes from
  *   the cache, with no request;
  * - `ready`: the model is ready on `device`;
@@ -154,7 +158,8 @@
  *   | {status: 'load'}
  *   | {status: 'warmup', device: Device}
  *   | {status: 'classes', done: number, total: number, cached: boolean}
- *   | {status: 'import', loaded: number, total: number, tensor: number, tensors: number}
+ *   | {status: 'source', file: string, revision: string, commit: string, bytes: number, why: string}
+ *   | {status: 'import', loaded: number, total: number, tensor: number, tensors: number, format: string}
  *   | {status: 'cached', name: string, bytes: number}
  *   | {status: 'ready', device: Device, reason: DeviceReason, info: ModelInfo, loadMs: number, warmUpMs: number, cached: boolean}
  *   | {status: 'fallback', device: Device, reason: DeviceReason, info: ModelInfo}
@@ -179,7 +184,7 @@
  * A Hugging Face CLIP checkpoint's files.
  * @typedef {object} CheckpointFiles
  * @property {Blob} config `config.json`
- * @property {Blob} weights `model.safetensors` (f32, f16 or bf16)
+ * @property {Blob} weights `model.safetensors` or `pytorch_model.bin` (f32, f16 or bf16)
  * @property {Blob} tokenizer `tokenizer.json` or `merges.txt`
  * @property {'merges.txt' | 'tokenizer.json'} [tokenizerKind] which of the two `tokenizer` is
  *   (default: by its file name, else tokenizer.json)
@@ -205,7 +210,11 @@
  * @property {number} bytes the bundle's size
  * @property {string} sha256 the bundle's checksum
  * @property {string} checkpointSha256 SHA-256 of the checkpoint bytes the conversion read
- * @property {string} etag the Hub's ETag of `model.safetensors` (its SHA-256), or ""
+ * @property {string} [base] a Hub import's Hub (its base URL)
+ * @property {string} [repo] a Hub import's repository
+ * @property {string} [revision] the revision it was asked for (`main`, a tag, a commit)
+ * @property {string} [commit] the commit that revision pointed to, which it was read at
+ * @property {string} [file] the weights file it was converted from
  * @property {number} saved when it was kept (milliseconds since the Unix epoch)
  */
 

@@ -7,9 +7,10 @@ mod common;
 use burn::tensor::Device;
 use common::*;
 use deltaenergy::bundle::{Bundle, BundleWriter, Header, Provenance, Section, StoredDtype};
+use deltaenergy::clip::checkpoint::CheckpointSource;
 use deltaenergy::convert::{convert, ConvertOptions, Quant};
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::loader::{load_hf_dir, SafetensorsSource};
+use deltaenergy::loader::load_hf_dir;
 use deltaenergy::prompt::Prompt;
 use deltaenergy::{ClipConfig, Error};
 
@@ -23,7 +24,7 @@ fn config(name: &str) -> ClipConfig {
 
 fn make(name: &str, options: &ConvertOptions) -> Vec<u8> {
     let weights = std::fs::read(model_dir(name).join("model.safetensors")).unwrap();
-    let mut src = SafetensorsSource::new(&weights).unwrap();
+    let mut src = CheckpointSource::new(&weights[..], weights.len() as u64).unwrap();
     convert(
         &config(name),
         &mut src,

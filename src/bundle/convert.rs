@@ -237,6 +237,8 @@ pub fn compress_merges(merges: &[u8]) -> Result<Vec<u8>> {
 pub struct Converter {
     config: ClipConfig,
     specs: Vec<TensorSpec>,
+    /// The data section's size in bytes, known before the first tensor.
+    data_len: u64,
     next: usize,
     writer: BundleWriter,
     merges_gz: Vec<u8>,
@@ -281,11 +283,23 @@ impl Converter {
         Ok(Self {
             config: config.clone(),
             specs,
+            data_len: tensors + extra,
             next: 0,
             writer: BundleWriter::with_capacity((tensors + extra) as usize),
             merges_gz,
             options,
         })
+    }
+
+    /// The size of the bundle's data (everything but its header, which is a few tens of kB),
+    /// known before the first tensor.
+    pub fn data_len(&self) -> u64 {
+        self.data_len
+    }
+
+    /// Every tensor the bundle holds, in the order they are handed over.
+    pub fn specs(&self) -> &[TensorSpec] {
+        &self.specs
     }
 
     /// The tensor to hand over next, or None when all are in.

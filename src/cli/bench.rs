@@ -20,7 +20,7 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "model")]
     pub config: Option<PathBuf>,
     /// A bundle (its config and weights at the precision it stores) or a Hugging Face
-    /// directory (config.json + model.safetensors, f32).
+    /// directory (config.json + model.safetensors or pytorch_model.bin, f32).
     #[arg(long)]
     pub model: Option<PathBuf>,
     #[arg(long, value_delimiter = ',', default_value = "cpu,wgpu")]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use deltaenergy::bundle::{hex, Bundle, Threshold};
 use deltaenergy::convert::{compress_merges, convert, ConvertOptions, Quant};
 use deltaenergy::embed::parse_classes;
-use deltaenergy::loader::{Init, RandomSource, SafetensorsSource, WeightSource};
+use deltaenergy::loader::{open_hf_dir, weights_file, Init, RandomSource, WeightSource};
 use deltaenergy::score::{temperature, ScoreKind, ScoreParams};
 use deltaenergy::{device, Error, Result};
 
@@ -14,7 +14,8 @@ use super::model_source::{self, merges_of, portable_path, read_file, tokenizer_p
 
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
-    /// Hugging Face layout directory (config.json + model.safetensors).
+    /// Hugging Face layout directory: config.json and model.safetensors or pytorch_model.bin
+    /// (read a tensor at a time), with the tokenizer's files unless --tokenizer says otherwise.
     #[arg(long, required_unless_present = "random", conflicts_with = "random")]
     pub hf: Option<PathBuf>,
     /// Instead of --hf: a config.json whose model gets seeded random weights (for size and
@@ -82,17 +83,16 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
         (None, Some(config)) => (config.clone(), None),
         (None, None) => return Err(Error::Input("give --hf DIR or --random CONFIG".into())),
     };
-    let config = model_source::read_config(&config_path)?;
-    let weights = match model_dir {
-        Some(dir) => read_file(&dir.join("model.safetensors"))?,
-        None => Vec::new(),
+    let mut hf = model_dir.map(open_hf_dir).transpose()?;
+    let config = match &hf {
+        Some(hf) => hf.config.clone(),
+        None => model_source::read_config(&config_path)?,
     };
-    let tau = match (args.tau, model_dir) {
+    let tau = match (args.tau, &mut hf) {
         (Some(t), _) => t,
-        (None, Some(_)) => {
+        (None, Some(hf)) => {
             let init = Init::Const(config.logit_scale_init_value as f32);
-            let ls = SafetensorsSource::new(&weights)?.take("logit_scale", &[1], init)?[0];
-            temperature(f64::from(ls))
+            temperature(f64::from(hf.weights.take("logit_scale", &[1], init)?[0]))
         }
         (None, None) => temperature(config.logit_scale_init_value),
     };
@@ -131,7 +131,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             calibration: args.threshold_note.clone(),
         }),
         source: match model_dir {
-            Some(dir) => portable_path(dir),
+            Some(dir) => portable_path(&weights_file(dir)?),
             None => format!(
                 "random weights (seed {}) for {}",
                 args.seed,
@@ -144,10 +144,10 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    let bytes = match model_dir {
-        Some(_) => convert(
+    let bytes = match &mut hf {
+        Some(hf) => convert(
             &config,
-            &mut SafetensorsSource::new(&weights)?,
+            &mut hf.weights,
             merges_gz,
             &options,
             &device::cpu(),

@@ -61,7 +61,8 @@ enum Command {
 /// Options shared by the commands that run a model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A bundle file, or a Hugging Face layout directory (config.json + model.safetensors).
+    /// A bundle file, or a Hugging Face layout directory (config.json + model.safetensors or
+    /// pytorch_model.bin).
     #[arg(long)]
     pub model: std::path::PathBuf,
     /// vocab.json + merges.txt directory, or bpe_simple_vocab_16e6.txt.gz (default: the

@@ -238,17 +238,16 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let device = device::device(args.backend)?;
     if args.model.is_dir() {
         use sha2::{Digest, Sha256};
-        // Read once: the same bytes build the model and name its features in the cache.
-        let config = read_file(&args.model.join("config.json"))?;
-        let weights = read_file(&args.model.join("model.safetensors"))?;
-        let mut h = Sha256::new();
-        h.update(&config);
-        h.update(&weights);
-        let config = String::from_utf8(config)
-            .map_err(|_| Error::Config("config.json is not UTF-8".into()))?;
+        let mut hf = loader::open_hf_dir(&args.model)?;
+        let model = loader::build_clip(&hf.config, &mut hf.weights, &device)?;
+        // The bytes the model was built from name its features in the cache.
+        let digest = Sha256::new()
+            .chain_update(&hf.config_json)
+            .chain_update(hf.weights.digest())
+            .finalize();
         return Ok(Loaded {
-            model: loader::load_hf(&config, &weights, &device)?.with_precision(args.precision)?,
-            vision_digest: with_precision(h.finalize().into(), args.precision),
+            model: model.with_precision(args.precision)?,
+            vision_digest: with_precision(digest.into(), args.precision),
             bundle: None,
             tokenizer_override: args.tokenizer.clone(),
             dir: Some(args.model.clone()),

@@ -1,5 +1,6 @@
-//! Builds [`Clip`] from weights: Hugging Face `config.json` + `model.safetensors` (from bytes, so
-//! the same code runs in the browser), or seeded random weights for benchmarks and training.
+//! Builds [`Clip`] from weights: Hugging Face `config.json` + `model.safetensors` or
+//! `pytorch_model.bin` (read through [`crate::clip::checkpoint`], from bytes or a file a range
+//! at a time), or seeded random weights for benchmarks and training.
 //!
 //! Every tensor is requested by its Hugging Face name with the shape the config implies; a
 //! [`WeightSource`] either supplies it or says precisely what is wrong. Modules are built
@@ -9,8 +10,9 @@
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 
+use crate::clip::checkpoint::CheckpointSource;
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
 use crate::model::{Clip, EncoderLayer, Mlp, SelfAttention, TextTransformer, VisionTransformer};
@@ -46,36 +48,6 @@ pub trait WeightSource {
     /// the one kind of tensor a source may hand over quantized.
     fn take_linear(&mut self, key: &str, shape: &[usize]) -> Result<Weight> {
         Ok(Weight::F32(self.take(key, shape, Init::Normal(0.02))?))
-    }
-}
-
-/// Tensors from a safetensors file held in memory.
-pub struct SafetensorsSource<'a> {
-    tensors: SafeTensors<'a>,
-}
-
-impl<'a> SafetensorsSource<'a> {
-    pub fn new(bytes: &'a [u8]) -> Result<Self> {
-        let tensors = SafeTensors::deserialize(bytes)
-            .map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
-        Ok(Self { tensors })
-    }
-}
-
-impl WeightSource for SafetensorsSource<'_> {
-    fn take(&mut self, key: &str, shape: &[usize], _init: Init) -> Result<Vec<f32>> {
-        let view = self.tensors.tensor(key).map_err(|_| Error::MissingTensor {
-            key: key.to_string(),
-            expected: shape.to_vec(),
-        })?;
-        check_shape(key, shape, view.shape())?;
-        let values = decode_values(key, view.dtype(), view.data())?;
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                key: key.to_string(),
-            });
-        }
-        Ok(values)
     }
 }
 
@@ -149,27 +121,80 @@ impl WeightSource for RandomSource {
     }
 }
 
-/// Builds CLIP from a Hugging Face `config.json` string and `model.safetensors` bytes.
-pub fn load_hf(config_json: &str, safetensors: &[u8], device: &Device) -> Result<Clip> {
+/// Builds CLIP from a Hugging Face `config.json` string and the bytes of its weights file
+/// (`model.safetensors` or `pytorch_model.bin`).
+pub fn load_hf(config_json: &str, weights: &[u8], device: &Device) -> Result<Clip> {
     let config = ClipConfig::from_json(config_json)?;
-    build_clip(&config, &mut SafetensorsSource::new(safetensors)?, device)
+    build_clip(
+        &config,
+        &mut CheckpointSource::new(weights, weights.len() as u64)?,
+        device,
+    )
 }
 
-/// Reads an HF-layout directory (`config.json` + `model.safetensors`).
+/// A Hugging Face directory opened for reading: its config, and its weights file with the
+/// table of contents read (the tensors are read when the builder asks for them).
+#[cfg(not(target_family = "wasm"))]
+pub struct HfDir {
+    /// `config.json`'s bytes, as read.
+    pub config_json: Vec<u8>,
+    pub config: ClipConfig,
+    pub weights: CheckpointSource<crate::clip::checkpoint::FileReader>,
+}
+
+/// The weights file of a Hugging Face directory: `model.safetensors`, else `pytorch_model.bin`
+/// (transformers' own order of preference).
+#[cfg(not(target_family = "wasm"))]
+pub fn weights_file(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    use crate::clip::checkpoint::Format;
+    for format in [Format::Safetensors, Format::PyTorch] {
+        let path = dir.join(format.file_name());
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    let sharded = [
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ]
+    .into_iter()
+    .find(|index| dir.join(index).is_file());
+    Err(Error::Input(match sharded {
+        Some(index) => format!(
+            "{}: the weights are split into shards ({index}), which cannot be read yet",
+            dir.display()
+        ),
+        None => format!(
+            "{} has neither model.safetensors nor pytorch_model.bin",
+            dir.display()
+        ),
+    }))
+}
+
+/// Opens a Hugging Face directory: reads `config.json` and the weights' table of contents.
+#[cfg(not(target_family = "wasm"))]
+pub fn open_hf_dir(dir: &std::path::Path) -> Result<HfDir> {
+    let path = dir.join("config.json");
+    let config_json = std::fs::read(&path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let text = std::str::from_utf8(&config_json)
+        .map_err(|_| Error::Config("config.json is not UTF-8".into()))?;
+    let config = ClipConfig::from_json(text)?;
+    let (reader, len) = crate::clip::checkpoint::FileReader::open(&weights_file(dir)?)?;
+    Ok(HfDir {
+        config_json,
+        config,
+        weights: CheckpointSource::new(reader, len)?,
+    })
+}
+
+/// Builds CLIP from a Hugging Face directory, reading its weights a tensor at a time.
 #[cfg(not(target_family = "wasm"))]
 pub fn load_hf_dir(dir: &std::path::Path, device: &Device) -> Result<Clip> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read(&path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })
-    };
-    let config = read("config.json")?;
-    let config =
-        String::from_utf8(config).map_err(|_| Error::Config("config.json is not UTF-8".into()))?;
-    let weights = read("model.safetensors")?;
-    load_hf(&config, &weights, device)
+    let mut hf = open_hf_dir(dir)?;
+    build_clip(&hf.config, &mut hf.weights, device)
 }
 
 /// A model with seeded random weights.
