@@ -80,9 +80,13 @@ test-e2e: build package
 	  | node $(E2E)/expected.mjs > $(E2E)/expected.json
 	# A Hugging Face checkpoint for the page's import (the random-weight fixture, the demo
 	# bundle's tokenizer), and what the CLI makes of it.
-	rm -rf $(IMPORT) && mkdir -p $(IMPORT)/checkpoint
+	rm -rf $(IMPORT) && mkdir -p $(IMPORT)/checkpoint $(IMPORT)/checkpoint-bin
 	node $(E2E)/tokenizer-of.mjs www/models/cifar-clip.q8.bundle $(IMPORT)
 	cp $(FIXTURE)/config.json $(FIXTURE)/model.safetensors $(IMPORT)/merges.txt $(IMPORT)/checkpoint/
+	# The same weights as torch.save wrote them (tools/reference/make_torch_bins.py), and a file
+	# that is not them, for the stand-in Hub's pull requests that must not be read.
+	cp $(FIXTURE)/config.json $(FIXTURE)/pytorch_model.bin $(IMPORT)/merges.txt $(IMPORT)/checkpoint-bin/
+	echo 'not these weights' > $(IMPORT)/not-these-weights.safetensors
 	$(BIN) convert --hf $(FIXTURE) --tokenizer $(IMPORT)/bpe.txt.gz --quant q8 --classes $(CLASSES) --out $(IMPORT)/cli.bundle
 	$(BIN) score --json --model $(IMPORT)/cli.bundle www/samples/cat.jpg | node $(E2E)/expected.mjs > $(IMPORT)/expected.json
 	# The second config (GELU, patch 16, legacy EOT), stored in f16 by transformers, at f16.
@@ -100,6 +104,11 @@ test-e2e: build package
 	cp $(IMPORT)/merges.txt $(IMPORT)/checkpoint-b32/
 	$(BIN) convert --hf $(IMPORT)/checkpoint-b32 --tokenizer $(IMPORT)/bpe.txt.gz --quant q8 --classes $(CLASSES) \
 	  --out $(IMPORT)/cli-b32.bundle
+	# The same weights as a pytorch_model.bin in torch.save's layout, which the page imports from
+	# the stand-in Hub and must score as the CLI scores the safetensors.
+	mkdir -p $(IMPORT)/checkpoint-b32-bin
+	cp $(IMPORT)/checkpoint-b32/config.json $(IMPORT)/merges.txt $(IMPORT)/checkpoint-b32-bin/
+	node $(E2E)/torch-bin.mjs $(IMPORT)/checkpoint-b32/model.safetensors $(IMPORT)/checkpoint-b32-bin/pytorch_model.bin
 	$(BIN) score --json --model $(IMPORT)/cli-b32.bundle www/samples/cat.jpg | node $(E2E)/expected.mjs > $(IMPORT)/expected-b32.json
 	# The demo model with CLIP's 80 templates (the page's "CLIP's 80 templates" choice).
 	$(BIN) score --json --model www/models/default.bundle --templates www/presets/cifar-10.json www/samples/cat.jpg \
@@ -194,7 +203,7 @@ quant-report: build
 	    --per-dir 60 $(DATA)/cifar10/test $(DATA)/imagenet-samples $(DATA)/dtd $(DATA)/mnist-test $(DATA)/gallery; done
 
 # Fuzz what a stranger's file reaches: the bundle reader, and the checkpoint import's readers
-# (config.json, tokenizer files, safetensors). cargo install cargo-fuzz; stable Rust with
+# (config.json, tokenizer files, safetensors and pytorch_model.bin read range by range). cargo install cargo-fuzz; stable Rust with
 # RUSTC_BOOTSTRAP. FUZZ_RUNS runs per target (libFuzzer prints the count).
 FUZZ_RUNS ?= 1000000
 fuzz: build
@@ -207,6 +216,7 @@ fuzz: build
 # Regenerate the reference fixtures (needs Python; CI never does this).
 fixtures:
 	tools/reference/run.sh make_models.py
+	tools/reference/run.sh make_torch_bins.py
 	tools/reference/run.sh make_tokens.py
 	tools/reference/run.sh make_pixels.py
 

@@ -242,12 +242,17 @@ export class DeltaEnergyScorer {
   }
 
   /**
-   * Converts a CLIP checkpoint on the Hugging Face Hub (or a mirror with the Hub's URL layout)
-   * into a bundle, like `importCheckpoint`: `config.json` and the tokenizer are fetched whole,
-   * `model.safetensors` by HTTP Range requests, a tensor at a time. Only this call talks to the
-   * Hub, and only to fetch; no image is ever sent. A model converted before from the same Hub,
-   * repository, revision and precision comes from the cache, with no request at all (a
-   * `cached` progress event says so); `cache: false` neither reads nor keeps it.
+   * Converts a CLIP checkpoint on the Hugging Face Hub (or a mirror that answers as it does)
+   * into a bundle, like `importCheckpoint`. The weights are those transformers would load:
+   * `model.safetensors` at the revision; on `main` without one, the Hub's conversion pull
+   * request of main's weights; else `pytorch_model.bin` (a `source` progress event says which).
+   * `config.json` and the tokenizer are fetched whole, the weights by HTTP Range requests, a
+   * tensor at a time. Only this call talks to the Hub, and only to fetch; no image is ever
+   * sent. A model converted before from the same commit and precision comes from the cache
+   * after one request (which commit the revision is now; none when `revision` is a commit),
+   * and when the Hub cannot be reached, the newest copy of that revision kept here does (a
+   * `note` says so); a `cached` progress event tells both. `cache: false` neither reads nor
+   * keeps it.
    * @param {{repo: string, revision?: string, hub?: string}} where a repository id such as
    *   `openai/clip-vit-base-patch32`, a revision (default `main`) and the Hub's base URL
    *   (default `https://huggingface.co`)

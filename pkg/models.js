@@ -25,13 +25,13 @@ const url = (kind, id) => new URL(`${PREFIX}${kind}/${encodeURIComponent(id)}`, 
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 
 /**
- * The cache's key for a converted checkpoint: the Hub's base URL, repository and revision (so
- * a second visit finds it before any request), or the checkpoint's hash for files; and the
- * precision.
+ * The cache's key for a converted checkpoint: the Hub's base URL, repository and the commit the
+ * revision pointed to (so a moved branch imports again, and an unchanged one is found with one
+ * request), or the checkpoint's hash for files; and the precision.
  */
 export function modelId(source, quant, checkpointSha256 = '') {
   return source.kind === 'hub'
-    ? `hub ${source.base} ${source.repo}@${source.revision} ${quant}`
+    ? `hub ${source.base} ${source.repo}@${source.commit} ${quant}`
     : `files ${checkpointSha256} ${quant}`;
 }
 
@@ -84,6 +84,17 @@ export async function keepModel(id, bundle, meta, note) {
   } catch (e) {
     note(`The converted model could not be kept for next time (${describe(e).message}).`);
   }
+}
+
+/**
+ * The newest model kept from this revision of a Hub repository at this precision (what an
+ * import falls back to when the Hub cannot say which commit the revision is now).
+ * @param {{base: string, repo: string, revision: string}} where
+ * @returns {Promise<{bytes: Uint8Array, meta: CachedModel} | null>}
+ */
+export async function findSavedHubModel({ base, repo, revision }, quant) {
+  const newest = (await listModels()).find((m) => m.base === base && m.repo === repo && m.revision === revision && m.quant === quant);
+  return newest ? findModel(newest.id) : null;
 }
 
 /** Every kept model, newest first. @returns {Promise<CachedModel[]>} */

@@ -17,7 +17,9 @@
 //      import {source: {kind: 'files', files: {config, weights, tokenizer, tokenizerKind}}
 //                      | {kind: 'hub', base, repo, revision}, allowedOrigins, quant, classes,
 //              cache} → the bundle's bytes (the model in use is not touched); kept in the
-//             cache of converted models, and a Hub import found there needs no network
+//             cache of converted models by the commit it came from: a Hub import asks the Hub
+//             which commit the revision is, and finds an unchanged one there (with the Hub out
+//             of reach, the newest copy of that revision)
 //      cachedModels {}   cachedModel {modelId} → bytes or null   deleteCachedModel {modelId}
 //      cancelImport {} (does not wait in line): stops the import in progress
 //      cancelClasses {} (does not wait in line): stops computing text features (setClasses
@@ -26,7 +28,8 @@
 import { ScorerError, describe, isGpuFailure } from './errors.js';
 import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
 import { convert as convertCheckpoint, fromFiles, fromHub } from './checkpoint.js';
-import { deleteModel, findModel, findText, keepModel, keepText, listModels, modelId } from './models.js';
+import { isCommit, revisionInfo } from './hub.js';
+import { deleteModel, findModel, findSavedHubModel, findText, keepModel, keepText, listModels, modelId } from './models.js';
 
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
 
@@ -447,21 +450,44 @@ async function importCheckpoint(msg, progress) {
   try {
     let ckpt;
     let source = msg.source ?? {};
+    /** The bundle kept from an earlier import of this checkpoint: no more requests. */
+    const saved = async (id) => {
+      const hit = useCache ? await findModel(id) : null;
+      if (hit) progress({ status: 'cached', name: hit.meta.name, bytes: hit.bytes.length });
+      return hit?.bytes ?? null;
+    };
     if (source.kind === 'hub') {
-      source = { ...source, base: checkUrl(source.base, self.location.origin, msg.allowedOrigins ?? []).href };
-      // Found: no request leaves the page.
-      const hit = useCache ? await findModel(modelId(source, quant)) : null;
-      if (hit) {
-        progress({ status: 'cached', name: hit.meta.name, bytes: hit.bytes.length });
-        return hit.bytes;
+      const base = checkUrl(source.base, self.location.origin, msg.allowedOrigins ?? []).href;
+      const { repo, revision = 'main' } = source;
+      if (!/^[\w.-]+\/[\w.-]+$/.test(repo ?? '')) {
+        throw new ScorerError(`"${repo}" is not a Hub repository id (like openai/clip-vit-base-patch32)`, 'InputError');
       }
-      ckpt = await fromHub(source, controller.signal);
+      const where = { base, repo, revision };
+      // A commit never changes: found by it, nothing is asked of the Hub.
+      const known = isCommit(revision) ? await saved(modelId({ ...where, commit: revision }, quant)) : null;
+      if (known) return known;
+      let info;
+      try {
+        info = await revisionInfo(base, repo, revision, controller.signal);
+      } catch (e) {
+        // The Hub out of reach: the newest copy of this revision kept here, said plainly.
+        const kept = e.name === 'IoError' && useCache ? await findSavedHubModel(where, quant) : null;
+        if (!kept) throw e;
+        progress({ status: 'note', message: `The Hub could not be reached, so the copy of ${repo}@${revision} saved here on ${new Date(kept.meta.saved).toLocaleString()} (commit ${String(kept.meta.commit).slice(0, 7)}) is used.` });
+        progress({ status: 'cached', name: kept.meta.name, bytes: kept.bytes.length });
+        return kept.bytes;
+      }
+      source = { kind: 'hub', ...where, commit: info.commit };
+      const current = await saved(modelId(source, quant));
+      if (current) return current;
+      ckpt = await fromHub(where, info, controller.signal, progress);
     } else {
       ckpt = await fromFiles(source.files ?? {});
     }
     const keep = useCache
       ? (b) => {
-          const meta = { name: ckpt.name, source: ckpt.source, quant, etag: ckpt.etag ?? '' };
+          const hub = source.kind === 'hub' ? { repo: source.repo, revision: source.revision, commit: source.commit, base: source.base, file: ckpt.file } : {};
+          const meta = { name: ckpt.name, source: ckpt.source, quant, ...hub };
           return keepModel(modelId(source, quant, b.checkpointSha256), b, meta, (message) => progress({ status: 'note', message }));
         }
       : null;

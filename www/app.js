@@ -10,6 +10,7 @@ import { initResults, updateControls } from './ui/results.js';
 import { initBatch } from './ui/batch.js';
 import { initInputs } from './ui/inputs.js';
 import { initImport, importFromHub } from './ui/import.js';
+import { initHubList } from './ui/hub-list.js';
 import { initPresets } from './ui/presets.js';
 import { initCalibration } from './ui/calibrate.js';
 import { refreshSavedModels } from './ui/saved-models.js';
@@ -33,6 +34,7 @@ initResults();
 initBatch();
 initInputs();
 initImport(params);
+initHubList();
 initPresets();
 initCalibration();
 updateControls();
@@ -42,7 +44,6 @@ loadModel(model).then((ok) => {
   refreshSavedModels();
   const hf = params.get('hf');
   if (ok && hf) {
-    $('import-box').open = true;
     $('hub-repo').value = hf;
     importFromHub(hf, params.get('revision') || 'main');
   }

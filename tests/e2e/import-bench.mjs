@@ -4,10 +4,11 @@
 // from /proc; Linux only).
 //
 //   node tests/e2e/import-bench.mjs DIR [QUANT] [PRESET:PROMPTS]...
-// DIR holds config.json, model.safetensors and merges.txt (or tokenizer.json). Each
+// DIR holds config.json, model.safetensors or pytorch_model.bin, and merges.txt (or
+// tokenizer.json). Each
 // PRESET:PROMPTS (e.g. imagenet-1k:one, cifar-10:ensemble) then applies a class preset of the
 // page with that prompt choice and times the text features.
-import { readFile, access } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromiumRss, launchChromium } from './browser.mjs';
@@ -15,8 +16,10 @@ import { startServer } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [dir, quant = 'q8', ...applies] = process.argv.slice(2);
-const tokenizer = await access(path.join(dir, 'tokenizer.json')).then(() => 'tokenizer.json', () => 'merges.txt');
-const files = ['config.json', 'model.safetensors', tokenizer].map((f) => path.join(dir, f));
+const has = (f) => access(path.join(dir, f)).then(() => true, () => false);
+const tokenizer = (await has('tokenizer.json')) ? 'tokenizer.json' : 'merges.txt';
+const weights = (await has('model.safetensors')) ? 'model.safetensors' : 'pytorch_model.bin';
+const files = ['config.json', weights, tokenizer].map((f) => path.join(dir, f));
 
 const server = await startServer({ root: path.join(here, '../../www'), port: 0 });
 const { context } = await launchChromium('cpu');
@@ -24,7 +27,6 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(`${server.url}?backend=cpu`);
   await page.locator('[data-testid=ready]').waitFor({ timeout: 120_000 });
-  const before = await page.locator('[data-testid=ready]').getAttribute('data-sha256');
   await new Promise((r) => setTimeout(r, 1000));
   const base = await chromiumRss();
   let peak = base;
@@ -44,26 +46,19 @@ try {
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
-  await page.locator('#import-box summary').click();
+  await page.locator('#more-box summary').click();
   await page.locator('#import-quant').selectOption(quant);
   const t0 = Date.now();
   await page.locator('[data-testid=import-input]').setInputFiles(files);
-  await page.waitForFunction(
-    (b) => {
-      const sha = document.querySelector('[data-testid=ready]')?.dataset.sha256;
-      return (sha && sha !== b) || document.querySelector('[data-testid=error]');
-    },
-    before,
-    { timeout: 30 * 60_000 },
-  );
+  await page.waitForFunction(() => document.querySelector('#import-box')?.dataset.imports === '1', null, { timeout: 30 * 60_000 });
   const seconds = (Date.now() - t0) / 1000;
   sampling = false;
   await sampler;
   const error = await page.locator('[data-testid=error]').textContent().catch(() => null);
   if (error) throw new Error(error);
   const status = (await page.locator('#status').textContent()).trim();
-  const size = (await readFile(files[1])).length;
-  console.log(`import ${path.basename(dir)} (${(size / 1e6).toFixed(1)} MB) → ${quant}: ${seconds.toFixed(1)} s to ready`);
+  const { size } = await stat(files[1]);
+  console.log(`import ${path.basename(dir)}/${weights} (${(size / 1e6).toFixed(1)} MB) → ${quant}: ${seconds.toFixed(1)} s to ready`);
   const mb = (x) => `${(x / 1e6).toFixed(0)} MB`;
   console.log(`conversion: ${convertSeconds} s, Chromium RSS peak +${convertPeak === null ? '?' : mb(convertPeak - base)} over ${mb(base)}`);
   console.log(`to ready (conversion + load + warm-up): peak +${mb(peak - base)}`);

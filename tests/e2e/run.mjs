@@ -808,9 +808,13 @@ async function presetChecks(page) {
 }
 
 /**
- * A Hub import against the local stand-in (hub.mjs): `?hf=` starts it, the model scores like the
- * CLI, model.safetensors is only ever read by ranges, nothing but GETs reach the Hub; a missing
- * repository and a dropped connection are clear errors that leave the model in use.
+ * Hub imports against the local stand-in (hub.mjs), which answers as the real Hub does: a repo
+ * with model.safetensors on main (`?hf=` starts it), one shaped like openai/clip-vit-base-patch32
+ * (pytorch_model.bin on main, the bot's safetensors in a pull request; clicked in the page's
+ * list), one with only pytorch_model.bin (typed), and a ViT-B/32-sized pytorch_model.bin. Each
+ * scores like the CLI on the same weights; the weights are read only by ranges, mostly straight
+ * from the storage URL; the cache follows the commit, and works offline; every Hub refusal is a
+ * clear error that leaves the model in use.
  */
 async function hubChecks(page, server, hub) {
   const dir = env.E2E_IMPORT;
@@ -820,47 +824,69 @@ async function hubChecks(page, server, hub) {
   }
   const want = JSON.parse(await readFile(path.join(dir, 'expected.json'), 'utf8'))['cat.jpg'];
   const readySha = () => page.locator('[data-testid=ready]').getAttribute('data-sha256').catch(() => null);
+  const commitOf = async (repo, rev = 'main') => (await (await fetch(`${hub.url}/api/models/${repo}/revision/${encodeURIComponent(rev)}`)).json()).sha;
+  const box = page.locator('#import-box');
+  /** Waits until `n` imports have ended in this page; the last must have loaded its model. */
+  const importDone = async (n) => {
+    await page.waitForFunction((k) => Number(document.querySelector('#import-box')?.dataset.imports ?? 0) >= k, n, { timeout: STEP_TIMEOUT });
+    if ((await box.getAttribute('data-import-ok')) !== 'true') {
+      throw new Error((await page.locator('[data-testid=error]').textContent().catch(() => 'no error shown')).trim());
+    }
+    return readySha();
+  };
+  /** Opens the page with `?hf=repo` against the stand-in; the import it starts is the first. */
+  const visit = async (repo) => {
+    await page.goto(`${server.url}?hf=${repo}&hub=${encodeURIComponent(hub.url)}`);
+    await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
+    return importDone(1);
+  };
+  /** Starts an import with `start` in the open page and waits for it. */
+  const imports = async (start) => {
+    const n = Number((await box.getAttribute('data-imports')) ?? 0);
+    await start();
+    return importDone(n + 1);
+  };
+  const note = () => page.locator('[data-testid=import-note]').textContent().then((t) => t.trim());
+  const typed = (repo, revision = 'main') => async () => {
+    await page.locator('[data-testid=hub-repo]').fill(repo);
+    await page.locator('#hub-revision').fill(revision);
+    await page.locator('[data-testid=hub-load]').click();
+  };
+  const weightRequests = (file) => hub.requests.filter((r) => r.url.includes(`/${file}`) && r.method === 'GET');
   hub.requests.length = 0;
   let imported = false;
-  await check('?hf=ORG/NAME&hub=URL imports from the Hub and scores like the CLI', async () => {
-    await page.goto(`${server.url}?hf=test/tiny-clip&hub=${encodeURIComponent(hub.url)}`);
-    await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
-    const first = await readySha();
-    await page.waitForFunction(
-      (b) => {
-        const sha = document.querySelector('[data-testid=ready]')?.dataset.sha256;
-        return (sha && sha !== b) || document.querySelector('[data-testid=error]');
-      },
-      first,
-      { timeout: STEP_TIMEOUT },
-    );
-    if (await page.locator('[data-testid=error]').count()) {
-      throw new Error((await page.locator('[data-testid=error]').textContent()).trim());
-    }
+  await check('?hf=ORG/NAME&hub=URL imports model.safetensors from main and scores like the CLI', async () => {
+    await visit('test/tiny-clip');
+    const said = await note();
+    assert(/Read model\.safetensors .* at main, commit/.test(said), `the page says: ${said}`);
     imported = true;
-    const name = 'hub-cat.jpg';
-    return scoresLikeCli(page, name, want);
+    return `${said} ${await scoresLikeCli(page, 'hub-cat.jpg', want)}`;
   });
-  await check('the Hub saw only GETs (and preflights), model.safetensors only by byte ranges', async () => {
+  await check('the page asked only GETs the Hub answers without a preflight, the weights only by ranges, mostly from the storage URL', async () => {
     const seen = hub.requests;
     assert(seen.length > 0, 'no request reached the Hub');
-    const bad = seen.filter((r) => !['GET', 'OPTIONS'].includes(r.method) || r.bodyBytes > 0);
-    assert(bad.length === 0, `unexpected: ${bad.map((r) => `${r.method} ${r.url}`).join(', ')}`);
-    const whole = seen.filter((r) => r.origin === 'cdn' && r.method === 'GET' && !r.range);
-    assert(whole.length === 0, `model.safetensors fetched whole ${whole.length} times`);
-    const ranges = seen.filter((r) => r.origin === 'cdn' && r.range).length;
-    return `${seen.length} requests, ${ranges} byte ranges from the second origin after the 302`;
+    const bad = seen.filter((r) => r.method !== 'GET' || r.bodyBytes > 0);
+    assert(bad.length === 0, `unexpected (the Hub's answer to a preflight is not on record): ${bad.map((r) => `${r.method} ${r.url}`).join(', ')}`);
+    const weights = seen.filter((r) => r.url.includes('model.safetensors'));
+    assert(weights.every((r) => r.range), `model.safetensors fetched whole: ${weights.filter((r) => !r.range).map((r) => r.url).join(', ')}`);
+    const commit = await commitOf('test/tiny-clip');
+    const resolves = seen.filter((r) => r.origin === 'hub' && r.url.includes('/resolve/'));
+    assert(resolves.every((r) => r.url.includes(`/resolve/${commit}/`)), `files not read at main's commit: ${resolves.map((r) => r.url).join(', ')}`);
+    const direct = weights.filter((r) => r.origin === 'cdn').length;
+    const through = weights.filter((r) => r.origin === 'hub').length;
+    // A signed URL serves `signedUses` requests; the page goes through the Hub again only then.
+    assert(through <= 1 + Math.ceil(direct / hub.signedUses) + 1, `${through} resolves for ${direct} storage reads`);
+    return `${seen.length} requests: ${through} weight resolves, ${direct} ranges from the storage`;
   });
   if (!imported) return;
   const importedSha = await readySha();
+  const commit = await commitOf('test/tiny-clip');
   const saved = page.locator('[data-testid=saved-model][data-name="test/tiny-clip@main"]');
-  await check('the converted model is listed as saved in this browser, with its size', async () => {
-    await saved.waitFor({ timeout: STEP_TIMEOUT });
-    // The stand-in's ETag is the file's SHA-256, as the Hub's for LFS files; the record keeps it.
-    const sha = createHash('sha256').update(await readFile(path.join(dir, 'checkpoint', 'model.safetensors'))).digest('hex');
-    const title = await saved.locator('.saved-name').getAttribute('title');
-    assert(title.includes(`Hub ETag ${sha}`), `the record's title: ${title}`);
-    return (await saved.innerText()).replace(/\s+/g, ' ').trim();
+  await check('the converted model is listed as saved in this browser, with the commit it came from', async () => {
+    await saved.first().waitFor({ timeout: STEP_TIMEOUT });
+    const title = await saved.first().locator('.saved-name').getAttribute('title');
+    assert(title.includes(`Hub commit ${commit}`), `the record's title: ${title}`);
+    return (await saved.first().innerText()).replace(/\s+/g, ' ').trim();
   });
   await check('text features of many prompts are kept with the model (CLIP\'s 80 templates)', async () => {
     await applyClassesWith(page, 'ensemble');
@@ -871,34 +897,82 @@ async function hubChecks(page, server, hub) {
     await page.locator('#class-templates').selectOption('model');
     return `${text.length} text entries in all`;
   });
-  await check('a second visit to ?hf= loads the saved model with no request to the Hub', async () => {
+  const revisit = async () => {
     hub.requests.length = 0;
-    await page.goto(`${server.url}?hf=test/tiny-clip&hub=${encodeURIComponent(hub.url)}`);
-    await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
-    await page.waitForFunction((want) => document.querySelector('[data-testid=ready]')?.dataset.sha256 === want || document.querySelector('[data-testid=error]'), importedSha, { timeout: STEP_TIMEOUT });
-    assert((await readySha()) === importedSha, `not the imported model: ${await page.locator('[data-testid=error]').textContent().catch(() => '')}`);
-    assert(hub.requests.length === 0, `${hub.requests.length} requests reached the Hub: ${hub.requests.map((r) => r.url).join(', ')}`);
-    return (await page.locator('#status').textContent()).trim();
+    return visit('test/tiny-clip');
+  };
+  await check('a second visit asks the Hub only which commit main is, and loads the saved model', async () => {
+    const sha = await revisit();
+    assert(sha === importedSha, 'not the imported model');
+    const urls = hub.requests.map((r) => r.url);
+    assert(urls.length === 1 && urls[0].includes('/api/models/test/tiny-clip/revision/main'), `requests: ${urls.join(', ')}`);
+    return note();
   });
-  await check('deleting the saved model removes it and its text features', async () => {
-    await saved.locator('[data-testid=saved-delete]').click();
-    await saved.waitFor({ state: 'detached', timeout: STEP_TIMEOUT });
+  await check('with the Hub out of reach, the saved copy of main loads, and the page says so', async () => {
+    hub.setDown(true);
+    try {
+      const sha = await revisit();
+      assert(sha === importedSha, 'not the imported model');
+      const said = await note();
+      assert(/could not be reached/.test(said) && said.includes(commit.slice(0, 7)), `the page says: ${said}`);
+      return said;
+    } finally {
+      hub.setDown(false);
+    }
+  });
+  await check('once main moves to a new commit, the next visit imports it again', async () => {
+    hub.moveMain('test/tiny-clip');
+    await revisit();
+    assert((await note()).includes((await commitOf('test/tiny-clip')).slice(0, 7)), `the page says: ${await note()}`);
+    const read = hub.requests.filter((r) => r.url.includes('model.safetensors')).length;
+    assert(read > 0, `the weights were not read again: ${hub.requests.map((r) => r.url).join(', ')}`);
+    await saved.nth(1).waitFor({ timeout: STEP_TIMEOUT });
+    return `${read} weight requests; ${await saved.count()} saved copies of test/tiny-clip@main`;
+  });
+  await check('deleting the saved models removes them and their text features', async () => {
+    while (await saved.count()) {
+      const n = await saved.count();
+      await saved.first().locator('[data-testid=saved-delete]').click();
+      await page.waitForFunction((k) => document.querySelectorAll('[data-testid=saved-model][data-name="test/tiny-clip@main"]').length < k, n, { timeout: STEP_TIMEOUT });
+    }
     const { models, text } = await storedEntries(page);
     assert(!models.some((p) => decodeURIComponent(p).includes('test/tiny-clip')), `still kept: ${models.join(', ')}`);
     assert(!text.some((p) => decodeURIComponent(p).includes(importedSha)), 'its text features are still kept');
-    assert((await readySha()) === importedSha, 'the model in use changed');
     return `${models.length} models and ${text.length} text entries left`;
   });
-  for (const [repo, pattern, what] of [
-    ['test/missing', /no config\.json|name right/, 'a repository that does not exist'],
-    ['test/drop', /dropped|could not reach|bytes of/, 'a connection dropped mid-download'],
+  await check('one click on openai/clip-vit-base-patch32 in the list reads the bot\'s safetensors of main (its pull request), as transformers does', async () => {
+    hub.requests.length = 0;
+    const repo = 'openai/clip-vit-base-patch32';
+    await imports(() => page.locator(`[data-testid=hub-pick][data-repo="${repo}"]`).click());
+    const said = await note();
+    assert(/Read model\.safetensors .* at refs\/pr\/66/.test(said) && /pull request #66/.test(said), `the page says: ${said}`);
+    const pr = await commitOf(repo, 'refs/pr/66');
+    const urls = hub.requests.map((r) => decodeURIComponent(r.url));
+    assert(urls.some((u) => u.includes('/discussions?p=0')), 'the pull requests were not listed');
+    assert(weightRequests('model.safetensors').every((r) => r.origin === 'cdn' || r.url.includes(`/resolve/${pr}/`)), `not read at refs/pr/66: ${urls.join(', ')}`);
+    assert(weightRequests('pytorch_model.bin').length === 0, 'pytorch_model.bin was read');
+    return `${said} ${await scoresLikeCli(page, 'pr-cat.jpg', want)}; ${urls.length} requests`;
+  });
+  await check('a repository with only pytorch_model.bin (typed in) reads it by ranges and scores like the CLI', async () => {
+    hub.requests.length = 0;
+    await imports(typed('test/clip-bin'));
+    const bin = weightRequests('pytorch_model.bin');
+    assert(bin.length > 0 && bin.every((r) => r.range), 'pytorch_model.bin not read by ranges');
+    const said = await note();
+    assert(/Read pytorch_model\.bin/.test(said), `the page says: ${said}`);
+    return `${said} ${await scoresLikeCli(page, 'bin-cat.jpg', want)}`;
+  });
+  for (const [repo, revision, pattern, what] of [
+    ['test/missing', 'main', /no public repository test\/missing/, 'a repository that does not exist (401, no error code)'],
+    ['test/gated', 'main', /test\/gated is gated/, 'a gated repository (401 GatedRepo)'],
+    ['test/tiny-clip', 'v9', /has no revision "v9"/, 'a revision that does not exist (404 RevisionNotFound)'],
+    ['test/no-weights', 'main', /neither model\.safetensors nor pytorch_model\.bin/, 'a repository without weights'],
+    ['test/drop', 'main', /dropped|could not reach|bytes of/, 'a connection dropped mid-download'],
   ]) {
     await check(`${what} is a clear error; the model in use stays`, async () => {
       const since = await errorSeq(page);
       const sha = await readySha();
-      await page.locator('#import-box').evaluate((d) => (d.open = true));
-      await page.locator('[data-testid=hub-repo]').fill(repo);
-      await page.locator('[data-testid=hub-load]').click();
+      await typed(repo, revision)();
       const text = await newError(page, since);
       assert(pattern.test(text) && clearMessage(text), `message: ${text}`);
       assert((await readySha()) === sha, 'the model changed');
@@ -914,17 +988,11 @@ async function hubChecks(page, server, hub) {
     assert((await readySha()) === sha, 'the model changed');
     return text.slice(0, 150);
   });
-  const b32 = path.join(dir, 'checkpoint-b32');
-  await check('a ViT-B/32-shaped checkpoint (one layer a tower) from the Hub scores like the CLI', async () => {
+  await check('a ViT-B/32-shaped pytorch_model.bin (one layer a tower) from the Hub scores like the CLI on its safetensors', async () => {
     const want = JSON.parse(await readFile(path.join(dir, 'expected-b32.json'), 'utf8'))['cat.jpg'];
-    const before = await readySha();
-    const since = await errorSeq(page);
-    await page.goto(`${server.url}?hf=test/vit-b32&hub=${encodeURIComponent(hub.url)}`);
-    await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
-    await readyChange(page, before, since);
-    const name = 'b32-cat.jpg';
-    const line = await scoresLikeCli(page, name, want);
-    const size = (await readFile(path.join(b32, 'model.safetensors'))).length;
+    await visit('test/vit-b32');
+    const line = await scoresLikeCli(page, 'b32-cat.jpg', want);
+    const size = (await readFile(path.join(dir, 'checkpoint-b32-bin', 'pytorch_model.bin'))).length;
     return `${(size / 1e6).toFixed(0)} MB f32 in ${await page.locator('#import-box').getAttribute('data-converted-seconds')} s; ${line}`;
   });
   await page.goto(server.url);
@@ -933,7 +1001,8 @@ async function hubChecks(page, server, hub) {
 
 /** Cheap checks done once (on the CPU run): keyboard reachability, the phone layout, the cache. */
 async function extraChecks(page, shot, requests) {
-  await check('keyboard reaches every control', async () => {
+  await check('keyboard reaches every control (with "Other ways to load a model" open)', async () => {
+    await page.locator('#more-box').evaluate((d) => (d.open = true));
     await page.evaluate(() => document.activeElement?.blur());
     await page.locator('body').focus();
     const seen = [];
@@ -945,7 +1014,7 @@ async function extraChecks(page, shot, requests) {
       });
       seen.push(d);
     }
-    for (const want of ['image-input', 'threshold', 'classes', 'apply-classes', 'bundle-input', 'bundle-url', 'export-csv']) {
+    for (const want of ['image-input', 'threshold', 'classes', 'apply-classes', 'hub-pick', 'hub-repo', 'bundle-input', 'bundle-url', 'export-csv']) {
       assert(seen.includes(want), `${want} is not reachable with Tab (order: ${[...new Set(seen)].join(' ')})`);
     }
     const outline = await page.evaluate(() => {
@@ -976,18 +1045,43 @@ async function extraChecks(page, shot, requests) {
 
 // ---------------------------------------------------------------- main
 
+/**
+ * The stand-in Hub's repositories, from the checkpoints `make test-e2e` writes: shaped like the
+ * real ones the import meets (HUB.md): safetensors on main; openai/clip-vit-base-patch32's
+ * pytorch_model.bin on main with the conversion bot's pull requests (15 made against an older
+ * main, 66 against main's head, 70 by someone else: only 66 holds these weights); only
+ * pytorch_model.bin; gated; no weights at all. Signed storage URLs serve 40 requests each.
+ */
+function hubRepos(dir) {
+  const at = (folder, ...files) => Object.fromEntries(files.map((f) => [f, path.join(dir, folder, f)]));
+  const tiny = at('checkpoint', 'config.json', 'model.safetensors', 'merges.txt');
+  const bin = at('checkpoint-bin', 'config.json', 'pytorch_model.bin', 'merges.txt');
+  const junk = { 'model.safetensors': path.join(dir, 'not-these-weights.safetensors') };
+  return {
+    signedUses: 40,
+    repos: {
+      'test/tiny-clip': { files: tiny },
+      'test/drop': { files: tiny },
+      'test/clip-bin': { files: bin },
+      'openai/clip-vit-base-patch32': {
+        files: bin,
+        pulls: [
+          { num: 15, stale: true, files: junk },
+          { num: 66, files: { 'model.safetensors': tiny['model.safetensors'] } },
+          { num: 70, author: 'someone-else', files: junk },
+        ],
+      },
+      'test/gated': { files: tiny, gated: true },
+      'test/no-weights': { files: at('checkpoint', 'config.json', 'merges.txt') },
+      'test/vit-b32': { files: at('checkpoint-b32-bin', 'config.json', 'pytorch_model.bin', 'merges.txt') },
+    },
+  };
+}
+
 async function main() {
   await mkdir(SHOTS, { recursive: true });
   // A stand-in Hub on two more origins, which the page's CSP allows (as it allows the real Hub's).
-  const hub = env.E2E_IMPORT
-    ? await startHub({
-        repos: {
-          'test/tiny-clip': path.join(env.E2E_IMPORT, 'checkpoint'),
-          'test/drop': path.join(env.E2E_IMPORT, 'checkpoint'),
-          'test/vit-b32': path.join(env.E2E_IMPORT, 'checkpoint-b32'),
-        },
-      })
-    : null;
+  const hub = env.E2E_IMPORT ? await startHub(hubRepos(env.E2E_IMPORT)) : null;
   const connect = hub ? [hub.url, hub.cdnUrl] : [];
   const server = await startServer({ root: WWW, port: Number(env.E2E_PORT ?? 0), connect });
   console.log(`serving ${WWW} at ${server.url}`);

@@ -44,7 +44,8 @@ export function bytesText(n) {
   if (!Number.isFinite(n)) return '?';
   if (n < 1000) return `${n} B`;
   if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
-  return `${(n / 1e6).toFixed(1)} MB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(n < 1e8 ? 1 : 0)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
 }
 
 export const shorten = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);

@@ -1,8 +1,9 @@
 // Importing a Hugging Face checkpoint, from files the user picked or from the Hub when asked:
 // converted into a bundle in the scorer's worker (pkg: importCheckpoint, importFromHub), then
-// loaded like any bundle, and offered as a download.
+// loaded like any bundle, and offered as a download. What the import read (which file, at which
+// revision and commit) and anything it had to say stays shown under the form.
 
-import { $ } from './dom.js';
+import { $, bytesText } from './dom.js';
 import { session } from './session.js';
 import { setStatus, showError, showProgress, hideProgress } from './status.js';
 import { loadModel } from './model-panel.js';
@@ -26,8 +27,22 @@ async function runImport(what, run) {
   $('hub-load').disabled = true;
   const t0 = performance.now();
   let cached = false;
+  let ok = false;
+  const notes = [];
+  const note = $('import-note');
+  const tell = (line) => {
+    notes.push(line);
+    note.textContent = notes.join(' ');
+    note.hidden = false;
+  };
+  note.hidden = true;
   const onProgress = (p) => {
-    if (p.status === 'cached') cached = true;
+    if (p.status === 'cached') {
+      cached = true;
+      tell(`${p.name}: converted on an earlier visit, taken from this browser's storage.`);
+    }
+    if (p.status === 'source') tell(`Read ${p.file} (${bytesText(p.bytes)}) at ${p.revision}, commit ${p.commit.slice(0, 7)}${p.why ? `: ${p.why}` : ''}.`);
+    if (p.status === 'note') tell(p.message);
     showProgress(p, t0);
   };
   try {
@@ -43,11 +58,15 @@ async function runImport(what, run) {
     link.download = bundle.name;
     link.hidden = false;
     setStatus(cached ? `${what} was converted on an earlier visit: loading it from the cache…` : `Converted in ${seconds} s; loading it…`);
-    await loadModel(bundle, what);
+    ok = await loadModel(bundle, what);
   } catch (e) {
     showError(`Could not import ${what}: ${e.message}`);
     setStatus(session.model ? 'The previous model is still in use.' : 'No model loaded.');
   } finally {
+    // How many imports ended, and whether the last one loaded (what tests wait on).
+    const box = $('import-box');
+    box.dataset.imports = String(Number(box.dataset.imports ?? 0) + 1);
+    box.dataset.importOk = String(ok);
     $('import-cancel').hidden = true;
     $('hub-load').disabled = false;
     hideProgress();
@@ -67,6 +86,7 @@ export function initImport(params) {
     event.preventDefault();
     const repo = $('hub-repo').value.trim();
     if (repo) importFromHub(repo, $('hub-revision').value.trim() || 'main');
+    else showError('Type a repository id such as openai/clip-vit-base-patch32, or pick one from the list.');
   });
   $('import-cancel').addEventListener('click', () => session.scorer?.cancelImport());
   $('import-input').addEventListener('change', (event) => {

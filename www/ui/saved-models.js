@@ -20,7 +20,7 @@ export async function refreshSavedModels() {
   }
   const list = $('saved-models');
   list.replaceChildren(...models.map((m) => el('li', { class: 'saved-model', dataset: { testid: 'saved-model', id: m.id, name: m.name } },
-    el('span', { class: 'saved-name', title: `${m.source}\ncheckpoint SHA-256 ${m.checkpointSha256}${m.etag ? `\nHub ETag ${m.etag}` : ''}`, text: m.name }),
+    el('span', { class: 'saved-name', title: `${m.source}\ncheckpoint SHA-256 ${m.checkpointSha256}${m.commit ? `\nHub commit ${m.commit}` : ''}`, text: m.name }),
     el('span', { class: 'muted small', text: ` ${m.quant}, ${bytesText(m.bytes)}, ${when(m.saved)} ` }),
     el('button', { type: 'button', dataset: { testid: 'saved-load' }, 'aria-label': `Load ${m.name} (${m.quant})`, text: 'Load', onclick: () => loadSaved(m) }),
     el('button', { type: 'button', dataset: { testid: 'saved-delete' }, 'aria-label': `Delete ${m.name} (${m.quant})`, text: 'Delete', onclick: () => deleteSaved(m) }),

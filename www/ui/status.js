@@ -47,10 +47,16 @@ export function showProgress(p, t0 = undefined) {
     return;
   }
   box.hidden = false;
+  if (p.status === 'source') {
+    setStatus(`Reading ${p.file} (${bytesText(p.bytes)}) from ${p.revision}, commit ${p.commit.slice(0, 7)}${p.why ? `: ${p.why}` : ''}.`);
+    return;
+  }
   if (p.status === 'import') {
     bar.max = p.total;
     bar.value = p.loaded;
-    text.textContent = `Converting: tensor ${p.tensor} of ${p.tensors}, ${bytesText(p.loaded)} of ${bytesText(p.total)} read` +
+    text.textContent = (p.tensor === 0
+      ? `Reading the table of contents${p.format ? ` of ${p.format}` : ''}`
+      : `Converting${p.format ? ` ${p.format}` : ''}: tensor ${p.tensor} of ${p.tensors}, ${bytesText(p.loaded)} of ${bytesText(p.total)} read`) +
       (t0 === undefined ? '' : timeLeft(p.loaded, p.total, t0));
     return;
   }
