@@ -161,7 +161,7 @@ demo-bundle: build
 	$(BIN) tune --model $(DEMO_WORK)/base.q8.bundle --train $(DATA)/cifar10/train --shots 16 --lambda 1 \
 	  --seed 0 --out $(DEMO_MODEL)
 
-# The README's study tables (zero-shot vs CoOp vs EBM, four scores, ablations) on the demo model.
+# The study's tables (docs/study/) (zero-shot vs CoOp vs EBM, four scores, ablations) on the demo model.
 # With $(DEMO_WORK)/no-outliers.q8.bundle (left by make demo-model) it also scores the model
 # before outlier exposure.
 study: build

@@ -104,7 +104,7 @@ pub async fn probe_webgpu() -> Result<JsValue, JsValue> {
 }
 
 /// Whether this build autotunes its matmul, reduction and attention kernels on WebGPU (burn
-/// decides it at compile time; the page's build does not: README, "On the GPU").
+/// decides it at compile time; the page's build does not: docs/PERFORMANCE.md, "On the GPU").
 const AUTOTUNED: bool = cfg!(feature = "autotune");
 
 /// The image tower's precision for "auto", "f32" or "f16" on `adapter` (None: the CPU).

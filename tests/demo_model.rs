@@ -72,7 +72,7 @@ fn judge(bundle: &Bundle, paths: &[std::path::PathBuf], device: &Device) -> Verd
 
 // Floors set below what the shipped model measured (printed by the test), so a regression in
 // the model, the loader or the scores fails here.
-// Measured when it shipped (README, "The demo model"; c 2 chosen on the validation split's
+// Measured when it shipped (docs/DEMO_MODEL.md; c 2 chosen on the validation split's
 // held-out outlier families): top-1 0.80, ID kept 0.96, DTD flagged 0.38, MNIST flagged 0.70
 // (at c 3, chosen on trained families before: 0.80, 0.96, 0.40, 0.76; the model before the
 // strokes stage: 0.80, 0.96, 0.40, 0.54).

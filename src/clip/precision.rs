@@ -59,7 +59,7 @@ impl Precision {
 }
 
 /// The precision "auto" means on `adapter` (None: the CPU): f16 on real GPUs that offer it. A
-/// software adapter emulates f16 no faster than f32 (README, "On the GPU"), so it keeps f32.
+/// software adapter emulates f16 no faster than f32 (docs/PERFORMANCE.md, "On the GPU"), so it keeps f32.
 pub fn auto(adapter: Option<&Adapter>) -> Precision {
     match adapter {
         Some(a) if a.f16 && !a.software => Precision::F16,

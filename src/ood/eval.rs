@@ -1,6 +1,6 @@
 //! The evaluation protocol of METHOD.md on cosine similarities: ID accuracy, accuracy under
 //! covariate shift, and for every score and every OOD set AUROC, FPR@95TPR, AUPR-In, AUPR-Out.
-//! Also the score histograms the README shows, as self-contained SVG.
+//! Also the score histograms of docs/study/, as self-contained SVG.
 
 use std::collections::BTreeMap;
 

@@ -3,10 +3,10 @@
 transformers' CLIPModel of tools/train/cifar-clip.json, AdamW, `--steps` steps at batch 128 on
 random pixels against 120 captions of 32 tokens (the demo recipe's 12 templates x 10 classes at
 its context length), both halves of CLIP's loss. It measures the arithmetic, not the data
-pipeline. Compare with farm-bench, e.g.:
-  farm-bench -n 3 --timeout 900 -- target/release/deltaenergy train --config tools/train/cifar-clip.json \
-    --data $DATA/cifar10/train --per-class 500 --text-to-image 0.5 --max-steps 40 --replicas 2 --out /tmp/speed \
-    --vs 'tools/reference/.venv/bin/python tools/reference/train_speed_ref.py --steps 40'
+pipeline. Time the two as whole processes in turn, e.g. with /usr/bin/time -v:
+  target/release/deltaenergy train --config tools/train/cifar-clip.json \
+    --data $DATA/cifar10/train --per-class 500 --text-to-image 0.5 --max-steps 40 --replicas 2 --out /tmp/speed
+  tools/reference/.venv/bin/python tools/reference/train_speed_ref.py --steps 40
 """
 import argparse
 import json

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The study in the README: zero-shot (hand prompt) vs CoOp vs EBM on the demo model, each scored
+# The study (docs/study/): zero-shot (hand prompt) vs CoOp vs EBM on the demo model, each scored
 # by ΔEnergy, energy, MCM and MaxLogit, then ablations over τ, c, the mask rule and λ.
-# Writes JSON reports to target/study/ and the README's markdown tables to target/study/tables.md.
+# Writes JSON reports to target/study/ and the markdown tables of docs/study/tables.md to target/study/tables.md.
 # Usage: tools/study/run.sh [BUNDLE [BASELINE]]   (default: the shipped demo model; data:
 # $DELTAENERGY_DATA). BASELINE, a bundle of the same model before outlier exposure, is scored
 # zero-shot too.

@@ -1,4 +1,4 @@
-"""Markdown tables for the README from the JSON reports of tools/study/run.sh (stdlib only)."""
+"""Markdown tables for docs/study/tables.md from the JSON reports of tools/study/run.sh (stdlib only)."""
 import json
 import sys
 from pathlib import Path

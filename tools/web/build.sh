@@ -23,7 +23,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; th
 fi
 
 # burn's kernel fusion is on in the browser: on SwiftShader it made no figure worse and the text
-# tower faster (README, "On the GPU"); natively it slowed lavapipe's text tower, so it stays off.
+# tower faster (docs/PERFORMANCE.md, "On the GPU"); natively it slowed lavapipe's text tower, so it stays off.
 $timed "wasm build (profile wasm: size-optimised, fat LTO, fusion)" \
   cargo build --profile wasm --lib --target wasm32-unknown-unknown --features fusion
 
