@@ -6,7 +6,7 @@
 //! `shortest_edge` with Pillow's bicubic filter, centre-crop to `crop_size` (padding with black
 //! when the image is smaller), rescale by 1/255, normalise with mean/std, lay out as CHW `f32`.
 //!
-//! Fidelity, as checked by `tests/preprocess.rs` against fixtures made by
+//! Fidelity, as checked by `tests/integration/preprocess.rs` against fixtures made by
 //! `tools/reference/make_pixels.py` (transformers 5.24, Pillow 13.0):
 //! - PNG, GIF, BMP and WebP (lossless and lossy) inputs give the same `u8` pixels as the
 //!   reference, and therefore the same floats;

@@ -27,7 +27,7 @@ else
   batch=${BATCH:-512}
 fi
 # BIN=fusion trains with the fused build (it must have been carried; `cargo test --release
-# --features fusion --test train wgpu_trains_like_the_cpu` holds it to the CPU's steps).
+# --features fusion --test integration train::wgpu_trains_like_the_cpu` holds it to the CPU's steps).
 [ -n "${BIN:-}" ] && bin=$(echo $bins | tr ' ' '\n' | grep -- "-$BIN$" || echo "$bin")
 work=$(mktemp -d)
 cifar_train "$work/cifar10-train"

@@ -4,7 +4,7 @@
 images and texts, runs `deltaenergy embed` on the same files, and prints the agreement.
 
 Images are re-encoded to PNG first so both sides decode identical pixels: this measures the
-model, not the JPEG decoders (tests/preprocess.rs measures those).
+model, not the JPEG decoders (tests/integration/preprocess.rs measures those).
 
 Run: cargo build --release && tools/reference/run.sh check_full.py [--config PATH] [--out DIR]
 """

@@ -8,7 +8,7 @@ Writes, under `tests/fixtures/`:
                (do_rescale=False, do_normalize=False) as PNG, at 224 (the shared
                preprocessor_config.json) and at 32 (the small test models' size);
   resize/      Pillow bicubic resizes of procedurally generated images (the same generator is
-               re-implemented in tests/preprocess.rs), covering up/down scaling on each axis;
+               re-implemented in tests/integration/preprocess.rs), covering up/down scaling on each axis;
   preprocess/manifest.json  what to compare, with a few float values of the full pipeline.
 
 Usage (from the repository root; `make fixtures` runs it through tools/reference/run.sh):
@@ -155,7 +155,7 @@ def u8_hwc(processor, img: Image.Image, size: int | None) -> np.ndarray:
     return np.ascontiguousarray(pv[0].transpose(1, 2, 0))
 
 
-# --- procedural images for the resize cases; mirrored in tests/preprocess.rs -----------------
+# --- procedural images for the resize cases; mirrored in tests/integration/preprocess.rs -----------------
 M32 = 0xFFFFFFFF
 
 

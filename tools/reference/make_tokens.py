@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference token ids for `tests/tokenizer.rs`, from Hugging Face's CLIPTokenizerFast.
+"""Reference token ids for `tests/integration/tokenizer.rs`, from Hugging Face's CLIPTokenizerFast.
 
 Writes tests/fixtures/tokenizer/cases.json: a list of {"text": ..., "ids": [...]}, ids with
 <|startoftext|>/<|endoftext|> and truncation to 77 (`truncation=True, max_length=77`).

@@ -40,13 +40,12 @@ pub fn data() -> Option<PathBuf> {
 }
 
 /// The data set, or a return from the calling test with a line saying why it did not run.
-#[macro_export]
 macro_rules! data_or_skip {
     () => {
-        match common::data() {
+        match $crate::common::data() {
             Some(dir) => dir,
             None => {
-                common::say_skipped(concat!("the test at ", file!(), ":", line!()));
+                $crate::common::say_skipped(concat!("the test at ", file!(), ":", line!()));
                 return;
             }
         }
@@ -152,20 +151,19 @@ pub fn device(backend: deltaenergy::device::Backend) -> Option<burn::tensor::Dev
 }
 
 /// One test body, run once per shipped backend (candle's `test_device!` idea).
-#[macro_export]
 macro_rules! on_every_backend {
     ($name:ident, $body:expr) => {
         mod $name {
             use super::*;
             #[test]
             fn cpu() {
-                if let Some(d) = common::device(deltaenergy::device::Backend::Cpu) {
+                if let Some(d) = $crate::common::device(deltaenergy::device::Backend::Cpu) {
                     ($body)(d)
                 }
             }
             #[test]
             fn wgpu() {
-                if let Some(d) = common::device(deltaenergy::device::Backend::Wgpu) {
+                if let Some(d) = $crate::common::device(deltaenergy::device::Backend::Wgpu) {
                     ($body)(d)
                 }
             }

@@ -5,9 +5,7 @@
 //! must make the very same bundle, torch's own views must read as torch reads them, and every
 //! damaged input must be a clear error.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use deltaenergy::clip::checkpoint::{CheckpointSource, Opener};
 use deltaenergy::convert::{convert, ConvertOptions, Converter, Quant};
 use deltaenergy::loader::Weight;

@@ -3,8 +3,7 @@
 //! exactly the same ids, whether the vocabulary comes from `vocab.json` + `merges.txt` or from
 //! OpenAI's `bpe_simple_vocab_16e6.txt.gz`.
 
-mod common;
-
+use crate::common;
 use std::path::{Path, PathBuf};
 
 use deltaenergy::tokenizer::{ClipTokenizer, TokenizerError, CONTEXT_LENGTH, EOT, SOT};

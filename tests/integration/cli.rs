@@ -2,11 +2,9 @@
 //! transformers reference, and its behaviour on bad input (an error on stderr, a non-zero exit,
 //! never a panic).
 
-mod common;
-
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const NAME: &str = "tiny-quickgelu-p8";

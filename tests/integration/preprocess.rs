@@ -10,8 +10,7 @@
 //! Inputs taken from the data dir (`DELTAENERGY_DATA`, default `../shared/data`) are skipped,
 //! with a note, when that directory is absent and the variable is not set.
 
-mod common;
-
+use crate::common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

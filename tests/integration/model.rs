@@ -2,10 +2,8 @@
 //! (two random configs differing in activation, patch and image size, depth, EOT rule and
 //! storage dtype), on every backend.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use common::*;
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::loader::load_hf_dir;
 

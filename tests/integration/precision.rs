@@ -2,10 +2,8 @@
 //! shipped q8 demo model on real photos, and the full-size ViT-B/32 config. Runs where the wgpu
 //! adapter offers shader-f16 (lavapipe does, so CI runs it; Chromium's SwiftShader does not).
 
-mod common;
-
+use crate::common::{self, *};
 use burn::tensor::{DType, Device};
-use common::*;
 use deltaenergy::bundle::Bundle;
 use deltaenergy::device::{read_f32, rows, Backend};
 use deltaenergy::loader::load_hf_dir;

@@ -2,10 +2,8 @@
 //! each precision's tolerance on every backend, carries its classes, prompt and settings, and
 //! every kind of damage is a clear error.
 
-mod common;
-
+use crate::common::{self, *};
 use burn::tensor::Device;
-use common::*;
 use deltaenergy::bundle::{Bundle, BundleWriter, Header, Provenance, Section, StoredDtype};
 use deltaenergy::clip::checkpoint::CheckpointSource;
 use deltaenergy::convert::{convert, ConvertOptions, Quant};

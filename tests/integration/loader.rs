@@ -1,8 +1,6 @@
 //! Loading Hugging Face weights: bad files give errors that name what is wrong, never panics.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use deltaenergy::loader::load_hf;
 use deltaenergy::Error;
 use safetensors::tensor::TensorView;

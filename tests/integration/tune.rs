@@ -1,10 +1,8 @@
 //! EBM prompt tuning: the loss against hand-worked values and an independent scalar
 //! implementation, its gradient against finite differences, and a tuning run on a fixture model.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::{Tensor, TensorData};
-use common::*;
 use deltaenergy::device::{cpu, read_f32};
 use deltaenergy::loader::load_hf_dir;
 use deltaenergy::tune::{ebm_loss, feature_mask, tune, EbmParams, MaskRule, TuneOptions};

@@ -1,12 +1,10 @@
 //! The whole path a user takes, on a few dozen real images in seconds: `train` a CLIP from
 //! scratch, `convert` it to a q8 bundle, `tune` EBM context vectors, `eval` every score.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn ok(out: Output) -> Value {

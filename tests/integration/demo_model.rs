@@ -2,10 +2,8 @@
 //! what it carries, and how it labels and flags real images it was not trained or calibrated on
 //! (CIFAR-10 test photos, DTD textures, MNIST digits).
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::Device;
-use common::*;
 use deltaenergy::bundle::Bundle;
 use deltaenergy::classify::classify;
 use deltaenergy::device::{read_f32, rows};

@@ -1,10 +1,8 @@
 //! Prompt ensembling (CLIP's 80 ImageNet templates): a class's feature is the mean of its unit
 //! features under each template, on every backend.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::Device;
-use common::*;
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::loader::load_hf_dir;
 use deltaenergy::prompt::Prompt;

@@ -1,9 +1,7 @@
 //! Data-parallel training: the batch split over replicas must compute the same step as one
 //! model on the whole batch, and a run must repeat exactly for a given replica count.
 
-mod common;
-
-use common::*;
+use crate::common::{self, *};
 use deltaenergy::device::cpu;
 use deltaenergy::export::HfTensors;
 use deltaenergy::rng::Rng;
