@@ -39,7 +39,7 @@ impl fmt::Display for Backend {
 }
 
 /// Whether quantized weights stay quantized on this device: wgpu runs burn's quantized matmul,
-/// the CPU our int8 kernel ([`crate::qmatmul`]); autodiff would dequantize the whole weight on
+/// the CPU our int8 kernel ([`crate::clip::qmatmul`]); autodiff would dequantize the whole weight on
 /// every call, so it gets f32.
 pub fn runs_quantized_matmul(device: &Device) -> bool {
     !device.is_autodiff() && (is_cpu(device) || is_wgpu(device))

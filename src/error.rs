@@ -1,6 +1,6 @@
 //! One error type for the library, so the CLI and the wasm surface can report any failure as text.
 
-use crate::{preprocess::PreprocessError, tokenizer::TokenizerError};
+use crate::clip::{preprocess::PreprocessError, tokenizer::TokenizerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

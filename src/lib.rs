@@ -6,30 +6,21 @@
 //! the scores and their evaluation (plain f64 arithmetic, no burn), and [`train`] training and
 //! prompt tuning (native only). [`web`] is the browser's API. See ARCHITECTURE.md.
 //!
-//! Every module is also reachable at the crate root (`deltaenergy::score`,
-//! `deltaenergy::tokenizer`, …), the paths the CLI and the tests use.
+//! Every module is also reachable at the crate root (`deltaenergy::ood::score`,
+//! `deltaenergy::clip::tokenizer`, …), the paths the CLI and the tests use.
 
 pub mod bundle;
 pub mod clip;
 pub mod device;
 pub mod error;
 pub mod ood;
-pub mod qmatmul;
 pub mod rng;
 #[cfg(not(target_family = "wasm"))]
 pub mod train;
 #[cfg(target_family = "wasm")]
 pub mod web;
 
-#[cfg(not(target_family = "wasm"))]
-pub use bundle::export;
-pub use bundle::{convert, quant};
-pub use clip::{config, embed, loader, model, precision, preprocess, prompt, tokenizer};
-pub use ood::{classify, eval, metrics, score, select};
-#[cfg(not(target_family = "wasm"))]
-pub use train::{dataset, outliers, tune};
-
-pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use clip::model::Clip;
 pub use error::{Error, Result};
-pub use model::Clip;
-pub use score::ScoreKind;
+pub use ood::score::ScoreKind;

@@ -37,11 +37,9 @@ fn main() -> ExitCode {
 }
 
 /// burn's CPU backend allocates and frees every intermediate tensor, and glibc hands freed
-/// memory at the top of the heap back to the kernel at once (then faults it in again on the next
-/// step). Keeping up to 2 GiB of freed memory and growing the heap 256 MiB at a time made 60
-/// training steps of the demo config 1.37× faster (11.15 s → 8.14 s wall, system time
-/// 4.37 s → 0.23 s; the same settings given as glibc environment variables, one run after the
-/// other).
+/// memory at the top of the heap back to the kernel at once, then faults it in again on the next
+/// step; keeping freed memory and growing the heap in large steps avoids that system time
+/// (measured on training: docs/PERFORMANCE.md).
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.

@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::bundle::{hex, Bundle, Header, Provenance};
-use crate::classify::{classify, Classification};
+use crate::clip::embed::clean_classes;
+use crate::clip::model::Clip;
+use crate::clip::precision::Precision;
+use crate::clip::preprocess::{preprocess_bytes, preprocess_rgb, rgba_to_rgb};
+use crate::clip::prompt::Prompt;
+use crate::clip::tokenizer::ClipTokenizer;
 use crate::device::{read_f32_async, rows, Adapter};
-use crate::embed::clean_classes;
-use crate::model::Clip;
-use crate::precision::Precision;
-use crate::preprocess::{preprocess_bytes, preprocess_rgb, rgba_to_rgb};
-use crate::prompt::Prompt;
-use crate::score::{cosine_similarities, ScoreKind, ScoreParams, Scores, Threshold};
-use crate::tokenizer::ClipTokenizer;
+use crate::ood::classify::{classify, Classification};
+use crate::ood::score::{cosine_similarities, ScoreKind, ScoreParams, Scores, Threshold};
 
 mod import;
 #[cfg(feature = "threads")]
@@ -110,7 +110,7 @@ const AUTOTUNED: bool = cfg!(feature = "autotune");
 /// The image tower's precision for "auto", "f32" or "f16" on `adapter` (None: the CPU).
 fn pick_precision(requested: &str, adapter: Option<&Adapter>) -> Result<Precision, JsValue> {
     match requested {
-        "auto" | "" => Ok(crate::precision::auto(adapter)),
+        "auto" | "" => Ok(crate::clip::precision::auto(adapter)),
         other => match (other.parse().map_err(js)?, adapter) {
             (Precision::F16, a) if !a.is_some_and(|a| a.f16) => {
                 // Refused before loading, as a request this device cannot honour (not a GPU
@@ -227,7 +227,7 @@ async fn text_features(
             let t = model.encode_classes(tok, chunk, pass).map_err(js)?;
             let rows = rows(read_f32_async(t).await.map_err(js)?, dim);
             for (acc, mut row) in sum[i * TEXT_CHUNK..].iter_mut().zip(rows) {
-                crate::embed::l2_normalise(&mut row);
+                crate::clip::embed::l2_normalise(&mut row);
                 acc.iter_mut().zip(&row).for_each(|(a, r)| *a += r);
             }
             done += chunk.len();
@@ -249,7 +249,8 @@ async fn text_features(
             }
         }
     }
-    sum.iter_mut().for_each(|r| crate::embed::l2_normalise(r));
+    sum.iter_mut()
+        .for_each(|r| crate::clip::embed::l2_normalise(r));
     Ok(sum)
 }
 
@@ -283,7 +284,7 @@ fn templates_of(value: JsValue) -> Result<Vec<String>, JsValue> {
         )))
     })?;
     for t in &templates {
-        crate::embed::check_template(t).map_err(js)?;
+        crate::clip::embed::check_template(t).map_err(js)?;
     }
     Ok(templates)
 }
@@ -452,7 +453,7 @@ fn info(s: &State) -> Result<JsValue, JsValue> {
 /// What computes the products on `device` ("cpu" or "webgpu") with weights at `quant` and
 /// activations at `precision`.
 fn engine(device: &str, adapter: Option<&Adapter>, precision: Precision, quant: &str) -> String {
-    use crate::convert::Quant;
+    use crate::bundle::convert::Quant;
     let quantized = matches!(quant.parse(), Ok(Quant::Q8 | Quant::Q4));
     if device == "webgpu" {
         let matmul = match (quantized, precision) {
@@ -468,7 +469,7 @@ fn engine(device: &str, adapter: Option<&Adapter>, precision: Precision, quant: 
         let kernels = if AUTOTUNED { "autotuned" } else { "untuned" };
         return format!("burn wgpu (WGSL kernels, {kernels}) on {on}, {matmul}");
     }
-    let simd = crate::qmatmul::Kernel::detect().name();
+    let simd = crate::clip::qmatmul::Kernel::detect().name();
     let matmul = if quantized {
         format!("{quant} weights one byte each, int8 matmul ({simd})")
     } else {
@@ -649,7 +650,7 @@ impl Scorer {
             .as_ref()
             .map_or(ScoreKind::DeltaEnergy, |(t, _)| t.score);
         let values: Vec<f64> = scores.iter().map(|x| score.of(x)).collect();
-        let value = crate::metrics::threshold_at_tpr(&values, tpr).map_err(js)?;
+        let value = crate::ood::metrics::threshold_at_tpr(&values, tpr).map_err(js)?;
         let t = Threshold {
             score,
             value,

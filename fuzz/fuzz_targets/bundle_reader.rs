@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 
 use deltaenergy::bundle::{Bundle, BundleSource, FORMAT_VERSION, MAGIC};
-use deltaenergy::loader::{Init, WeightSource};
+use deltaenergy::clip::loader::{Init, WeightSource};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 

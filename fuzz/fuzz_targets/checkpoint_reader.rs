@@ -6,7 +6,7 @@
 
 use deltaenergy::clip::checkpoint::Opener;
 use deltaenergy::clip::specs::tensor_specs;
-use deltaenergy::convert::{compress_merges, merges_from_tokenizer_json};
+use deltaenergy::bundle::convert::{compress_merges, merges_from_tokenizer_json};
 use deltaenergy::ClipConfig;
 use libfuzzer_sys::fuzz_target;
 

@@ -5,15 +5,15 @@
 #[cfg(not(target_family = "wasm"))]
 use burn::tensor::Device;
 
+use crate::bundle::quant;
 use crate::bundle::{BundleWriter, ContextEntry, Header, Provenance, StoredDtype, Threshold};
-use crate::clip::specs::{tensor_specs, TensorSpec};
-use crate::config::ClipConfig;
-use crate::error::{Error, Result};
-use crate::loader::Weight;
+use crate::clip::config::ClipConfig;
+use crate::clip::loader::Weight;
 #[cfg(not(target_family = "wasm"))]
-use crate::loader::WeightSource;
-use crate::quant;
-use crate::score::ScoreParams;
+use crate::clip::loader::WeightSource;
+use crate::clip::specs::{tensor_specs, TensorSpec};
+use crate::error::{Error, Result};
+use crate::ood::score::ScoreParams;
 
 /// Precision of the weights that multiply activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -218,7 +218,7 @@ pub fn compress_merges(merges: &[u8]) -> Result<Vec<u8>> {
     let mut lines = text.lines();
     let mut out = String::from("#version: 0.2\n");
     lines.next(); // the header line of either format
-    for line in lines.take(crate::tokenizer::OPENAI_MERGES) {
+    for line in lines.take(crate::clip::tokenizer::OPENAI_MERGES) {
         out.push_str(line.trim_end_matches('\r'));
         out.push('\n');
     }
@@ -226,7 +226,7 @@ pub fn compress_merges(merges: &[u8]) -> Result<Vec<u8>> {
     gz.write_all(out.as_bytes()).expect("writing to memory");
     let bytes = gz.finish().expect("writing to memory");
     // Refuse now, not at load time, if these merges do not make a working tokenizer.
-    crate::tokenizer::ClipTokenizer::from_bpe_gz(&bytes)?;
+    crate::clip::tokenizer::ClipTokenizer::from_bpe_gz(&bytes)?;
     Ok(bytes)
 }
 
@@ -458,6 +458,6 @@ pub fn convert(
 
 #[cfg(not(target_family = "wasm"))]
 fn normalise_rows(mut v: Vec<f32>, dim: usize) -> Vec<f32> {
-    v.chunks_mut(dim).for_each(crate::embed::l2_normalise);
+    v.chunks_mut(dim).for_each(crate::clip::embed::l2_normalise);
     v
 }

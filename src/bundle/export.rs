@@ -8,10 +8,10 @@ use std::path::Path;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
 
+use crate::clip::loader::{Init, WeightSource};
+use crate::clip::model::{Clip, EncoderLayer};
 use crate::device::read_f32;
 use crate::error::{Error, Result};
-use crate::loader::{Init, WeightSource};
-use crate::model::{Clip, EncoderLayer};
 
 /// Named tensors in Hugging Face layout, row-major f32.
 #[derive(Default)]
@@ -165,7 +165,7 @@ impl WeightSource for HfTensors {
             key: key.to_string(),
             expected: shape.to_vec(),
         })?;
-        crate::loader::check_shape(key, shape, found)?;
+        crate::clip::loader::check_shape(key, shape, found)?;
         Ok(values.clone())
     }
 }

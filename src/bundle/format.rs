@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ClipConfig;
+use crate::clip::config::ClipConfig;
 use crate::error::Error;
-use crate::score::ScoreParams;
-pub use crate::score::Threshold;
+use crate::ood::score::ScoreParams;
+pub use crate::ood::score::Threshold;
 
 pub const MAGIC: [u8; 8] = *b"\x89DEB\r\n\x1a\n";
 pub const FORMAT_VERSION: u32 = 1;

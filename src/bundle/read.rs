@@ -173,8 +173,8 @@ impl<'a> Bundle<'a> {
         self.header.tensors.iter().find(|t| t.name == name)
     }
 
-    pub fn tokenizer(&self) -> Result<crate::tokenizer::ClipTokenizer> {
-        Ok(crate::tokenizer::ClipTokenizer::from_bpe_gz(
+    pub fn tokenizer(&self) -> Result<crate::clip::tokenizer::ClipTokenizer> {
+        Ok(crate::clip::tokenizer::ClipTokenizer::from_bpe_gz(
             self.bytes(self.header.tokenizer),
         )?)
     }
@@ -183,12 +183,12 @@ impl<'a> Bundle<'a> {
         self.header
             .context
             .as_ref()
-            .map(|c| crate::loader::le_f32s(self.bytes(c.data)))
+            .map(|c| crate::clip::loader::le_f32s(self.bytes(c.data)))
     }
 
     pub fn text_features(&self) -> Option<Vec<Vec<f32>>> {
         self.header.text_features.as_ref().map(|f| {
-            crate::loader::le_f32s(self.bytes(f.data))
+            crate::clip::loader::le_f32s(self.bytes(f.data))
                 .chunks(f.dim)
                 .map(<[f32]>::to_vec)
                 .collect()
@@ -256,16 +256,16 @@ impl<'b, 'a> BundleSource<'b, 'a> {
                 key: key.to_string(),
                 expected: shape.to_vec(),
             })?;
-        crate::loader::check_shape(key, shape, &t.shape)?;
+        crate::clip::loader::check_shape(key, shape, &t.shape)?;
         Ok(t)
     }
 
     fn quantized(&self, t: &TensorEntry) -> Result<(Vec<i8>, Vec<f32>, u32, usize)> {
         let bits = if t.dtype == StoredDtype::Q8 { 8 } else { 4 };
         let n = t.shape.iter().product();
-        let values = crate::quant::unpack(self.bundle.bytes(t.data), n, bits);
+        let values = crate::bundle::quant::unpack(self.bundle.bytes(t.data), n, bits);
         // validate() guaranteed both are present and sized.
-        let scales = crate::loader::le_f16s(self.bundle.bytes(t.scales.expect("validated")));
+        let scales = crate::clip::loader::le_f16s(self.bundle.bytes(t.scales.expect("validated")));
         if scales.iter().any(|s| !s.is_finite() || *s < 0.0) {
             return Err(Error::NonFinite {
                 key: format!("{} (scales)", t.name),
@@ -275,16 +275,21 @@ impl<'b, 'a> BundleSource<'b, 'a> {
     }
 }
 
-impl crate::loader::WeightSource for BundleSource<'_, '_> {
-    fn take(&mut self, key: &str, shape: &[usize], _init: crate::loader::Init) -> Result<Vec<f32>> {
+impl crate::clip::loader::WeightSource for BundleSource<'_, '_> {
+    fn take(
+        &mut self,
+        key: &str,
+        shape: &[usize],
+        _init: crate::clip::loader::Init,
+    ) -> Result<Vec<f32>> {
         let t = self.entry(key, shape)?;
         let raw = self.bundle.bytes(t.data);
         let values = match t.dtype {
-            StoredDtype::F32 => crate::loader::le_f32s(raw),
-            StoredDtype::F16 => crate::loader::le_f16s(raw),
+            StoredDtype::F32 => crate::clip::loader::le_f32s(raw),
+            StoredDtype::F16 => crate::clip::loader::le_f16s(raw),
             StoredDtype::Q8 | StoredDtype::Q4 => {
                 let (q, s, _, block) = self.quantized(t)?;
-                crate::quant::dequantize(&q, &s, block)
+                crate::bundle::quant::dequantize(&q, &s, block)
             }
         };
         if values.iter().any(|v| !v.is_finite()) {
@@ -295,21 +300,21 @@ impl crate::loader::WeightSource for BundleSource<'_, '_> {
         Ok(values)
     }
 
-    fn take_linear(&mut self, key: &str, shape: &[usize]) -> Result<crate::loader::Weight> {
+    fn take_linear(&mut self, key: &str, shape: &[usize]) -> Result<crate::clip::loader::Weight> {
         let t = self.entry(key, shape)?;
         if t.dtype.is_quantized() {
             let (values, scales, bits, block) = self.quantized(t)?;
-            Ok(crate::loader::Weight::Quantized {
+            Ok(crate::clip::loader::Weight::Quantized {
                 values,
                 scales,
                 bits,
                 block,
             })
         } else {
-            Ok(crate::loader::Weight::F32(self.take(
+            Ok(crate::clip::loader::Weight::F32(self.take(
                 key,
                 shape,
-                crate::loader::Init::Zeros,
+                crate::clip::loader::Init::Zeros,
             )?))
         }
     }
@@ -317,8 +322,8 @@ impl crate::loader::WeightSource for BundleSource<'_, '_> {
 
 impl Bundle<'_> {
     /// Builds the model the bundle carries.
-    pub fn model(&self, device: &burn::tensor::Device) -> Result<crate::model::Clip> {
-        crate::loader::build_clip(&self.header.config, &mut BundleSource::new(self), device)
+    pub fn model(&self, device: &burn::tensor::Device) -> Result<crate::clip::model::Clip> {
+        crate::clip::loader::build_clip(&self.header.config, &mut BundleSource::new(self), device)
     }
 }
 

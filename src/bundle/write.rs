@@ -74,10 +74,15 @@ impl BundleWriter {
             StoredDtype::Q8 | StoredDtype::Q4 => {
                 let bits = if dtype == StoredDtype::Q8 { 8 } else { 4 };
                 let cols = quant_cols(shape);
-                let q = crate::quant::quantize_blocks(values, cols, crate::quant::BLOCK, bits)?;
+                let q = crate::bundle::quant::quantize_blocks(
+                    values,
+                    cols,
+                    crate::bundle::quant::BLOCK,
+                    bits,
+                )?;
                 let data = self.section(&q.packed);
-                let scales = self.section(&crate::quant::scales_to_bytes(&q.scales));
-                (data, Some(scales), Some(crate::quant::BLOCK))
+                let scales = self.section(&crate::bundle::quant::scales_to_bytes(&q.scales));
+                (data, Some(scales), Some(crate::bundle::quant::BLOCK))
             }
         };
         self.tensors.push(TensorEntry {

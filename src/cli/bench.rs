@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use deltaenergy::bundle::Bundle;
+use deltaenergy::clip::loader;
+use deltaenergy::clip::precision::{self, Precision};
 use deltaenergy::device::{self, read_f32, Backend};
-use deltaenergy::precision::{self, Precision};
-use deltaenergy::{loader, Error, Result};
+use deltaenergy::{Error, Result};
 
 use super::model_source;
 

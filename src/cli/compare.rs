@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use deltaenergy::dataset::{image_files, spread};
+use deltaenergy::clip::embed::parse_classes;
+use deltaenergy::clip::prompt::Prompt;
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::embed::parse_classes;
-use deltaenergy::prompt::Prompt;
-use deltaenergy::score::{cosine_similarities, scores, ScoreParams};
+use deltaenergy::ood::score::{cosine_similarities, scores, ScoreParams};
+use deltaenergy::train::dataset::{image_files, spread};
 use deltaenergy::{Error, Result};
 
 use super::{model_source, ModelArgs};

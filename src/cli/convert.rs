@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use deltaenergy::bundle::convert::{compress_merges, convert, ConvertOptions, Quant};
 use deltaenergy::bundle::{hex, Bundle, Threshold};
-use deltaenergy::convert::{compress_merges, convert, ConvertOptions, Quant};
-use deltaenergy::embed::parse_classes;
-use deltaenergy::loader::{open_hf_dir, weights_file, Init, RandomSource, WeightSource};
-use deltaenergy::score::{temperature, ScoreKind, ScoreParams};
+use deltaenergy::clip::embed::parse_classes;
+use deltaenergy::clip::loader::{open_hf_dir, weights_file, Init, RandomSource, WeightSource};
+use deltaenergy::ood::score::{temperature, ScoreKind, ScoreParams};
 use deltaenergy::{device, Error, Result};
 
 use super::model_source::{self, merges_of, portable_path, read_file, tokenizer_path, write_file};

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use deltaenergy::dataset::{class_features, image_files, spread, ClassFolders};
-use deltaenergy::eval::{evaluate, histogram_svg, score_table, Labelled};
-use deltaenergy::score::{cosine_similarities, ScoreKind};
+use deltaenergy::ood::eval::{evaluate, histogram_svg, score_table, Labelled};
+use deltaenergy::ood::score::{cosine_similarities, ScoreKind};
+use deltaenergy::train::dataset::{class_features, image_files, spread, ClassFolders};
 use deltaenergy::{Error, Result};
 
 use super::features::{decoded_features, CacheArgs};

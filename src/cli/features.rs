@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use deltaenergy::dataset::{decode_all, image_features};
+use deltaenergy::train::dataset::{decode_all, image_features};
 use deltaenergy::{Clip, Error, Result};
 use sha2::{Digest, Sha256};
 

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use deltaenergy::device::Backend;
-use deltaenergy::score::ScoreParams;
+use deltaenergy::ood::score::ScoreParams;
 use deltaenergy::Result;
 
 #[derive(Parser, Debug)]
@@ -76,7 +76,7 @@ pub struct ModelArgs {
     /// The image tower's float precision: f16 runs on wgpu adapters with shader-f16 (the text
     /// tower and the scores stay f32).
     #[arg(long, default_value = "f32")]
-    pub precision: deltaenergy::precision::Precision,
+    pub precision: deltaenergy::clip::precision::Precision,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,

@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+use deltaenergy::bundle::convert::{compress_merges, merges_from_tokenizer_json};
 use deltaenergy::bundle::{Bundle, Header};
-use deltaenergy::convert::{compress_merges, merges_from_tokenizer_json};
-use deltaenergy::precision::Precision;
-use deltaenergy::prompt::Prompt;
-use deltaenergy::score::ScoreParams;
-use deltaenergy::tokenizer::ClipTokenizer;
-use deltaenergy::{device, loader, Clip, Error, Result};
+use deltaenergy::clip::loader;
+use deltaenergy::clip::precision::Precision;
+use deltaenergy::clip::prompt::Prompt;
+use deltaenergy::clip::tokenizer::ClipTokenizer;
+use deltaenergy::ood::score::ScoreParams;
+use deltaenergy::{device, Clip, Error, Result};
 
 use super::ModelArgs;
 
@@ -21,7 +22,7 @@ const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
 /// or decoded is reported on stderr and skipped; the count of those is returned.
 pub fn for_each_image_batch<K: Copy>(
     files: &[(K, &Path)],
-    cfg: &deltaenergy::preprocess::PreprocessConfig,
+    cfg: &deltaenergy::clip::preprocess::PreprocessConfig,
     batch: usize,
     mut f: impl FnMut(&[(K, Vec<f32>)]) -> Result<()>,
 ) -> Result<usize> {
@@ -30,7 +31,7 @@ pub fn for_each_image_batch<K: Copy>(
         let mut decoded = Vec::with_capacity(chunk.len());
         for &(key, path) in chunk {
             match read_file(path)
-                .and_then(|b| Ok(deltaenergy::preprocess::preprocess_bytes(&b, cfg)?))
+                .and_then(|b| Ok(deltaenergy::clip::preprocess::preprocess_bytes(&b, cfg)?))
             {
                 Ok(pixels) => decoded.push((key, pixels)),
                 Err(e) => {
@@ -178,10 +179,10 @@ pub fn portable_path(path: &Path) -> String {
     }
 }
 
-/// The model's own temperature (see [`deltaenergy::score::temperature`]).
+/// The model's own temperature (see [`deltaenergy::ood::score::temperature`]).
 pub fn own_temperature(model: &Clip) -> Result<f64> {
     let ls = f64::from(device::read_f32(model.logit_scale.val())?[0]);
-    Ok(deltaenergy::score::temperature(ls))
+    Ok(deltaenergy::ood::score::temperature(ls))
 }
 
 impl Loaded {

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use deltaenergy::clip::embed::parse_classes;
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::embed::parse_classes;
-use deltaenergy::score::{cosine_similarities, scores};
+use deltaenergy::ood::score::{cosine_similarities, scores};
 use deltaenergy::{Error, Result};
 
 use super::{model_source, ModelArgs, ScoreSettings};
@@ -39,10 +39,10 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         parse_classes(list)?;
     }
     if let Some(t) = &args.template {
-        deltaenergy::embed::check_template(t)?;
+        deltaenergy::clip::embed::check_template(t)?;
     }
     let ensemble = match &args.templates {
-        Some(path) => Some(deltaenergy::embed::parse_templates(
+        Some(path) => Some(deltaenergy::clip::embed::parse_templates(
             &std::fs::read_to_string(path)
                 .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?,
         )?),
@@ -61,7 +61,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         }
     };
     let prompt = match ensemble {
-        Some(templates) => deltaenergy::prompt::Prompt::Ensemble(templates),
+        Some(templates) => deltaenergy::clip::prompt::Prompt::Ensemble(templates),
         None => loaded.prompt(args.template.as_deref()),
     };
     let model = &loaded.model;

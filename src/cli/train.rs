@@ -6,13 +6,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::module::Module;
-use deltaenergy::dataset::{class_features, decode_all, image_features, predict, ClassFolders};
-use deltaenergy::export::HfTensors;
-use deltaenergy::prompt::Prompt;
+use deltaenergy::bundle::export::HfTensors;
+use deltaenergy::clip::prompt::Prompt;
+use deltaenergy::ood::metrics;
+use deltaenergy::train::dataset::{
+    class_features, decode_all, image_features, predict, ClassFolders,
+};
 use deltaenergy::train::{
     replica_split_error, train, train_from, Augment, Event, TrainData, TrainOptions,
 };
-use deltaenergy::{device, metrics, Error, Result};
+use deltaenergy::{device, Error, Result};
 
 use super::model_source::{portable_path, read_config, read_file, tokenizer, write_file};
 use super::progress::Progress;
@@ -90,7 +93,7 @@ pub struct TrainArgs {
         value_delimiter = ',',
         default_value = "shuffled,dead-leaves,noise,fractal"
     )]
-    pub outlier_kinds: Vec<deltaenergy::outliers::Kind>,
+    pub outlier_kinds: Vec<deltaenergy::train::outliers::Kind>,
     /// Weight of the outlier-exposure loss.
     #[arg(long, default_value_t = 0.5)]
     pub outlier_weight: f64,
@@ -119,8 +122,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         (None, None, _) => return Err(Error::Input("give --config or --init".into())),
     };
     let tok = tokenizer(args.tokenizer.as_deref(), None)?;
-    let cfg =
-        deltaenergy::preprocess::PreprocessConfig::clip(config.vision_config.image_size as u32);
+    let cfg = deltaenergy::clip::preprocess::PreprocessConfig::clip(
+        config.vision_config.image_size as u32,
+    );
 
     let folders = ClassFolders::open(&args.data)?;
     let files = folders.take_per_class(args.per_class.unwrap_or(usize::MAX), args.hold_out);
@@ -201,7 +205,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     // On an autodiff device a bundle's quantized weights load dequantized, as f32 parameters.
     let start = match (&args.init, &init_bundle) {
         (_, Some(b)) => Some(b.model(&device)?),
-        (Some(dir), None) => Some(deltaenergy::loader::load_hf_dir(dir, &device)?),
+        (Some(dir), None) => Some(deltaenergy::clip::loader::load_hf_dir(dir, &device)?),
         (None, None) => None,
     };
     let mut report = |event: &Event, model: &deltaenergy::Clip| -> Result<()> {
@@ -301,7 +305,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 /// Decodes labelled files in parallel; a file that fails is an error (training data must be whole).
 pub fn decode_labelled(
     files: &[(PathBuf, usize)],
-    cfg: &deltaenergy::preprocess::PreprocessConfig,
+    cfg: &deltaenergy::clip::preprocess::PreprocessConfig,
     label: &str,
 ) -> Result<(Vec<image::RgbImage>, Vec<usize>)> {
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();

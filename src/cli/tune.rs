@@ -5,16 +5,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use deltaenergy::bundle::convert::{now, rebundle, Rebundle};
 use deltaenergy::bundle::Bundle;
-use deltaenergy::convert::{now, rebundle, Rebundle};
-use deltaenergy::dataset::{class_features, decode_all, image_features, ClassFolders};
-use deltaenergy::metrics::calibrate;
-use deltaenergy::outliers::{self, Kind};
-use deltaenergy::prompt::Prompt;
+use deltaenergy::clip::prompt::Prompt;
+use deltaenergy::ood::metrics::calibrate;
+use deltaenergy::ood::score::{cosine_similarities, ScoreKind};
+use deltaenergy::ood::select::{select_delta_energy, Selection};
 use deltaenergy::rng::Rng;
-use deltaenergy::score::{cosine_similarities, ScoreKind};
-use deltaenergy::select::{select_delta_energy, Selection};
-use deltaenergy::tune::{tune, EbmParams, MaskRule, TuneOptions};
+use deltaenergy::train::dataset::{class_features, decode_all, image_features, ClassFolders};
+use deltaenergy::train::outliers::{self, Kind};
+use deltaenergy::train::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};
 
 use super::features::{decoded_features, CacheArgs};
@@ -49,8 +49,7 @@ pub struct TuneArgs {
     #[arg(long)]
     pub mask_by_label: bool,
     /// Temperature of the loss (default: the model's own, 1/exp(logit_scale) capped at CLIP's
-    /// 100, so 0.01 for CLIP; measured on the demo model, whose scale is 16.4, τ 0.01 made CoOp
-    /// lose 5 points of accuracy where its own τ gained 5).
+    /// 100, so 0.01 for CLIP; a model with a smaller scale tunes badly at 0.01).
     #[arg(long)]
     pub tau: Option<f64>,
     #[arg(long, default_value_t = 50)]
@@ -66,8 +65,7 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 1000)]
     pub validation_outliers: usize,
     /// Their families (`train --outlier-kinds`' names). The default two are held out of the
-    /// demo model's training: on the families a model was trained to reject, every setting
-    /// scores near-perfectly and the choice is noise.
+    /// demo model's training: on families a model was trained to reject, the choice is noise.
     #[arg(long, value_delimiter = ',', default_value = "gratings,polygons")]
     pub validation_kinds: Vec<Kind>,
     /// The c values to try, plainest first (a tie, FPR95 within one standard error of the
@@ -225,8 +223,9 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         ))
     );
     let threshold = calibrate(&sims, &score, ScoreKind::DeltaEnergy, 0.95, note)?;
-    let calib_acc = deltaenergy::eval::top1(&sims, &calib_labels)?;
-    let shots_acc = deltaenergy::eval::top1(&cosine_similarities(&shots, &text), &shot_labels)?;
+    let calib_acc = deltaenergy::ood::eval::top1(&sims, &calib_labels)?;
+    let shots_acc =
+        deltaenergy::ood::eval::top1(&cosine_similarities(&shots, &text), &shot_labels)?;
 
     // A bundle tuned before gets a new context in place of its old one: the provenance names
     // where the weights came from, and this tuning only.

@@ -3,10 +3,10 @@
 
 use burn::tensor::{Tensor, TensorData};
 
+use crate::clip::model::Clip;
+use crate::clip::preprocess::PreprocessConfig;
+use crate::clip::tokenizer::ClipTokenizer;
 use crate::error::{Error, Result};
-use crate::model::Clip;
-use crate::preprocess::PreprocessConfig;
-use crate::tokenizer::ClipTokenizer;
 
 impl Clip {
     /// The preprocessing this model expects (CLIP's mean/std at the model's image size).

@@ -4,17 +4,17 @@
 //! - f32, `[in, out]`: burn's matmul, on every backend;
 //! - block-quantized on wgpu, `[in, out]` (a transposed view of the stored `[out, in]`): burn's
 //!   quantized matmul, which reads the packed weight;
-//! - block-quantized on the CPU, `[out, in]` as stored: [`crate::qmatmul`], the weight one byte
+//! - block-quantized on the CPU, `[out, in]` as stored: [`crate::clip::qmatmul`], the weight one byte
 //!   a value. The CPU backend cannot transpose a block-quantized tensor without requantizing it
 //!   along the other axis, so here the weight keeps the bundle's layout; the loader decides both
-//!   layouts ([`crate::loader`]) and only this file multiplies by them.
+//!   layouts ([`crate::clip::loader`]) and only this file multiplies by them.
 
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::{BackendTensor, DispatchTensorKind};
 use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::qmatmul::{self, QWeight};
+use crate::clip::qmatmul::{self, QWeight};
 
 /// `[B, N, in]` → `[B, N, out]`, flattened to one 2-D product so a quantized weight is read once.
 pub fn forward3(layer: &Linear, x: Tensor<3>) -> Tensor<3> {

@@ -13,9 +13,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::Dtype;
 
 use crate::clip::checkpoint::CheckpointSource;
-use crate::config::ClipConfig;
+use crate::clip::config::ClipConfig;
+use crate::clip::model::{
+    Clip, EncoderLayer, Mlp, SelfAttention, TextTransformer, VisionTransformer,
+};
 use crate::error::{Error, Result};
-use crate::model::{Clip, EncoderLayer, Mlp, SelfAttention, TextTransformer, VisionTransformer};
 use crate::rng::Rng;
 
 /// What a tensor is, so a random source can initialise it sensibly.
@@ -30,7 +32,7 @@ pub enum Init {
 /// A linear layer's weight as a source supplies it, in Hugging Face layout `[out, in]`.
 pub enum Weight {
     F32(Vec<f32>),
-    /// Symmetric block quantization along the input axis (see [`crate::quant`]).
+    /// Symmetric block quantization along the input axis (see [`crate::bundle::quant`]).
     Quantized {
         values: Vec<i8>,
         scales: Vec<f32>,
@@ -356,7 +358,7 @@ fn build_layer(
     d: usize,
     hidden: usize,
     heads: usize,
-    act: crate::config::Activation,
+    act: crate::clip::config::Activation,
     eps: f64,
     device: &Device,
 ) -> Result<EncoderLayer> {
@@ -432,7 +434,7 @@ fn linear_from(
             scales,
             block,
             ..
-        } => crate::quant::dequantize(&values, &scales, block),
+        } => crate::bundle::quant::dequantize(&values, &scales, block),
     };
     let mut t = vec![0.0f32; weight.len()];
     for o in 0..d_out {

@@ -11,5 +11,6 @@ pub mod model;
 pub mod precision;
 pub mod preprocess;
 pub mod prompt;
+pub mod qmatmul;
 pub mod specs;
 pub mod tokenizer;

@@ -11,8 +11,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
+use crate::clip::config::{Activation, ClipConfig};
 use crate::clip::linear::{forward as linear, forward3 as linear3};
-use crate::config::{Activation, ClipConfig};
 use crate::error::{Error, Result};
 
 #[derive(Module, Debug)]
@@ -248,7 +248,7 @@ impl Clip {
     }
 
     /// `[B, C, S, S]` normalised pixels → `[B, projection_dim]`, in f32 whatever precision the
-    /// tower runs at ([`crate::precision`]).
+    /// tower runs at ([`crate::clip::precision`]).
     pub fn encode_images(&self, pixels: Tensor<4>) -> Tensor<2> {
         let dtype = self.vision.position_embedding.dtype();
         if dtype == DType::F32 {

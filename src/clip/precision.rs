@@ -16,9 +16,9 @@ use std::str::FromStr;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 
+use crate::clip::model::Clip;
 use crate::device::Adapter;
 use crate::error::{Error, Result};
-use crate::model::Clip;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -155,7 +155,7 @@ mod tests {
         let config =
             crate::ClipConfig::from_json(include_str!("../../tools/train/cifar-clip.json"))
                 .unwrap();
-        let model = crate::loader::random(&config, 0, &device).unwrap();
+        let model = crate::clip::loader::random(&config, 0, &device).unwrap();
         assert_eq!(model.precision(), Precision::F32);
         let err = model.with_precision(Precision::F16).unwrap_err();
         assert!(err.to_string().contains("shader-f16"), "{err}");

@@ -3,10 +3,10 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::embed::prompts;
+use crate::clip::embed::prompts;
+use crate::clip::model::Clip;
+use crate::clip::tokenizer::ClipTokenizer;
 use crate::error::{Error, Result};
-use crate::model::Clip;
-use crate::tokenizer::ClipTokenizer;
 
 /// How class names become prompts.
 #[derive(Clone, Debug)]
@@ -46,7 +46,7 @@ impl Clip {
                 }
                 let mut sum: Option<Tensor<2>> = None;
                 for t in templates {
-                    let f = crate::embed::normalise_rows(
+                    let f = crate::clip::embed::normalise_rows(
                         self.embed_texts(tokenizer, &prompts(t, classes)?)?,
                     );
                     sum = Some(match sum {

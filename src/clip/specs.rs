@@ -2,10 +2,10 @@
 //! Hugging Face name, shape and role, in the order it asks. The converter streams a checkpoint
 //! in this order, so it never builds the model (or holds it) to know what to read.
 
-use crate::config::ClipConfig;
-use crate::loader::Init;
+use crate::clip::config::ClipConfig;
+use crate::clip::loader::Init;
 
-/// One tensor, as [`crate::loader::build_clip`] asks a weight source for it.
+/// One tensor, as [`crate::clip::loader::build_clip`] asks a weight source for it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorSpec {
     pub key: String,
@@ -126,8 +126,8 @@ pub fn tensor_specs(config: &ClipConfig) -> Vec<TensorSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clip::loader::{build_clip, RandomSource, Weight, WeightSource};
     use crate::error::Result;
-    use crate::loader::{build_clip, RandomSource, Weight, WeightSource};
 
     /// Records what the builder asks for.
     struct Asked(RandomSource, Vec<TensorSpec>);

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::score::{scores, ScoreParams, Threshold};
+use crate::ood::score::{scores, ScoreParams, Threshold};
 
 // Serialised for the browser's API, whose keys are camelCase throughout.
 
@@ -93,7 +93,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::score::ScoreKind;
+    use crate::ood::score::ScoreKind;
 
     fn on(score: ScoreKind, value: f64) -> Threshold {
         Threshold {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::metrics::{accuracy, ood_metrics, OodMetrics};
-use crate::score::{scores, top_indices, ScoreKind, ScoreParams};
+use crate::ood::metrics::{accuracy, ood_metrics, OodMetrics};
+use crate::ood::score::{scores, top_indices, ScoreKind, ScoreParams};
 
 /// Each score of each image: `[score][image]`, scores in [`ScoreKind::ALL`]'s order.
 pub fn score_table(similarities: &[Vec<f64>], p: &ScoreParams) -> Result<[Vec<f64>; 4]> {

@@ -69,16 +69,16 @@ pub fn threshold_at_tpr(id: &[f64], tpr: f64) -> Result<f64> {
 /// bundle; the page can calibrate on images a user marks as in-distribution the same way.
 pub fn calibrate(
     id_similarities: &[Vec<f64>],
-    params: &crate::score::ScoreParams,
-    score: crate::score::ScoreKind,
+    params: &crate::ood::score::ScoreParams,
+    score: crate::ood::score::ScoreKind,
     tpr: f64,
     note: String,
-) -> Result<crate::score::Threshold> {
+) -> Result<crate::ood::score::Threshold> {
     let values: Vec<f64> = id_similarities
         .iter()
-        .map(|s| Ok(score.of(&crate::score::scores(s, params)?)))
+        .map(|s| Ok(score.of(&crate::ood::score::scores(s, params)?)))
         .collect::<Result<_>>()?;
-    Ok(crate::score::Threshold {
+    Ok(crate::ood::score::Threshold {
         score,
         value: threshold_at_tpr(&values, tpr)?,
         tpr,
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn calibration_keeps_the_asked_share_on_the_asked_score() {
-        use crate::score::{ScoreKind, ScoreParams};
+        use crate::ood::score::{ScoreKind, ScoreParams};
         // τ 1, c 1, crop 0: ΔE of [s, 0] is ln(e^s + 1) − ln 2 and MaxLogit is s.
         let p = ScoreParams {
             tau: 1.0,

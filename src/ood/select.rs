@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::metrics::{auroc, fpr_at_tpr};
-use crate::score::{ScoreKind, ScoreParams};
+use crate::ood::metrics::{auroc, fpr_at_tpr};
+use crate::ood::score::{ScoreKind, ScoreParams};
 
 /// One setting tried, and how it separated the validation split.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -63,7 +63,7 @@ pub fn select_delta_energy(
             p.validate()?;
             let score = |rows: &[Vec<f64>]| -> Result<Vec<f64>> {
                 rows.iter()
-                    .map(|s| Ok(ScoreKind::DeltaEnergy.of(&crate::score::scores(s, &p)?)))
+                    .map(|s| Ok(ScoreKind::DeltaEnergy.of(&crate::ood::score::scores(s, &p)?)))
                     .collect()
             };
             let (i, o) = (score(id)?, score(ood)?);

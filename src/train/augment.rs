@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use image::RgbImage;
 
-use crate::preprocess::PreprocessConfig;
+use crate::clip::preprocess::PreprocessConfig;
 use crate::rng::Rng;
 
 /// Which views training draws.

@@ -9,7 +9,7 @@
 //! classification applies at test time. The text→image half contrasts each caption with the
 //! images of its group, every image of its class a positive.
 //!
-//! Optionally, synthetic outliers ([`crate::outliers`]) join each batch with a uniform target
+//! Optionally, synthetic outliers ([`crate::train::outliers`]) join each batch with a uniform target
 //! over the classes (outlier exposure). Batches are split over data-parallel replicas, one
 //! thread each (see [`Replicas`]).
 
@@ -21,14 +21,14 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 
 use super::augment::{render, Augment, View};
-use crate::config::ClipConfig;
-use crate::embed::normalise_rows;
+use crate::clip::config::ClipConfig;
+use crate::clip::embed::normalise_rows;
+use crate::clip::loader;
+use crate::clip::model::Clip;
+use crate::clip::preprocess::PreprocessConfig;
+use crate::clip::tokenizer::ClipTokenizer;
 use crate::error::{Error, Result};
-use crate::loader;
-use crate::model::Clip;
-use crate::preprocess::PreprocessConfig;
 use crate::rng::Rng;
-use crate::tokenizer::ClipTokenizer;
 
 /// Caption templates in the style of CLIP's ImageNet prompts.
 pub const TEMPLATES: [&str; 12] = [
@@ -64,12 +64,12 @@ pub struct TrainOptions {
     pub replicas: usize,
     /// Weight of CLIP's text→image loss against the image→text one (0 to 1).
     pub text_to_image: f64,
-    /// Synthetic outliers added to each batch (see [`crate::outliers`]), trained towards a
+    /// Synthetic outliers added to each batch (see [`crate::train::outliers`]), trained towards a
     /// uniform softmax over the classes with weight `outlier_weight` (outlier exposure).
     pub outliers: usize,
     pub outlier_weight: f64,
     /// The families the outliers are drawn from (not empty when `outliers` > 0).
-    pub outlier_kinds: Vec<crate::outliers::Kind>,
+    pub outlier_kinds: Vec<crate::train::outliers::Kind>,
     /// Train only as many of `epochs` as fit in this many seconds, counted from the start of
     /// training (see [`fit_epochs`]).
     pub time_limit: Option<f64>,
@@ -91,7 +91,7 @@ impl Default for TrainOptions {
             text_to_image: 0.0,
             outliers: 0,
             outlier_weight: 0.5,
-            outlier_kinds: crate::outliers::KINDS.to_vec(),
+            outlier_kinds: crate::train::outliers::KINDS.to_vec(),
             time_limit: None,
         }
     }
@@ -181,7 +181,7 @@ fn captions(
 ) -> Result<Vec<Vec<u32>>> {
     let mut out = Vec::with_capacity(templates.len() * classes.len());
     for t in templates {
-        for text in crate::embed::prompts(t, classes)? {
+        for text in crate::clip::embed::prompts(t, classes)? {
             out.push(tokenizer.encode_with_max_len(&text, context));
         }
     }
@@ -258,7 +258,7 @@ struct StepContext<'a> {
     /// Synthetic outliers in the whole batch, and the weight of their loss.
     outliers: usize,
     outlier_weight: f64,
-    outlier_kinds: &'a [crate::outliers::Kind],
+    outlier_kinds: &'a [crate::train::outliers::Kind],
     device: &'a Device,
 }
 
@@ -336,7 +336,7 @@ fn shard_step(
         target[i * k + ctx.data.labels[x.image]] = 1.0;
     }
     for (i, x) in outliers.iter().enumerate() {
-        let img = crate::outliers::synthesize(
+        let img = crate::train::outliers::synthesize(
             ctx.outlier_kinds,
             &ctx.data.images[x.source],
             s as u32,
@@ -714,7 +714,7 @@ mod tests {
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
         // Every tensor of at most one dimension, counted independently by the exporter.
-        let exported = crate::export::HfTensors::from_model(&model).unwrap();
+        let exported = crate::bundle::export::HfTensors::from_model(&model).unwrap();
         let one_d = exported
             .tensors
             .values()

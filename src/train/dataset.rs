@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use rayon::prelude::*;
 
+use crate::clip::preprocess::{decode_rgb, resize_and_crop, PreprocessConfig};
 use crate::error::{Error, Result};
-use crate::preprocess::{decode_rgb, resize_and_crop, PreprocessConfig};
 
 const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "jfif"];
 
@@ -154,11 +154,11 @@ pub fn image_features(
     for chunk in images.chunks(batch.max(1)) {
         let pixels: Vec<Vec<f32>> = chunk
             .iter()
-            .map(|img| crate::preprocess::to_tensor_chw(img, &cfg))
+            .map(|img| crate::clip::preprocess::to_tensor_chw(img, &cfg))
             .collect();
         let f = crate::device::read_f32(model.embed_pixels(&pixels)?)?;
         for mut row in crate::device::rows(f, dim) {
-            crate::embed::l2_normalise(&mut row);
+            crate::clip::embed::l2_normalise(&mut row);
             out.push(row);
         }
         progress(out.len());
@@ -169,21 +169,22 @@ pub fn image_features(
 /// Unit-length text features of `classes` under `prompt`.
 pub fn class_features(
     model: &crate::Clip,
-    tokenizer: &crate::tokenizer::ClipTokenizer,
+    tokenizer: &crate::clip::tokenizer::ClipTokenizer,
     classes: &[String],
-    prompt: &crate::prompt::Prompt,
+    prompt: &crate::clip::prompt::Prompt,
 ) -> Result<Vec<Vec<f32>>> {
     let t = crate::device::read_f32(model.encode_classes(tokenizer, classes, prompt)?)?;
     let mut rows = crate::device::rows(t, model.config.projection_dim);
-    rows.iter_mut().for_each(|r| crate::embed::l2_normalise(r));
+    rows.iter_mut()
+        .for_each(|r| crate::clip::embed::l2_normalise(r));
     Ok(rows)
 }
 
 /// Index of the most similar class for each image (ties: the lowest index).
 pub fn predict(images: &[Vec<f32>], classes: &[Vec<f32>]) -> Vec<usize> {
-    crate::score::cosine_similarities(images, classes)
+    crate::ood::score::cosine_similarities(images, classes)
         .iter()
-        .map(|s| crate::score::top_indices(s, 1)[0])
+        .map(|s| crate::ood::score::top_indices(s, 1)[0])
         .collect()
 }
 

@@ -9,12 +9,12 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::clip::embed::normalise_rows;
+use crate::clip::model::Clip;
+use crate::clip::tokenizer::ClipTokenizer;
 use crate::device::read_f32;
-use crate::embed::normalise_rows;
 use crate::error::{Error, Result};
-use crate::model::Clip;
 use crate::rng::Rng;
-use crate::tokenizer::ClipTokenizer;
 
 /// Which image-feature elements the mask zeroes, by `P = f̂ ⊙ ĝ_c`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -170,7 +170,7 @@ pub fn ebm_loss(
             .iter()
             .map(|r| {
                 let r: Vec<f64> = r.iter().map(|&v| v as f64).collect();
-                crate::score::top_indices(&r, 1)[0]
+                crate::ood::score::top_indices(&r, 1)[0]
             })
             .collect()
     };

@@ -8,11 +8,13 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::{js, to_js};
+use crate::bundle::convert::{
+    compress_merges, merges_from_tokenizer_json, ConvertOptions, Converter,
+};
 use crate::bundle::hex;
 use crate::clip::checkpoint::{Checkpoint, Opener, TensorRead};
-use crate::convert::{compress_merges, merges_from_tokenizer_json, ConvertOptions, Converter};
-use crate::embed::clean_classes;
-use crate::score::ScoreParams;
+use crate::clip::embed::clean_classes;
+use crate::ood::score::ScoreParams;
 
 enum Stage {
     /// Learning where the tensors lie.
@@ -247,13 +249,13 @@ impl Import {
         let values = tensor.finish().map_err(js)?;
         let converter = self.converter.as_mut().ok_or_else(finished)?;
         if converter.pending().is_some_and(|s| s.key == "logit_scale") {
-            let tau = crate::score::temperature(f64::from(values[0]));
+            let tau = crate::ood::score::temperature(f64::from(values[0]));
             converter
                 .set_score(ScoreParams::for_temperature(tau))
                 .map_err(js)?;
         }
         converter
-            .push(crate::loader::Weight::F32(values))
+            .push(crate::clip::loader::Weight::F32(values))
             .map_err(js)
     }
 

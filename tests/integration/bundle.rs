@@ -4,12 +4,12 @@
 
 use crate::common::{self, *};
 use burn::tensor::Device;
+use deltaenergy::bundle::convert::{convert, ConvertOptions, Quant};
 use deltaenergy::bundle::{Bundle, BundleWriter, Header, Provenance, Section, StoredDtype};
 use deltaenergy::clip::checkpoint::CheckpointSource;
-use deltaenergy::convert::{convert, ConvertOptions, Quant};
+use deltaenergy::clip::loader::load_hf_dir;
+use deltaenergy::clip::prompt::Prompt;
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::loader::load_hf_dir;
-use deltaenergy::prompt::Prompt;
 use deltaenergy::{ClipConfig, Error};
 
 const NAME: &str = "tiny-quickgelu-p8";
@@ -181,7 +181,7 @@ fn bundle_carries_classes_settings_and_features() {
 /// on every backend: the page runs learned-context bundles on WebGPU.
 fn context_prompt_matches_template_when_context_is_the_template(device: Device) {
     let model = load_hf_dir(&model_dir(NAME), &device).unwrap();
-    let tok = deltaenergy::tokenizer::ClipTokenizer::from_bpe_gz(&merges_gz()).unwrap();
+    let tok = deltaenergy::clip::tokenizer::ClipTokenizer::from_bpe_gz(&merges_gz()).unwrap();
     let ids = tok.encode_tokens("a photo of a");
     let table = read_f32(model.text.token_embedding.weight.val()).unwrap();
     let width = model.text.width();
@@ -365,7 +365,7 @@ fn inconsistent_headers_are_clear_errors() {
                 .unwrap()
                 .clone();
             let scales: Vec<f32> = vec![bad; (t.scales.unwrap().length / 2) as usize];
-            let s = w.section(&deltaenergy::quant::scales_to_bytes(&scales));
+            let s = w.section(&deltaenergy::bundle::quant::scales_to_bytes(&scales));
             w.tensors
                 .iter_mut()
                 .find(|x| x.name == t.name)

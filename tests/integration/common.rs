@@ -187,6 +187,6 @@ pub fn merges_gz() -> Vec<u8> {
 }
 
 /// CLIP's tokenizer (see [`merges_gz`]).
-pub fn clip_tokenizer() -> deltaenergy::tokenizer::ClipTokenizer {
-    deltaenergy::tokenizer::ClipTokenizer::from_bpe_gz(&merges_gz()).unwrap()
+pub fn clip_tokenizer() -> deltaenergy::clip::tokenizer::ClipTokenizer {
+    deltaenergy::clip::tokenizer::ClipTokenizer::from_bpe_gz(&merges_gz()).unwrap()
 }

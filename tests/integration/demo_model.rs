@@ -5,11 +5,11 @@
 use crate::common::*;
 use burn::tensor::Device;
 use deltaenergy::bundle::Bundle;
-use deltaenergy::classify::classify;
+use deltaenergy::clip::embed::l2_normalise;
+use deltaenergy::clip::preprocess::preprocess_bytes;
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::embed::l2_normalise;
-use deltaenergy::preprocess::preprocess_bytes;
-use deltaenergy::score::cosine_similarities;
+use deltaenergy::ood::classify::classify;
+use deltaenergy::ood::score::cosine_similarities;
 
 const CLASSES: [&str; 10] = [
     "airplane",

@@ -6,9 +6,9 @@
 //! damaged input must be a clear error.
 
 use crate::common::*;
+use deltaenergy::bundle::convert::{convert, ConvertOptions, Converter, Quant};
 use deltaenergy::clip::checkpoint::{CheckpointSource, Opener};
-use deltaenergy::convert::{convert, ConvertOptions, Converter, Quant};
-use deltaenergy::loader::Weight;
+use deltaenergy::clip::loader::Weight;
 use deltaenergy::ClipConfig;
 use serde_json::json;
 
@@ -137,11 +137,11 @@ fn torch_views_read_as_torch_reads_them() {
         } else {
             want.shape.clone()
         };
-        let got = deltaenergy::loader::WeightSource::take(
+        let got = deltaenergy::clip::loader::WeightSource::take(
             &mut source,
             key,
             &shape,
-            deltaenergy::loader::Init::Zeros,
+            deltaenergy::clip::loader::Init::Zeros,
         );
         if want.dtype == "int64" {
             let e = got.unwrap_err().to_string();
@@ -464,16 +464,16 @@ fn the_page_states_the_sizes_the_converter_makes() {
 fn tokenizer_json_gives_the_same_merges() {
     let data = data_or_skip!();
     let dir = data.join("clip-tokenizer");
-    let from_json = deltaenergy::convert::merges_from_tokenizer_json(
+    let from_json = deltaenergy::bundle::convert::merges_from_tokenizer_json(
         &std::fs::read(dir.join("tokenizer.json")).unwrap(),
     )
     .unwrap();
-    let compress = deltaenergy::convert::compress_merges;
+    let compress = deltaenergy::bundle::convert::compress_merges;
     assert!(
         compress(&from_json).unwrap()
             == compress(&std::fs::read(dir.join("merges.txt")).unwrap()).unwrap()
     );
     for bad in [&b"{}"[..], b"not json", b"{\"model\": {\"merges\": [3]}}"] {
-        assert!(deltaenergy::convert::merges_from_tokenizer_json(bad).is_err());
+        assert!(deltaenergy::bundle::convert::merges_from_tokenizer_json(bad).is_err());
     }
 }

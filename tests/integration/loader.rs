@@ -1,7 +1,7 @@
 //! Loading Hugging Face weights: bad files give errors that name what is wrong, never panics.
 
 use crate::common::*;
-use deltaenergy::loader::load_hf;
+use deltaenergy::clip::loader::load_hf;
 use deltaenergy::Error;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -130,11 +130,12 @@ fn corrupt_files_are_errors() {
 /// shapes and values it came in with, and loads back into a model with identical outputs.
 #[test]
 fn export_round_trips_hugging_face_weights() {
-    use deltaenergy::export::HfTensors;
+    use deltaenergy::bundle::export::HfTensors;
     use safetensors::SafeTensors;
     for name in MODELS {
         let dir = model_dir(name);
-        let model = deltaenergy::loader::load_hf_dir(&dir, &deltaenergy::device::cpu()).unwrap();
+        let model =
+            deltaenergy::clip::loader::load_hf_dir(&dir, &deltaenergy::device::cpu()).unwrap();
         let exported = HfTensors::from_model(&model).unwrap();
         let original = std::fs::read(dir.join("model.safetensors")).unwrap();
         let original = SafeTensors::deserialize(&original).unwrap();
@@ -168,8 +169,8 @@ fn export_round_trips_hugging_face_weights() {
         }
         let bytes = exported.to_safetensors().unwrap();
         let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
-        let back =
-            deltaenergy::loader::load_hf(&config, &bytes, &deltaenergy::device::cpu()).unwrap();
+        let back = deltaenergy::clip::loader::load_hf(&config, &bytes, &deltaenergy::device::cpu())
+            .unwrap();
         let ids = vec![vec![49406u32, 320, 1125, 539, 320, 2368, 269, 49407]];
         let a = deltaenergy::device::read_f32(model.encode_token_ids(&ids).unwrap()).unwrap();
         let b = deltaenergy::device::read_f32(back.encode_token_ids(&ids).unwrap()).unwrap();

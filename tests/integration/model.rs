@@ -4,8 +4,8 @@
 
 use crate::common::*;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use deltaenergy::clip::loader::load_hf_dir;
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::loader::load_hf_dir;
 
 fn check_images(device: Device) {
     for name in MODELS {

@@ -5,10 +5,10 @@
 use crate::common::{self, *};
 use burn::tensor::{DType, Device};
 use deltaenergy::bundle::Bundle;
+use deltaenergy::clip::loader::load_hf_dir;
+use deltaenergy::clip::precision::{self, Precision};
+use deltaenergy::clip::preprocess::{preprocess_bytes, PreprocessConfig};
 use deltaenergy::device::{read_f32, rows, Backend};
-use deltaenergy::loader::load_hf_dir;
-use deltaenergy::precision::{self, Precision};
-use deltaenergy::preprocess::{preprocess_bytes, PreprocessConfig};
 
 /// The bar for f16 against f32, after L2 normalisation.
 const MIN_COSINE_F16: f64 = 0.9999;
@@ -99,8 +99,8 @@ fn f16_full_size_b32_matches_f32() {
     let Some(device) = f16_device() else { return };
     let json = std::fs::read_to_string(data.join("clip-tokenizer/config.json")).unwrap();
     let config = deltaenergy::ClipConfig::from_json(&json).unwrap();
-    let f32_model = deltaenergy::loader::random(&config, 7, &device).unwrap();
-    let f16_model = deltaenergy::loader::random(&config, 7, &device)
+    let f32_model = deltaenergy::clip::loader::random(&config, 7, &device).unwrap();
+    let f16_model = deltaenergy::clip::loader::random(&config, 7, &device)
         .unwrap()
         .with_precision(Precision::F16)
         .unwrap();

@@ -14,7 +14,7 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use deltaenergy::preprocess::*;
+use deltaenergy::clip::preprocess::*;
 use image::RgbImage;
 use serde::Deserialize;
 

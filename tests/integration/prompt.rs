@@ -3,9 +3,9 @@
 
 use crate::common::*;
 use burn::tensor::Device;
+use deltaenergy::clip::loader::load_hf_dir;
+use deltaenergy::clip::prompt::Prompt;
 use deltaenergy::device::{read_f32, rows};
-use deltaenergy::loader::load_hf_dir;
-use deltaenergy::prompt::Prompt;
 
 fn ensemble_is_the_mean_of_unit_features(device: Device) {
     let model = load_hf_dir(&model_dir("tiny-quickgelu-p8"), &device).unwrap();
@@ -58,13 +58,13 @@ on_every_backend!(ensemble, ensemble_is_the_mean_of_unit_features);
 fn presets_are_clips_lists() {
     for (file, classes, kept) in [("cifar-10", 10, 10), ("imagenet-1k", 1000, 998)] {
         let text = std::fs::read_to_string(format!("www/presets/{file}.json")).unwrap();
-        let templates = deltaenergy::embed::parse_templates(&text).unwrap();
+        let templates = deltaenergy::clip::embed::parse_templates(&text).unwrap();
         assert_eq!(templates.len(), 80, "{file}");
         assert!(templates.contains(&"a photo of a {}.".to_string()));
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let names: Vec<String> = serde_json::from_value(v["classes"].clone()).unwrap();
         assert_eq!(names.len(), classes, "{file}");
-        let cleaned = deltaenergy::embed::clean_classes(&names).unwrap();
+        let cleaned = deltaenergy::clip::embed::clean_classes(&names).unwrap();
         assert_eq!(cleaned.len(), kept, "{file}");
     }
 }

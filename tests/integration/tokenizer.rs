@@ -6,7 +6,7 @@
 use crate::common;
 use std::path::{Path, PathBuf};
 
-use deltaenergy::tokenizer::{ClipTokenizer, TokenizerError, CONTEXT_LENGTH, EOT, SOT};
+use deltaenergy::clip::tokenizer::{ClipTokenizer, TokenizerError, CONTEXT_LENGTH, EOT, SOT};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

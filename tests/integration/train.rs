@@ -2,10 +2,10 @@
 //! model on the whole batch, and a run must repeat exactly for a given replica count.
 
 use crate::common::{self, *};
+use deltaenergy::bundle::export::HfTensors;
+use deltaenergy::clip::tokenizer::ClipTokenizer;
 use deltaenergy::device::cpu;
-use deltaenergy::export::HfTensors;
 use deltaenergy::rng::Rng;
-use deltaenergy::tokenizer::ClipTokenizer;
 use deltaenergy::train::{train, train_from, Augment, Event, TrainData, TrainOptions};
 use deltaenergy::{ClipConfig, Error};
 use image::RgbImage;
@@ -116,7 +116,8 @@ fn replicas_compute_the_same_steps_and_repeat_exactly() {
     assert!(d2 < 1e-4 && d4 < 1e-4, "1 vs 2 replicas {d2}, 1 vs 4 {d4}");
     // And training did move the weights away from their seeded initialisation.
     let init =
-        HfTensors::from_model(&deltaenergy::loader::random(&config(), 0, &cpu()).unwrap()).unwrap();
+        HfTensors::from_model(&deltaenergy::clip::loader::random(&config(), 0, &cpu()).unwrap())
+            .unwrap();
     assert!(max_abs_diff(&one, &init) > 1e-3);
 }
 
@@ -182,9 +183,12 @@ fn a_second_stage_goes_on_from_the_given_model() {
     let start = HfTensors::from_model(&first).unwrap();
     // Back onto the autodiff device through the exporter and loader, as `train --init` does.
     let bytes = start.to_safetensors().unwrap();
-    let reloaded =
-        deltaenergy::loader::load_hf(&serde_json::to_string(&config()).unwrap(), &bytes, &device)
-            .unwrap();
+    let reloaded = deltaenergy::clip::loader::load_hf(
+        &serde_json::to_string(&config()).unwrap(),
+        &bytes,
+        &device,
+    )
+    .unwrap();
     let tiny_lr = TrainOptions {
         lr: 1e-6,
         outliers: 4,
@@ -274,9 +278,10 @@ fn wgpu_trains_like_the_cpu() {
         HfTensors::from_model(&model).unwrap()
     };
     let (cpu_run, gpu_run) = (on(&cpu()), on(&gpu));
-    let init =
-        HfTensors::from_model(&deltaenergy::loader::random(&config(), opts.seed, &cpu()).unwrap())
-            .unwrap();
+    let init = HfTensors::from_model(
+        &deltaenergy::clip::loader::random(&config(), opts.seed, &cpu()).unwrap(),
+    )
+    .unwrap();
     let (apart, moved) = (
         max_abs_diff(&cpu_run, &gpu_run),
         max_abs_diff(&cpu_run, &init),
@@ -363,7 +368,7 @@ fn crop_augmentation_is_seeded_and_changes_what_is_learned() {
 
 #[test]
 fn outliers_are_drawn_from_the_families_asked_for() {
-    use deltaenergy::outliers::Kind;
+    use deltaenergy::train::outliers::Kind;
     let with = |kinds: Vec<Kind>| {
         run_opts(TrainOptions {
             batch: 8,
@@ -372,7 +377,7 @@ fn outliers_are_drawn_from_the_families_asked_for() {
             ..options()
         })
     };
-    let default = with(deltaenergy::outliers::KINDS.to_vec()).unwrap();
+    let default = with(deltaenergy::train::outliers::KINDS.to_vec()).unwrap();
     let strokes = with(vec![Kind::Strokes]).unwrap();
     assert!(max_abs_diff(&default, &strokes) > 1e-5);
     // The default is the four families, so that the demo recipe's runs stay what they were.

@@ -3,9 +3,9 @@
 
 use crate::common::*;
 use burn::tensor::{Tensor, TensorData};
+use deltaenergy::clip::loader::load_hf_dir;
 use deltaenergy::device::{cpu, read_f32};
-use deltaenergy::loader::load_hf_dir;
-use deltaenergy::tune::{ebm_loss, feature_mask, tune, EbmParams, MaskRule, TuneOptions};
+use deltaenergy::train::tune::{ebm_loss, feature_mask, tune, EbmParams, MaskRule, TuneOptions};
 
 fn unit(v: &[f64]) -> Vec<f64> {
     let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -215,7 +215,7 @@ fn tuning_a_fixture_model_lowers_the_loss_and_moves_the_context() {
     for i in 0..24 {
         let k = i % 3;
         let mut v: Vec<f32> = centres[k].iter().map(|c| c + 0.3 * rng.normal()).collect();
-        deltaenergy::embed::l2_normalise(&mut v);
+        deltaenergy::clip::embed::l2_normalise(&mut v);
         feats.push(v);
         labels.push(k);
     }
@@ -230,7 +230,7 @@ fn tuning_a_fixture_model_lowers_the_loss_and_moves_the_context() {
         },
         ..Default::default()
     };
-    let start = deltaenergy::tune::initial_context(&model, &tok, &opts).unwrap();
+    let start = deltaenergy::train::tune::initial_context(&model, &tok, &opts).unwrap();
     let mut losses = Vec::new();
     let ctx = tune(
         &model,

@@ -15,8 +15,8 @@ mod zip;
 use std::collections::HashMap;
 use std::ops::Range;
 
+use crate::clip::loader::{check_shape, decode_values, Init, WeightSource};
 use crate::error::{Error, Result};
-use crate::loader::{check_shape, decode_values, Init, WeightSource};
 
 pub use self::safetensors::MAX_HEADER_BYTES;
 

@@ -110,13 +110,11 @@ impl Out {
     }
 }
 
-/// Whether the int8 kernel beats f32 gemm on a transiently dequantized weight for `m` rows.
-/// In wasm the kernel was 1.1–1.5× faster than gemm's SIMD128 f32 kernel at 50 and 400 rows
-/// (ViT-B/32 shapes, in Node); natively, on AVX2 without VNNI, it beats dequantize + gemm up to
-/// about 200 rows (50: 2.8 vs 3.1 + 1.5 ms; 200: 10.1 vs 10.1 + 1.6 ms) and loses at 400 (21.6
-/// vs 17.8 + 1.7 ms), where gemm's FMA kernel is compute-bound and converting every block's sum
-/// costs more: `cargo test --release --lib qmatmul::tests::speed -- --ignored --nocapture`
-/// prints these.
+/// Whether the int8 kernel beats f32 gemm on a transiently dequantized weight for `m` rows:
+/// always in wasm; natively, on AVX2 without VNNI, up to a couple of hundred rows, past which
+/// gemm's FMA kernel is compute-bound and converting every block's sum costs more. `cargo test
+/// --release --lib qmatmul::tests::speed -- --ignored --nocapture` measures where (figures in
+/// docs/PERFORMANCE.md).
 pub fn int8_pays(m: usize) -> bool {
     cfg!(target_family = "wasm") || m < 256
 }
@@ -456,9 +454,9 @@ mod tests {
     /// A weight quantized as the converter does, its dequantized f32 copy `[n, k]`.
     fn weight(n: usize, k: usize, bits: u32, rng: &mut Rng) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
         let w = random(n * k, rng, 0.05);
-        let q = crate::quant::quantize_blocks(&w, k, BLOCK, bits).unwrap();
-        let values = crate::quant::unpack(&q.packed, n * k, bits);
-        let deq = crate::quant::dequantize(&values, &q.scales, BLOCK);
+        let q = crate::bundle::quant::quantize_blocks(&w, k, BLOCK, bits).unwrap();
+        let values = crate::bundle::quant::unpack(&q.packed, n * k, bits);
+        let deq = crate::bundle::quant::dequantize(&values, &q.scales, BLOCK);
         (values, q.scales, deq)
     }
 
