@@ -441,8 +441,8 @@ pub fn convert(
         let bundle = crate::bundle::Bundle::parse(&draft)?;
         let model = bundle.model(device)?;
         let tokenizer = bundle.tokenizer()?;
-        let t = model.encode_classes(&tokenizer, &options.classes, &bundle.prompt())?;
-        normalise_rows(crate::device::read_f32(t)?, config.projection_dim)
+        crate::clip::prompt::class_features(&model, &tokenizer, &options.classes, &bundle.prompt())?
+            .concat()
     };
     let data = writer.f32_section(&features);
     let header = Header {
@@ -454,10 +454,4 @@ pub fn convert(
         ..header
     };
     writer.finish(header)
-}
-
-#[cfg(not(target_family = "wasm"))]
-fn normalise_rows(mut v: Vec<f32>, dim: usize) -> Vec<f32> {
-    v.chunks_mut(dim).for_each(crate::clip::embed::l2_normalise);
-    v
 }

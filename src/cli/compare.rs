@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use deltaenergy::clip::embed::parse_classes;
+use deltaenergy::clip::prompt::class_features;
 use deltaenergy::clip::prompt::Prompt;
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::ood::score::{cosine_similarities, scores, ScoreParams};
@@ -59,10 +60,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
     let prompt = Prompt::Template(args.template.clone());
     let dim = base.model.config.projection_dim;
     let text = |m: &model_source::Loaded| -> Result<Vec<Vec<f32>>> {
-        Ok(rows(
-            read_f32(m.model.encode_classes(&m.tokenizer()?, &classes, &prompt)?)?,
-            dim,
-        ))
+        class_features(&m.model, &m.tokenizer()?, &classes, &prompt)
     };
     let (text_base, text_test) = (text(&base)?, text(&test)?);
     let cos = |a: &[f32], b: &[f32]| cosine_similarities(&[a.to_vec()], &[b.to_vec()])[0][0];

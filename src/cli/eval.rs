@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use deltaenergy::clip::prompt::class_features;
 use deltaenergy::ood::eval::{evaluate, histogram_svg, score_table, Labelled};
 use deltaenergy::ood::score::{cosine_similarities, ScoreKind};
-use deltaenergy::train::dataset::{class_features, image_files, spread, ClassFolders};
+use deltaenergy::train::dataset::{image_files, spread, ClassFolders};
 use deltaenergy::{Error, Result};
 
 use super::features::{decoded_features, CacheArgs};

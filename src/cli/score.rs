@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use deltaenergy::clip::embed::parse_classes;
+use deltaenergy::clip::prompt::class_features;
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::ood::score::{cosine_similarities, scores};
 use deltaenergy::{Error, Result};
@@ -74,10 +75,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         .and_then(|b| b.text_features.clone());
     let text_features = match precomputed {
         Some(f) => f,
-        None => rows(
-            read_f32(model.encode_classes(&loaded.tokenizer()?, &classes, &prompt)?)?,
-            dim,
-        ),
+        None => class_features(model, &loaded.tokenizer()?, &classes, &prompt)?,
     };
     let threshold = meta.and_then(|b| b.header.threshold.clone());
     let cfg = model.preprocess_config();

@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use burn::module::Module;
 use deltaenergy::bundle::export::HfTensors;
+use deltaenergy::clip::prompt::class_features;
 use deltaenergy::clip::prompt::Prompt;
 use deltaenergy::ood::metrics;
-use deltaenergy::train::dataset::{
-    class_features, decode_all, image_features, predict, ClassFolders,
-};
+use deltaenergy::train::dataset::{decode_all, image_features, predict, ClassFolders};
 use deltaenergy::train::{
     replica_split_error, train, train_from, Augment, Event, TrainData, TrainOptions,
 };

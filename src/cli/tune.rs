@@ -7,12 +7,13 @@ use std::process::ExitCode;
 
 use deltaenergy::bundle::convert::{now, rebundle, Rebundle};
 use deltaenergy::bundle::Bundle;
+use deltaenergy::clip::prompt::class_features;
 use deltaenergy::clip::prompt::Prompt;
 use deltaenergy::ood::metrics::calibrate;
 use deltaenergy::ood::score::{cosine_similarities, ScoreKind};
 use deltaenergy::ood::select::{select_delta_energy, Selection};
 use deltaenergy::rng::Rng;
-use deltaenergy::train::dataset::{class_features, decode_all, image_features, ClassFolders};
+use deltaenergy::train::dataset::{decode_all, image_features, ClassFolders};
 use deltaenergy::train::outliers::{self, Kind};
 use deltaenergy::train::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};

@@ -26,8 +26,10 @@ pub enum Prompt {
 }
 
 impl Clip {
-    /// Text features `[classes, projection_dim]` (un-normalised) of the classes under `prompt`.
-    pub fn encode_classes(
+    /// Text features `[classes, projection_dim]` (un-normalised) of the classes under one
+    /// template or learned context. An ensemble goes through [`ClassFeatures`], which runs it
+    /// template by template.
+    pub(crate) fn encode_prompt(
         &self,
         tokenizer: &ClipTokenizer,
         classes: &[String],
@@ -38,24 +40,9 @@ impl Clip {
         }
         match prompt {
             Prompt::Template(t) => self.embed_texts(tokenizer, &prompts(t, classes)?),
-            Prompt::Ensemble(templates) => {
-                if templates.is_empty() {
-                    return Err(Error::Input(
-                        "an ensemble needs at least one template".into(),
-                    ));
-                }
-                let mut sum: Option<Tensor<2>> = None;
-                for t in templates {
-                    let f = crate::clip::embed::normalise_rows(
-                        self.embed_texts(tokenizer, &prompts(t, classes)?)?,
-                    );
-                    sum = Some(match sum {
-                        Some(s) => s + f,
-                        None => f,
-                    });
-                }
-                Ok(sum.expect("at least one template") / templates.len() as f32)
-            }
+            Prompt::Ensemble(_) => Err(Error::Input(
+                "an ensemble is encoded a template at a time (ClassFeatures)".into(),
+            )),
             Prompt::Context {
                 vectors,
                 n_ctx,
@@ -151,4 +138,118 @@ impl crate::bundle::Bundle<'_> {
             _ => Prompt::Template(self.header.template.clone()),
         }
     }
+}
+
+/// The one way class text features are made, everywhere (the command line, tuning, evaluation,
+/// conversion, the page): unit rows `[classes][projection_dim]` of the classes under a prompt,
+/// computed a chunk of classes at a time. An ensemble is the normalised mean of each
+/// template's unit features (CLIP's prompt ensembling). The caller reads each chunk's tensor
+/// back (at once natively, asynchronously in the browser) and hands the values over, so it can
+/// report progress and stop between chunks; [`class_features`] does all of it in one call.
+pub struct ClassFeatures {
+    classes: Vec<String>,
+    passes: Vec<Prompt>,
+    chunk: usize,
+    dim: usize,
+    /// Which pass and which first class of it come next.
+    pass: usize,
+    at: usize,
+    sum: Vec<Vec<f32>>,
+}
+
+impl ClassFeatures {
+    /// `chunk` classes go through the text tower at a time (0: all at once).
+    pub fn new(dim: usize, classes: &[String], prompt: &Prompt, chunk: usize) -> Result<Self> {
+        if classes.is_empty() {
+            return Err(Error::Input("the class list is empty".into()));
+        }
+        let passes = match prompt {
+            Prompt::Ensemble(ts) if ts.is_empty() => {
+                return Err(Error::Input(
+                    "an ensemble needs at least one template".into(),
+                ))
+            }
+            Prompt::Ensemble(ts) => ts.iter().cloned().map(Prompt::Template).collect(),
+            other => vec![other.clone()],
+        };
+        Ok(Self {
+            classes: classes.to_vec(),
+            passes,
+            chunk: if chunk == 0 { classes.len() } else { chunk },
+            dim,
+            pass: 0,
+            at: 0,
+            sum: vec![vec![0.0; dim]; classes.len()],
+        })
+    }
+
+    /// The next chunk's features (un-normalised) to read back, or None once all are in.
+    pub fn next(&self, model: &Clip, tokenizer: &ClipTokenizer) -> Result<Option<Tensor<2>>> {
+        let Some(pass) = self.passes.get(self.pass) else {
+            return Ok(None);
+        };
+        let end = (self.at + self.chunk).min(self.classes.len());
+        model
+            .encode_prompt(tokenizer, &self.classes[self.at..end], pass)
+            .map(Some)
+    }
+
+    /// The values of the tensor [`ClassFeatures::next`] gave, read back.
+    pub fn push(&mut self, values: &[f32]) -> Result<()> {
+        let end = (self.at + self.chunk).min(self.classes.len());
+        if self.pass >= self.passes.len() || values.len() != (end - self.at) * self.dim {
+            return Err(Error::Input(format!(
+                "class features: got {} values, expected {}",
+                values.len(),
+                (end - self.at) * self.dim
+            )));
+        }
+        for (acc, row) in self.sum[self.at..end]
+            .iter_mut()
+            .zip(values.chunks(self.dim))
+        {
+            let mut row = row.to_vec();
+            crate::clip::embed::l2_normalise(&mut row);
+            acc.iter_mut().zip(&row).for_each(|(a, r)| *a += r);
+        }
+        self.at = end;
+        if self.at == self.classes.len() {
+            self.at = 0;
+            self.pass += 1;
+        }
+        Ok(())
+    }
+
+    /// (prompts encoded, prompts in all).
+    pub fn progress(&self) -> (usize, usize) {
+        let n = self.classes.len();
+        (self.pass * n + self.at, self.passes.len() * n)
+    }
+
+    /// The unit features, once every chunk is in.
+    pub fn finish(mut self) -> Result<Vec<Vec<f32>>> {
+        if self.pass < self.passes.len() {
+            return Err(Error::Input("class features: not every chunk is in".into()));
+        }
+        self.sum
+            .iter_mut()
+            .for_each(|r| crate::clip::embed::l2_normalise(r));
+        Ok(self.sum)
+    }
+}
+
+/// Unit text features of `classes` under `prompt`, read back at once (natively: in the browser
+/// reads must be asynchronous, and `web` drives [`ClassFeatures`] chunk by chunk).
+#[cfg(not(target_family = "wasm"))]
+pub fn class_features(
+    model: &Clip,
+    tokenizer: &ClipTokenizer,
+    classes: &[String],
+    prompt: &Prompt,
+) -> Result<Vec<Vec<f32>>> {
+    let mut job = ClassFeatures::new(model.config.projection_dim, classes, prompt, 0)?;
+    while let Some(t) = job.next(model, tokenizer)? {
+        job.push(&crate::device::read_f32(t)?)?;
+    }
+    job.finish()
 }

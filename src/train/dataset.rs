@@ -166,20 +166,6 @@ pub fn image_features(
     Ok(out)
 }
 
-/// Unit-length text features of `classes` under `prompt`.
-pub fn class_features(
-    model: &crate::Clip,
-    tokenizer: &crate::clip::tokenizer::ClipTokenizer,
-    classes: &[String],
-    prompt: &crate::clip::prompt::Prompt,
-) -> Result<Vec<Vec<f32>>> {
-    let t = crate::device::read_f32(model.encode_classes(tokenizer, classes, prompt)?)?;
-    let mut rows = crate::device::rows(t, model.config.projection_dim);
-    rows.iter_mut()
-        .for_each(|r| crate::clip::embed::l2_normalise(r));
-    Ok(rows)
-}
-
 /// Index of the most similar class for each image (ties: the lowest index).
 pub fn predict(images: &[Vec<f32>], classes: &[Vec<f32>]) -> Vec<usize> {
     crate::ood::score::cosine_similarities(images, classes)

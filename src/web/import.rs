@@ -73,9 +73,9 @@ impl Import {
         classes: Vec<String>,
         source: String,
     ) -> Result<Import, JsValue> {
-        let config = crate::ClipConfig::from_json(&config_json).map_err(js)?;
+        let config = crate::ClipConfig::from_json(&config_json)?;
         let merges = match tokenizer_kind.as_str() {
-            "tokenizer.json" => merges_from_tokenizer_json(&tokenizer).map_err(js)?,
+            "tokenizer.json" => merges_from_tokenizer_json(&tokenizer)?,
             "merges.txt" => tokenizer,
             other => {
                 return Err(js(crate::Error::Input(format!(
@@ -86,19 +86,18 @@ impl Import {
         let classes = if classes.is_empty() {
             Vec::new()
         } else {
-            clean_classes(&classes).map_err(js)?
+            clean_classes(&classes)?
         };
         // The score settings take the model's own temperature once its logit scale is read.
         let options = ConvertOptions {
-            quant: quant.parse().map_err(js)?,
+            quant: quant.parse()?,
             classes,
             source,
             text_features: false,
             created: (js_sys::Date::now() / 1000.0) as u64,
             ..Default::default()
         };
-        let converter =
-            Converter::new(&config, compress_merges(&merges).map_err(js)?, options).map_err(js)?;
+        let converter = Converter::new(&config, compress_merges(&merges)?, options)?;
         if !(file_len.is_finite() && file_len >= 0.0) {
             return Err(js(crate::Error::Input(format!(
                 "the weights file's size must be a number of bytes, not {file_len}"
@@ -119,8 +118,8 @@ impl Import {
         let c = self.converter()?;
         let (index, count) = c.progress();
         let (range, key) = match &self.stage {
-            Stage::Opening(o) => (o.need().map_err(js)?, None),
-            Stage::Reading(_, t) => (t.need().map_err(js)?, c.pending().map(|s| &*s.key)),
+            Stage::Opening(o) => (o.need()?, None),
+            Stage::Reading(_, t) => (t.need()?, c.pending().map(|s| &*s.key)),
             Stage::Done => (None, None),
         };
         match range {
@@ -143,22 +142,22 @@ impl Import {
         let stage = std::mem::replace(&mut self.stage, Stage::Done);
         self.stage = match stage {
             Stage::Opening(mut o) => {
-                o.push(&bytes).map_err(js)?;
-                if o.need().map_err(js)?.is_some() {
+                o.push(&bytes)?;
+                if o.need()?.is_some() {
                     Stage::Opening(o)
                 } else {
-                    let checkpoint = o.finish().map_err(js)?;
+                    let checkpoint = o.finish()?;
                     self.format = Some(checkpoint.format.file_name());
                     // Every tensor the model needs must be in the file before one is read.
                     for spec in self.converter()?.specs() {
-                        checkpoint.entry(&spec.key, &spec.shape).map_err(js)?;
+                        checkpoint.entry(&spec.key, &spec.shape)?;
                     }
                     self.read_pending(checkpoint)?
                 }
             }
             Stage::Reading(checkpoint, mut tensor) => {
-                tensor.push(&bytes).map_err(js)?;
-                if tensor.need().map_err(js)?.is_some() {
+                tensor.push(&bytes)?;
+                if tensor.need()?.is_some() {
                     Stage::Reading(checkpoint, tensor)
                 } else {
                     self.write(tensor)?;
@@ -182,7 +181,7 @@ impl Import {
     /// follows with `dataLength` and `copyDataInto`, so the page never holds two copies of it.
     pub fn finish(&mut self) -> Result<Vec<u8>, JsValue> {
         let converter = self.converter.take().ok_or_else(finished)?;
-        let (head, data) = converter.finish_split().map_err(js)?;
+        let (head, data) = converter.finish_split()?;
         self.data = data;
         Ok(head)
     }
@@ -240,19 +239,17 @@ impl Import {
         let Some(spec) = self.converter()?.pending() else {
             return Ok(Stage::Done);
         };
-        let tensor = checkpoint.read(&spec.key, &spec.shape).map_err(js)?;
+        let tensor = checkpoint.read(&spec.key, &spec.shape)?;
         Ok(Stage::Reading(checkpoint, tensor))
     }
 
     /// Hands a finished tensor to the converter.
     fn write(&mut self, tensor: TensorRead) -> Result<(), JsValue> {
-        let values = tensor.finish().map_err(js)?;
+        let values = tensor.finish()?;
         let converter = self.converter.as_mut().ok_or_else(finished)?;
         if converter.pending().is_some_and(|s| s.key == "logit_scale") {
             let tau = crate::ood::score::temperature(f64::from(values[0]));
-            converter
-                .set_score(ScoreParams::for_temperature(tau))
-                .map_err(js)?;
+            converter.set_score(ScoreParams::for_temperature(tau))?;
         }
         converter
             .push(crate::clip::loader::Weight::F32(values))

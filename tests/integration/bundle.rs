@@ -8,7 +8,7 @@ use deltaenergy::bundle::convert::{convert, ConvertOptions, Quant};
 use deltaenergy::bundle::{Bundle, BundleWriter, Header, Provenance, Section, StoredDtype};
 use deltaenergy::clip::checkpoint::CheckpointSource;
 use deltaenergy::clip::loader::load_hf_dir;
-use deltaenergy::clip::prompt::Prompt;
+use deltaenergy::clip::prompt::{class_features, Prompt};
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::{ClipConfig, Error};
 
@@ -162,10 +162,7 @@ fn bundle_carries_classes_settings_and_features() {
     let model = b.model(&device).unwrap();
     let tok = b.tokenizer().unwrap();
     let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
-    let fresh = rows(
-        read_f32(model.encode_classes(&tok, &classes, &b.prompt()).unwrap()).unwrap(),
-        16,
-    );
+    let fresh = class_features(&model, &tok, &classes, &b.prompt()).unwrap();
     for (stored, f) in b.text_features().unwrap().iter().zip(&fresh) {
         let (cos, _) = compare(stored, f);
         assert!(cos > 0.9999999, "{cos}");
@@ -195,12 +192,8 @@ fn context_prompt_matches_template_when_context_is_the_template(device: Device) 
     let b = Bundle::parse(&bytes).unwrap();
     assert!(matches!(b.prompt(), Prompt::Context { n_ctx: 4, .. }));
     let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
-    let features = |m: &deltaenergy::Clip, prompt: &Prompt| {
-        rows(
-            read_f32(m.encode_classes(&tok, &classes, prompt).unwrap()).unwrap(),
-            16,
-        )
-    };
+    let features =
+        |m: &deltaenergy::Clip, prompt: &Prompt| class_features(m, &tok, &classes, prompt).unwrap();
     let templated = features(&model, &Prompt::Template("a photo of a {}.".into()));
     // The context spliced in on this device, from the bundle's own model.
     let spliced = features(&b.model(&device).unwrap(), &b.prompt());

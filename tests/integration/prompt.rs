@@ -4,20 +4,15 @@
 use crate::common::*;
 use burn::tensor::Device;
 use deltaenergy::clip::loader::load_hf_dir;
-use deltaenergy::clip::prompt::Prompt;
-use deltaenergy::device::{read_f32, rows};
+use deltaenergy::clip::prompt::{class_features, ClassFeatures, Prompt};
+use deltaenergy::device::read_f32;
 
 fn ensemble_is_the_mean_of_unit_features(device: Device) {
     let model = load_hf_dir(&model_dir("tiny-quickgelu-p8"), &device).unwrap();
     let tok = clip_tokenizer();
     let classes: Vec<String> = ["cat", "big dog", "ship"].map(String::from).to_vec();
     let dim = model.config.projection_dim;
-    let feats = |p: &Prompt| {
-        rows(
-            read_f32(model.encode_classes(&tok, &classes, p).unwrap()).unwrap(),
-            dim,
-        )
-    };
+    let feats = |p: &Prompt| class_features(&model, &tok, &classes, p).unwrap();
     let templates = ["a photo of a {}.", "a blurry sketch of the {}!"].map(String::from);
     let a = feats(&Prompt::Template(templates[0].clone()));
     let b = feats(&Prompt::Template(templates[1].clone()));
@@ -29,25 +24,37 @@ fn ensemble_is_the_mean_of_unit_features(device: Device) {
         let (cos, _) = compare(e, t);
         assert!(cos > 0.999999, "{cos}");
     }
-    // Two: the mean of the two unit features, computed here on the host in f64.
+    // Two: the normalised mean of the two unit features, computed here on the host in f64.
     let ens = feats(&Prompt::Ensemble(templates.to_vec()));
     for ((e, x), y) in ens.iter().zip(&a).zip(&b) {
-        let want: Vec<f32> = normalised(x)
+        let mean: Vec<f32> = normalised(x)
             .iter()
             .zip(normalised(y))
             .map(|(p, q)| ((p + q) / 2.0) as f32)
             .collect();
+        let want = normalised(&mean);
         let got: Vec<f64> = e.iter().map(|&v| v as f64).collect();
         let max = got
             .iter()
             .zip(&want)
-            .map(|(g, w)| (g - *w as f64).abs())
+            .map(|(g, w)| (g - w).abs())
             .fold(0.0, f64::max);
         assert!(max < 1e-5, "max abs {max}");
     }
-    assert!(model
-        .encode_classes(&tok, &classes, &Prompt::Ensemble(vec![]))
-        .is_err());
+    assert!(class_features(&model, &tok, &classes, &Prompt::Ensemble(vec![])).is_err());
+    // A chunk of classes at a time (as the page computes them, with progress) gives the same.
+    let ensemble = Prompt::Ensemble(templates.to_vec());
+    let mut job = ClassFeatures::new(dim, &classes, &ensemble, 2).unwrap();
+    let mut seen = vec![];
+    while let Some(t) = job.next(&model, &tok).unwrap() {
+        job.push(&read_f32(t).unwrap()).unwrap();
+        seen.push(job.progress());
+    }
+    assert_eq!(seen, [(2, 6), (3, 6), (5, 6), (6, 6)]);
+    for (c, e) in job.finish().unwrap().iter().zip(&ens) {
+        let (cos, _) = compare(c, e);
+        assert!(cos > 0.999999, "{cos}");
+    }
 }
 
 on_every_backend!(ensemble, ensemble_is_the_mean_of_unit_features);

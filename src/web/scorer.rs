@@ -1,180 +1,29 @@
-//! The browser API (the only `#[wasm_bindgen]` surface): load a bundle from bytes, pick WebGPU
-//! or the CPU, set classes and the threshold, classify images, judge scores. The package in
-//! `pkg/` runs it in a worker; its keys are camelCase throughout. Every tensor read is
-//! asynchronous: a blocking read panics on wasm+wgpu and deadlocks in a Worker.
+//! `Scorer`, the low-level scorer the package's worker drives: a bundle loaded on a device, its
+//! classes' text features, the threshold, and images classified one at a time or in batches.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::bundle::{hex, Bundle, Header, Provenance};
+use crate::bundle::{hex, Bundle, Header};
 use crate::clip::embed::clean_classes;
 use crate::clip::model::Clip;
-use crate::clip::precision::Precision;
 use crate::clip::preprocess::{preprocess_bytes, preprocess_rgb, rgba_to_rgb};
 use crate::clip::prompt::Prompt;
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::device::{read_f32_async, rows, Adapter};
-use crate::ood::classify::{classify, Classification};
-use crate::ood::score::{cosine_similarities, ScoreKind, ScoreParams, Scores, Threshold};
+use crate::ood::classify::classify;
+use crate::ood::score::{cosine_similarities, ScoreKind, ScoreParams, Threshold};
 
-mod import;
-#[cfg(feature = "threads")]
-mod pool;
+use super::classes::{prompt_for, templates_of, text_features};
+use super::device::{engine, pick_device, pick_precision, DeviceReason};
+use super::dto::{
+    scores_of, Info, ItemError, ItemErrorBody, JsScoreSettings, JsThreshold, Output, Timings,
+};
+use super::{js, now_ms, to_js};
 
-/// A JavaScript `Error` whose `name` says what kind of failure it is (see [`crate::Error::kind`]),
-/// so callers branch on `e.name === "DeviceError"` rather than on message text.
-fn js(e: impl Into<crate::Error>) -> JsValue {
-    let e: crate::Error = e.into();
-    let err = js_sys::Error::new(&e.to_string());
-    err.set_name(e.kind());
-    err.into()
-}
-
-fn now_ms() -> f64 {
-    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
-        .ok()
-        .and_then(|p| wasm_bindgen::JsCast::dyn_into::<web_sys::Performance>(p).ok())
-        .map(|p| p.now())
-        .unwrap_or_else(js_sys::Date::now)
-}
-
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsError::new(&e.to_string()).into())
-}
-
-/// Why the model runs where it runs: a code, a sentence for people, the raw text behind it.
-#[derive(Clone, Serialize)]
-struct DeviceReason {
-    code: &'static str,
-    message: String,
-    detail: String,
-}
-
-#[cfg(feature = "wgpu")]
-thread_local! {
-    /// burn refuses a second wgpu initialisation, so the first outcome is kept for the page's
-    /// lifetime (a failure too: the next load goes straight to the CPU with the same reason).
-    /// Ok holds the adapter, Err the raw error.
-    static WGPU: RefCell<Option<Result<(Device, Adapter), String>>> = const { RefCell::new(None) };
-}
-
-#[cfg(feature = "wgpu")]
-async fn webgpu() -> Result<(Device, Adapter), String> {
-    if let Some(known) = WGPU.with(|w| w.borrow().clone()) {
-        return known;
-    }
-    let outcome = match Device::wgpu_options().init_with_setup_async().await {
-        Ok((device, setup)) => Ok((device, Adapter::of(&setup))),
-        Err(e) => Err(format!("{e:?}")),
-    };
-    WGPU.with(|w| *w.borrow_mut() = Some(outcome.clone()));
-    outcome
-}
-
-/// The threaded CPU build has no wgpu (its types are not Send, which atomics require); the
-/// package's worker only asks it for the CPU.
-#[cfg(not(feature = "wgpu"))]
-async fn webgpu() -> Result<(Device, Adapter), String> {
-    Err("this is the threaded CPU build, which has no WebGPU".into())
-}
-
-/// Why "auto" runs on the CPU.
-fn no_webgpu(detail: String) -> DeviceReason {
-    DeviceReason {
-        code: "no-webgpu",
-        message: "This browser offers no WebGPU adapter, so the CPU runs the model (slower, same results).".into(),
-        detail,
-    }
-}
-
-/// Whether "auto" would run on WebGPU: null if it would, else why not (the reason "auto" would
-/// give). The package's worker asks before it chooses the threaded CPU build for "auto".
-#[wasm_bindgen(js_name = probeWebgpu)]
-pub async fn probe_webgpu() -> Result<JsValue, JsValue> {
-    match webgpu().await {
-        Ok(_) => Ok(JsValue::NULL),
-        Err(e) => to_js(&no_webgpu(e)),
-    }
-}
-
-/// Whether this build autotunes its matmul, reduction and attention kernels on WebGPU (burn
-/// decides it at compile time; the page's build does not: docs/PERFORMANCE.md, "On the GPU").
-const AUTOTUNED: bool = cfg!(feature = "autotune");
-
-/// The image tower's precision for "auto", "f32" or "f16" on `adapter` (None: the CPU).
-fn pick_precision(requested: &str, adapter: Option<&Adapter>) -> Result<Precision, JsValue> {
-    match requested {
-        "auto" | "" => Ok(crate::clip::precision::auto(adapter)),
-        other => match (other.parse().map_err(js)?, adapter) {
-            (Precision::F16, a) if !a.is_some_and(|a| a.f16) => {
-                // Refused before loading, as a request this device cannot honour (not a GPU
-                // failure, which would move the model to the CPU).
-                Err(js(crate::Error::Input(format!(
-                    "precision f16 needs a WebGPU adapter with shader-f16; {} (use auto or f32)",
-                    match adapter {
-                        Some(_) => "this one has none",
-                        None => "the model runs on the CPU",
-                    }
-                ))))
-            }
-            (p, _) => Ok(p),
-        },
-    }
-}
-
-/// The device for "auto", "webgpu" or "cpu", its adapter when it is WebGPU, and why.
-async fn pick_device(
-    requested: &str,
-) -> Result<(Device, &'static str, Option<Adapter>, DeviceReason), JsValue> {
-    let reason = |code, message: &str, detail: String| DeviceReason {
-        code,
-        message: message.to_string(),
-        detail,
-    };
-    match requested {
-        "cpu" => Ok((
-            crate::device::cpu(),
-            "cpu",
-            None,
-            reason("requested", "The CPU was asked for.", String::new()),
-        )),
-        "webgpu" => match webgpu().await {
-            Ok((d, adapter)) => Ok((
-                d,
-                "webgpu",
-                Some(adapter.clone()),
-                reason("requested", "WebGPU was asked for.", adapter.name),
-            )),
-            Err(e) => Err(js(crate::Error::Device(format!(
-                "this browser offers no WebGPU adapter ({e})"
-            )))),
-        },
-        "auto" | "" => match webgpu().await {
-            Ok((d, adapter)) => Ok((
-                d,
-                "webgpu",
-                Some(adapter.clone()),
-                reason(
-                    "webgpu",
-                    "The browser offers WebGPU, so the GPU runs the model.",
-                    adapter.name,
-                ),
-            )),
-            Err(e) => Ok((crate::device::cpu(), "cpu", None, no_webgpu(e))),
-        },
-        other => Err(js(crate::Error::Input(format!(
-            "unknown device `{other}` (auto, webgpu or cpu)"
-        )))),
-    }
-}
-
-struct State {
+pub(super) struct State {
     model: Clip,
     tokenizer: ClipTokenizer,
     header: Header,
@@ -195,227 +44,7 @@ struct State {
     sha256: String,
 }
 
-/// Classes per text-tower batch: small enough for the progress bar to move on 1000 classes,
-/// large enough for the matmuls to stay efficient.
-const TEXT_CHUNK: usize = 128;
-
-/// Normalised text features of `classes` under `prompt`, a chunk of classes at a time, with
-/// `progress(done, total)` after each chunk. An ensemble sums each template's unit features and
-/// normalises the sum, which is the normalised mean `Prompt::Ensemble` gives the command line.
-async fn text_features(
-    model: &Clip,
-    tok: &ClipTokenizer,
-    classes: &[String],
-    prompt: &Prompt,
-    progress: Option<&js_sys::Function>,
-) -> Result<Vec<Vec<f32>>, JsValue> {
-    let dim = model.config.projection_dim;
-    let passes: Vec<Prompt> = match prompt {
-        Prompt::Ensemble(ts) if ts.is_empty() => {
-            return Err(js(crate::Error::Input(
-                "an ensemble needs at least one template".into(),
-            )))
-        }
-        Prompt::Ensemble(ts) => ts.iter().cloned().map(Prompt::Template).collect(),
-        other => vec![other.clone()],
-    };
-    let total = passes.len() * classes.len();
-    let mut sum = vec![vec![0.0f32; dim]; classes.len()];
-    let mut done = 0;
-    for pass in &passes {
-        for (i, chunk) in classes.chunks(TEXT_CHUNK).enumerate() {
-            let t = model.encode_classes(tok, chunk, pass).map_err(js)?;
-            let rows = rows(read_f32_async(t).await.map_err(js)?, dim);
-            for (acc, mut row) in sum[i * TEXT_CHUNK..].iter_mut().zip(rows) {
-                crate::clip::embed::l2_normalise(&mut row);
-                acc.iter_mut().zip(&row).for_each(|(a, r)| *a += r);
-            }
-            done += chunk.len();
-            if let Some(f) = progress {
-                let go_on = f
-                    .call2(
-                        &JsValue::NULL,
-                        &(done as f64).into(),
-                        &(total as f64).into(),
-                    )
-                    .unwrap_or(JsValue::TRUE);
-                if go_on == JsValue::FALSE {
-                    return Err(js(crate::Error::Input(
-                        "computing the text features was stopped; the classes in use stay".into(),
-                    )));
-                }
-                // A task boundary, so the worker reads a request to stop between chunks.
-                next_task().await;
-            }
-        }
-    }
-    sum.iter_mut()
-        .for_each(|r| crate::clip::embed::l2_normalise(r));
-    Ok(sum)
-}
-
-/// Resolves on a later task of the event loop (a zero-delay timer), letting the worker's
-/// message handler run; the CPU backend's reads otherwise resolve without ever yielding.
-async fn next_task() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
-            .ok()
-            .and_then(|f| wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(f).ok());
-        match set_timeout {
-            Some(f) => {
-                let _ = f.call2(&JsValue::NULL, &resolve, &0.into());
-            }
-            None => {
-                let _ = resolve.call0(&JsValue::NULL);
-            }
-        }
-    });
-    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-}
-
-/// `{templates}` from JavaScript: none, or a list of templates with `{}`.
-fn templates_of(value: JsValue) -> Result<Vec<String>, JsValue> {
-    if value.is_undefined() || value.is_null() {
-        return Ok(Vec::new());
-    }
-    let templates: Vec<String> = serde_wasm_bindgen::from_value(value).map_err(|e| {
-        js(crate::Error::Input(format!(
-            "templates: not a list of strings: {e}"
-        )))
-    })?;
-    for t in &templates {
-        crate::clip::embed::check_template(t).map_err(js)?;
-    }
-    Ok(templates)
-}
-
-/// The prompt for `templates`: the bundle's own when none are given.
-fn prompt_for(bundle: &Prompt, templates: &[String]) -> Prompt {
-    match templates {
-        [] => bundle.clone(),
-        [one] => Prompt::Template(one.clone()),
-        many => Prompt::Ensemble(many.to_vec()),
-    }
-}
-
-// ------------------------------------------------------------------ what crosses to JavaScript
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsThreshold<'a> {
-    score: &'static str,
-    value: f64,
-    tpr: Option<f64>,
-    calibration: &'a str,
-}
-
-impl<'a> JsThreshold<'a> {
-    fn of(t: &'a Threshold, calibrated: bool) -> Self {
-        JsThreshold {
-            score: t.score.camel(),
-            value: t.value,
-            tpr: calibrated.then_some(t.tpr),
-            calibration: &t.calibration,
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsScoreSettings {
-    tau: f64,
-    c: usize,
-    crop_value: f64,
-    mcm_tau: f64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Info<'a> {
-    classes: &'a [String],
-    bundle_classes: &'a [String],
-    template: &'a str,
-    /// The templates given with the classes (CLIP's ensemble when several); empty: the
-    /// bundle's own prompt.
-    templates: &'a [String],
-    has_context: bool,
-    threshold: Option<JsThreshold<'a>>,
-    bundle_threshold: Option<JsThreshold<'a>>,
-    score_settings: JsScoreSettings,
-    quant: &'a str,
-    image_size: usize,
-    provenance: &'a Provenance,
-    bytes: usize,
-    sha256: &'a str,
-    /// What computes the products, for the device line.
-    engine: String,
-    /// The image tower's float precision: "f16" on GPUs that offer it, else "f32".
-    precision: Precision,
-    /// The WebGPU adapter, or null on the CPU.
-    adapter: Option<&'a Adapter>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Timings {
-    decode_ms: f64,
-    image_ms: f64,
-    score_ms: f64,
-    total_ms: f64,
-    /// Images in the image tower's forward pass that scored this one; the times of a batch are
-    /// its shares (the batch's time divided by its images).
-    batch: usize,
-}
-
-/// One image of `classifyImages` that could not be scored; the others are scored all the same.
-#[derive(Serialize)]
-struct ItemError {
-    error: ItemErrorBody,
-}
-
-#[derive(Serialize)]
-struct ItemErrorBody {
-    name: &'static str,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct Output<'a> {
-    #[serde(flatten)]
-    result: Classification,
-    threshold: Option<JsThreshold<'a>>,
-    timings: Timings,
-}
-
-/// Scores as JavaScript holds them (`result.scores`), for `judge`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsScores {
-    delta_energy: f64,
-    energy: f64,
-    mcm: f64,
-    max_logit: f64,
-}
-
-/// `result.scores` objects from JavaScript, as `Scores` (only the four values are read).
-fn scores_of(value: JsValue) -> Result<Vec<Scores>, JsValue> {
-    let scores: Vec<JsScores> = serde_wasm_bindgen::from_value(value)
-        .map_err(|e| js(crate::Error::Input(format!("not a list of scores: {e}"))))?;
-    Ok(scores
-        .into_iter()
-        .map(|j| Scores {
-            delta_energy: j.delta_energy,
-            energy: j.energy,
-            mcm: j.mcm,
-            max_logit: j.max_logit,
-            label: 0,
-            cropped: Vec::new(),
-            energy_cropped: 0.0,
-        })
-        .collect())
-}
-
-fn info(s: &State) -> Result<JsValue, JsValue> {
+pub(super) fn info(s: &State) -> Result<JsValue, JsValue> {
     to_js(&Info {
         classes: &s.classes,
         bundle_classes: &s.header.classes,
@@ -450,51 +79,6 @@ fn info(s: &State) -> Result<JsValue, JsValue> {
     })
 }
 
-/// What computes the products on `device` ("cpu" or "webgpu") with weights at `quant` and
-/// activations at `precision`.
-fn engine(device: &str, adapter: Option<&Adapter>, precision: Precision, quant: &str) -> String {
-    use crate::bundle::convert::Quant;
-    let quantized = matches!(quant.parse(), Ok(Quant::Q8 | Quant::Q4));
-    if device == "webgpu" {
-        let matmul = match (quantized, precision) {
-            (true, Precision::F16) => "burn's quantized matmul on f16 activations",
-            (true, Precision::F32) => "burn's quantized matmul",
-            (false, Precision::F16) => "f16 matmul, f32 accumulation",
-            (false, Precision::F32) => "f32 matmul",
-        };
-        let on = match adapter {
-            Some(a) if a.software => "a software adapter",
-            _ => "the GPU",
-        };
-        let kernels = if AUTOTUNED { "autotuned" } else { "untuned" };
-        return format!("burn wgpu (WGSL kernels, {kernels}) on {on}, {matmul}");
-    }
-    let simd = crate::clip::qmatmul::Kernel::detect().name();
-    let matmul = if quantized {
-        format!("{quant} weights one byte each, int8 matmul ({simd})")
-    } else {
-        "f32 gemm".to_string()
-    };
-    format!("burn flex on {}, {matmul}", cpu_threads())
-}
-
-/// How many threads the CPU path runs on, and why one when one.
-fn cpu_threads() -> String {
-    #[cfg(feature = "threads")]
-    match pool::threads() {
-        0 | 1 => {}
-        n => return format!("{n} threads"),
-    }
-    let isolated = js_sys::Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
-        .is_ok_and(|v| v.is_truthy());
-    if isolated {
-        "one thread".into()
-    } else {
-        // Threads share memory, which browsers allow only to cross-origin isolated pages.
-        "one thread (the page is not cross-origin isolated)".into()
-    }
-}
-
 /// A loaded bundle, ready to classify. The package's `createScorer` is the friendlier way in.
 #[wasm_bindgen]
 pub struct Scorer {
@@ -514,12 +98,11 @@ impl Scorer {
         console_error_panic_hook::set_once();
         let (device, name, adapter, reason) = pick_device(&device).await?;
         let precision = pick_precision(precision.as_deref().unwrap_or("auto"), adapter.as_ref())?;
-        let bundle = Bundle::parse(&bytes).map_err(js)?;
+        let bundle = Bundle::parse(&bytes)?;
         let model = bundle
             .model(&device)
-            .and_then(|m| m.with_precision(precision))
-            .map_err(js)?;
-        let tokenizer = bundle.tokenizer().map_err(js)?;
+            .and_then(|m| m.with_precision(precision))?;
+        let tokenizer = bundle.tokenizer()?;
         let prompt = bundle.prompt();
         let header = bundle.header.clone();
         let classes = header.classes.clone();
@@ -586,7 +169,7 @@ impl Scorer {
     ) -> js_sys::Promise {
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let classes = clean_classes(&classes).map_err(js)?;
+            let classes = clean_classes(&classes)?;
             let templates = templates_of(templates)?;
             let (model, tok, prompt) = {
                 let s = state.borrow();
@@ -617,7 +200,7 @@ impl Scorer {
         templates: JsValue,
         features: Vec<f32>,
     ) -> Result<JsValue, JsValue> {
-        let classes = clean_classes(&classes).map_err(js)?;
+        let classes = clean_classes(&classes)?;
         let templates = templates_of(templates)?;
         let mut s = self.state.borrow_mut();
         let dim = s.model.config.projection_dim;
@@ -650,7 +233,7 @@ impl Scorer {
             .as_ref()
             .map_or(ScoreKind::DeltaEnergy, |(t, _)| t.score);
         let values: Vec<f64> = scores.iter().map(|x| score.of(x)).collect();
-        let value = crate::ood::metrics::threshold_at_tpr(&values, tpr).map_err(js)?;
+        let value = crate::ood::metrics::threshold_at_tpr(&values, tpr)?;
         let t = Threshold {
             score,
             value,
@@ -716,8 +299,8 @@ impl Scorer {
             let model = state.borrow().model.clone();
             let s = model.image_size();
             let pixels = vec![vec![0.0f32; 3 * s * s]];
-            let t = model.embed_pixels(&pixels).map_err(js)?;
-            read_f32_async(t).await.map_err(js)?;
+            let t = model.embed_pixels(&pixels)?;
+            read_f32_async(t).await?;
             Ok(JsValue::from_f64(now_ms() - t0))
         })
     }
@@ -796,7 +379,7 @@ impl Scorer {
     }
 }
 
-async fn run(
+pub(super) async fn run(
     state: Rc<RefCell<State>>,
     pixels: Vec<f32>,
     top_k: usize,
@@ -809,7 +392,7 @@ async fn run(
 /// Scores preprocessed images (an error in place of one that could not be read), `batch` at a
 /// time through the image tower. An error of the model itself fails the whole call; an
 /// unreadable image fails only its own entry.
-async fn score_batch(
+pub(super) async fn score_batch(
     state: &Rc<RefCell<State>>,
     images: Vec<crate::Result<Vec<f32>>>,
     top_k: usize,
@@ -841,9 +424,7 @@ async fn score_batch(
     let mut features = Vec::with_capacity(pixels.len());
     for chunk in pixels.chunks(batch.max(1)) {
         let t = now_ms();
-        let f = read_f32_async(model.embed_pixels(chunk).map_err(js)?)
-            .await
-            .map_err(js)?;
+        let f = read_f32_async(model.embed_pixels(chunk)?).await?;
         let share = (now_ms() - t) / chunk.len() as f64;
         features.extend(rows(f, dim).into_iter().map(|r| (r, chunk.len(), share)));
     }
@@ -882,10 +463,4 @@ async fn score_batch(
         });
     }
     Ok(out)
-}
-
-/// The crate version, for the page's footer and bug reports.
-#[wasm_bindgen]
-pub fn version() -> String {
-    env!("CARGO_PKG_VERSION").to_string()
 }
