@@ -40,7 +40,7 @@ lint:
 	$(TIMED) "cargo fmt --check" cargo fmt --check
 	$(TIMED) "cargo clippy (all targets, warnings are errors)" cargo clippy --release --all-targets -- -D warnings
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	$(TIMED) "cargo clippy (the wasm build, web.rs)" cargo clippy --profile wasm --lib --target wasm32-unknown-unknown --features fusion -- -D warnings
+	$(TIMED) "cargo clippy (the wasm build, src/web/)" cargo clippy --profile wasm --lib --target wasm32-unknown-unknown --features fusion -- -D warnings
 	# The threaded build's code (web/pool.rs) on stable: its atomics and build-std only change codegen.
 	$(TIMED) "cargo clippy (the threaded wasm build's code)" cargo clippy --profile wasm --lib --target wasm32-unknown-unknown \
 	  --no-default-features --features threads -- -D warnings
