@@ -7,11 +7,11 @@
 //   console.log(result.label, result.scores.deltaEnergy, result.ood);
 //   scorer.dispose();
 //
-// `createScorer` owns the worker, the bundle cache, the WebGPU → CPU fallback and recovery from
-// a crashed worker. The wasm-bindgen module underneath (`deltaenergy/wasm`) is the low-level
+// `createScorer` owns the worker and the state a model is used with (classes, threshold,
+// calibration), which it replays into a fresh model after a crash or a WebGPU → CPU fallback. The wasm-bindgen module underneath (`deltaenergy/wasm`) is the low-level
 // `Scorer`, for callers that run their own worker.
 
-import { ScorerError } from './errors.js';
+import { ScorerError, isGpuFailure } from './errors.js';
 import { checkpointFiles, imageMessage, modelSource } from './inputs.js';
 
 export { ScorerError } from './errors.js';
@@ -32,6 +32,12 @@ export { ScorerError } from './errors.js';
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
 /** @typedef {import('./types.js').ScoreName} ScoreName */
 /** @typedef {import('./types.js').Scores} Scores */
+/** @typedef {import('./protocol.js').Op} Op */
+/**
+ * A request's payload and what it transfers, or a way to make them again (to retry after the
+ * model moved to the CPU, since a transferred buffer is gone).
+ * @typedef {{payload: object, transfer?: Transferable[]} | (() => Promise<{payload: object, transfer?: Transferable[]}>)} Message
+ */
 
 /** The four scores, each "higher = more in-distribution". @type {readonly ScoreName[]} */
 export const SCORE_NAMES = Object.freeze(['deltaEnergy', 'energy', 'mcm', 'maxLogit']);
@@ -106,7 +112,7 @@ export class DeltaEnergyScorer {
    */
   async load(model, { device = this.#options.device ?? 'auto', precision = this.#options.precision ?? 'auto' } = {}) {
     const source = modelSource(model, this.#options.allowedOrigins ?? []);
-    const ready = await this.#loadFrom(source, device, precision);
+    const ready = await this.#call('load', () => this.#loadMessage(source, device, precision));
     this.#model = { source, device, precision };
     this.#classes = null;
     this.#threshold = undefined;
@@ -121,8 +127,10 @@ export class DeltaEnergyScorer {
    * @returns {Promise<ClassifyResult>}
    */
   async classify(image, { topK = 5 } = {}) {
-    const { message, transfer } = await imageMessage(image);
-    return this.#call('classify', { image: message, topK }, transfer);
+    return this.#call('classify', async () => {
+      const { message, transfer } = await imageMessage(image);
+      return { payload: { image: message, topK }, transfer };
+    });
   }
 
   /**
@@ -140,23 +148,30 @@ export class DeltaEnergyScorer {
     if (!Array.isArray(images)) throw new ScorerError('classifyMany takes an array of images', 'InputError');
     /** @type {Array<ClassifyResult | ScorerError>} */
     const out = new Array(images.length);
-    const messages = [];
-    /** @type {Transferable[]} */
-    const transfer = [];
     const at = [];
-    for (let i = 0; i < images.length; i++) {
-      try {
-        const m = await imageMessage(images[i]);
-        messages.push(m.message);
-        transfer.push(...m.transfer);
-        at.push(i);
-      } catch (e) {
-        out[i] = e instanceof ScorerError ? e : new ScorerError(String(e), 'InputError');
+    /** The images' messages (made again for a retry: a transferred buffer is gone). */
+    const messages = async () => {
+      const list = [];
+      /** @type {Transferable[]} */
+      const transfer = [];
+      at.length = 0;
+      for (let i = 0; i < images.length; i++) {
+        try {
+          const m = await imageMessage(images[i]);
+          list.push(m.message);
+          transfer.push(...m.transfer);
+          at.push(i);
+        } catch (e) {
+          out[i] = e instanceof ScorerError ? e : new ScorerError(String(e), 'InputError');
+        }
       }
-    }
-    if (messages.length > 0) {
+      return { payload: { images: list, topK, batchSize }, transfer };
+    };
+    const first = await messages();
+    if (at.length > 0) {
+      let made = false;
       /** @type {Array<ClassifyResult | {error: {name: ErrorName, message: string}}>} */
-      const results = await this.#call('classifyMany', { images: messages, topK, batchSize }, transfer);
+      const results = await this.#call('classifyMany', async () => (made ? messages() : ((made = true), first)));
       results.forEach((r, k) => {
         out[at[k]] = 'error' in r ? new ScorerError(r.error.message, r.error.name) : r;
       });
@@ -178,7 +193,7 @@ export class DeltaEnergyScorer {
   async setClasses(classes, { templates = null, onProgress } = {}) {
     const list = Array.isArray(classes) ? classes.map(String) : [String(classes)];
     const t = templates && templates.length ? templates.map(String) : null;
-    const info = await this.#call('setClasses', { classes: list, templates: t }, [], onProgress);
+    const info = await this.#call('setClasses', { payload: { classes: list, templates: t } }, onProgress);
     this.#classes = { classes: list, templates: t };
     this.#setInfo(info);
     return info;
@@ -192,7 +207,7 @@ export class DeltaEnergyScorer {
    */
   async setThreshold(value) {
     if (value !== null && !Number.isFinite(value)) throw new ScorerError('the threshold must be a finite number', 'InputError');
-    const info = await this.#call('setThreshold', { value });
+    const info = await this.#call('setThreshold', { payload: { value } });
     this.#threshold = value;
     this.#calibration = null;
     this.#setInfo(info);
@@ -209,7 +224,7 @@ export class DeltaEnergyScorer {
    */
   async calibrate(results, { tpr = 0.95 } = {}) {
     const scores = results.map((r) => ('scores' in r ? r.scores : r));
-    const info = await this.#call('calibrate', { scores, tpr });
+    const info = await this.#call('calibrate', { payload: { scores, tpr } });
     this.#calibration = { scores, tpr };
     this.#threshold = undefined;
     this.#setInfo(info);
@@ -224,7 +239,7 @@ export class DeltaEnergyScorer {
    */
   async judge(results) {
     const scores = results.map((r) => ('scores' in r ? r.scores : r));
-    return this.#call('judge', { scores });
+    return this.#call('judge', { payload: { scores } });
   }
 
   /**
@@ -238,7 +253,7 @@ export class DeltaEnergyScorer {
    */
   async importCheckpoint(files, { quant = 'q8', classes = [], cache = true, onProgress } = {}) {
     const source = { kind: 'files', files: checkpointFiles(files) };
-    return this.#import({ source, quant, classes, cache }, onProgress);
+    return this.#call('import', { payload: { source, quant, classes, cache } }, onProgress);
   }
 
   /**
@@ -262,12 +277,12 @@ export class DeltaEnergyScorer {
   async importFromHub({ repo, revision = 'main', hub = 'https://huggingface.co' }, { quant = 'q8', classes = [], cache = true, onProgress } = {}) {
     const base = new URL(hub, typeof document !== 'undefined' ? document.baseURI : self.location.href).href;
     const source = { kind: 'hub', base, repo, revision };
-    return this.#import({ source, quant, classes, cache, allowedOrigins: [new URL(base).origin] }, onProgress);
+    return this.#call('import', { payload: { source, quant, classes, cache, allowedOrigins: [new URL(base).origin] } }, onProgress);
   }
 
   /** The models converted here before and kept (newest first). @returns {Promise<CachedModel[]>} */
   async cachedModels() {
-    return this.#call('cachedModels', {});
+    return this.#call('cachedModels', { payload: {} });
   }
 
   /**
@@ -276,7 +291,7 @@ export class DeltaEnergyScorer {
    * @returns {Promise<Uint8Array | null>}
    */
   async cachedModel(id) {
-    return this.#call('cachedModel', { modelId: id });
+    return this.#call('cachedModel', { payload: { modelId: id } });
   }
 
   /**
@@ -285,7 +300,7 @@ export class DeltaEnergyScorer {
    * @returns {Promise<boolean>} whether it was kept
    */
   async deleteCachedModel(id) {
-    return this.#call('deleteCachedModel', { modelId: id });
+    return this.#call('deleteCachedModel', { payload: { modelId: id } });
   }
 
   /**
@@ -302,15 +317,6 @@ export class DeltaEnergyScorer {
   async cancelImport() {
     if (!this.#worker) return;
     await this.#send('cancelImport', {});
-  }
-
-  async #import(payload, onProgress) {
-    try {
-      return await this.#send('import', payload, [], onProgress);
-    } catch (e) {
-      if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
-      throw e;
-    }
   }
 
   /** Stops the worker; every later call fails. Safe to call twice. */
@@ -397,50 +403,86 @@ export class DeltaEnergyScorer {
     });
   }
 
-  /** A request; a crash of the worker restarts it (the request itself still fails). */
-  async #call(op, payload, transfer = [], onProgress = undefined) {
+  /**
+   * A request, with the one recovery path: a crash restarts the worker and the request fails; a
+   * GPU failure while the model runs on WebGPU moves it to the CPU and the request is tried
+   * once more there. Either way the model, its classes, threshold and calibration (this
+   * object's state, not the worker's) are replayed into the new one.
+   * @param {Op} op
+   * @param {Message} message
+   * @param {(event: ProgressEvent) => void} [onProgress]
+   */
+  async #call(op, message, onProgress = undefined) {
+    const make = typeof message === 'function' ? message : async () => message;
+    const send = async () => {
+      const { payload, transfer = [] } = await make();
+      return this.#send(op, payload, transfer, onProgress);
+    };
     try {
-      return await this.#send(op, payload, transfer, onProgress);
+      return await send();
     } catch (e) {
-      if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
+      if (!(e instanceof ScorerError)) throw e;
+      if (e.name === 'CrashError') {
+        await this.#recover(e, true);
+        throw e;
+      }
+      if (op !== 'load' && this.#state?.device === 'webgpu' && isGpuFailure(e) && this.#model) {
+        await this.#recover(e, false);
+        if (this.#broken) throw e;
+        return send();
+      }
       throw e;
     }
   }
 
-  async #loadFrom(source, device, precision) {
+  /** The `load` request for a model source. */
+  async #loadMessage(source, device, precision) {
     const { message, transfer } = await source.source();
-    try {
-      return await this.#send('load', { source: message, device, precision, threads: this.#options.threads ?? 'auto' }, transfer);
-    } catch (e) {
-      if (e instanceof ScorerError && e.name === 'CrashError') await this.#restart(e);
-      throw e;
-    }
+    return { payload: { source: message, device, precision, threads: this.#options.threads ?? 'auto' }, transfer };
   }
 
-  /** A trap leaves the wasm unusable: a fresh worker, the same model, classes and threshold. */
-  async #restart(error) {
-    const now = Date.now();
-    this.#restarts = this.#restarts.filter((t) => now - t < RESTART_WINDOW_MS);
-    this.#worker?.terminate();
-    this.#worker = null;
-    this.#failPending(new ScorerError(`the scorer restarted after a crash (${error.message})`, 'CrashError'));
-    if (!this.#model || this.#restarts.length >= MAX_RESTARTS) {
-      this.#broken = `the scorer crashed (${error.message}); reload the page to try again`;
-      return;
+  /**
+   * After a crash (`restart`: a fresh worker) or a GPU failure: the model in use loaded again,
+   * on the CPU if it ran on WebGPU, then its classes, threshold and calibration replayed.
+   * @param {ScorerError} error
+   * @param {boolean} restart
+   */
+  async #recover(error, restart) {
+    if (restart) {
+      const now = Date.now();
+      this.#restarts = this.#restarts.filter((t) => now - t < RESTART_WINDOW_MS);
+      this.#worker?.terminate();
+      this.#worker = null;
+      this.#failPending(new ScorerError(`the scorer restarted after a crash (${error.message})`, 'CrashError'));
+      if (!this.#model || this.#restarts.length >= MAX_RESTARTS) {
+        this.#broken = `the scorer crashed (${error.message}); reload the page to try again`;
+        return;
+      }
+      this.#restarts.push(now);
     }
-    this.#restarts.push(now);
-    // A crash on WebGPU restarts on the CPU.
-    const device = this.#state?.device === 'webgpu' ? 'cpu' : this.#model.device;
-    this.#options.onProgress?.({ status: 'restart', message: `the scorer crashed (${error.message}) and restarts${device === 'cpu' ? ' on the CPU' : ''}` });
-    this.#start();
+    const model = this.#model;
+    if (!model) return;
+    const device = this.#state?.device === 'webgpu' ? 'cpu' : model.device;
+    if (restart) {
+      this.#options.onProgress?.({ status: 'restart', message: `the scorer crashed (${error.message}) and restarts${device === 'cpu' ? ' on the CPU' : ''}` });
+      this.#start();
+    }
     try {
-      await this.#loadFrom(this.#model.source, device, this.#model.precision);
-      this.#model = { ...this.#model, device };
+      const { payload, transfer } = await this.#loadMessage(model.source, device, model.precision);
+      await this.#send('load', payload, transfer);
+      this.#model = { ...model, device };
       if (this.#classes) this.#setInfo(await this.#send('setClasses', this.#classes));
       if (this.#threshold !== undefined) this.#setInfo(await this.#send('setThreshold', { value: this.#threshold }));
       if (this.#calibration) this.#setInfo(await this.#send('calibrate', this.#calibration));
     } catch (e) {
-      this.#broken = `the scorer crashed and could not restart (${e instanceof Error ? e.message : e}); reload the page`;
+      this.#broken = `the scorer ${restart ? 'crashed and could not restart' : 'could not move to the CPU'} (${e instanceof Error ? e.message : e}); reload the page`;
+      return;
+    }
+    if (!restart && this.#state) {
+      /** @type {DeviceReason} */
+      const reason = { code: 'webgpu-failed', message: 'WebGPU failed while running the model, so the model now runs on the CPU.', detail: error.message };
+      this.#state = { ...this.#state, reason };
+      this.#options.onProgress?.({ status: 'fallback', device: 'cpu', reason, info: this.#state.info });
     }
   }
 }

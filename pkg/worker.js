@@ -1,41 +1,20 @@
 // The scorer's worker (a module worker): every model step runs here, off the page's thread.
-// `index.js` starts it and speaks to it; nothing else should.
-//
-// Protocol. Requests are {id, op, ...}; each gets exactly one final answer, {id, kind: 'ok',
-// value} or {id, kind: 'error', error: {name, message}}, and any number of {id, kind:
-// 'progress', event} before it (events are the package's ProgressEvent union). Once at start
-// the worker posts {kind: 'boot', ok, version} or {kind: 'boot', ok: false, error}.
-// Requests that use the model run one at a time, in order; `judge` (pure arithmetic) and
-// `cachedModels` do not wait for them.
-//
-// ops: load {source: {kind: 'url', href, allowedOrigins} | {kind: 'bytes', bytes}, device, precision: 'auto' | 'f32' | 'f16',
-//            threads: 'auto' | number (the CPU pool's size; the first load's value stays)}
-//      classify {image: {kind: 'encoded', bytes, type} | {kind: 'rgba', width, height, rgba}
-//                | {kind: 'bitmap', bitmap}, topK}
-//      setClasses {classes, templates}   setThreshold {value}   calibrate {scores, tpr}
-//      judge {scores}
-//      import {source: {kind: 'files', files: {config, weights, tokenizer, tokenizerKind}}
-//                      | {kind: 'hub', base, repo, revision}, allowedOrigins, quant, classes,
-//              cache} → the bundle's bytes (the model in use is not touched); kept in the
-//             cache of converted models by the commit it came from: a Hub import asks the Hub
-//             which commit the revision is, and finds an unchanged one there (with the Hub out
-//             of reach, the newest copy of that revision)
-//      cachedModels {}   cachedModel {modelId} → bytes or null   deleteCachedModel {modelId}
-//      cancelImport {} (does not wait in line): stops the import in progress
-//      cancelClasses {} (does not wait in line): stops computing text features (setClasses
-//             then fails, and the classes in use stay)
+// `index.js` starts it and speaks to it; nothing else should. The messages both ways are typed
+// in `protocol.js`. The worker keeps only the loaded model: the classes, threshold and
+// calibration in force are `index.js`'s, which replays them into a fresh model after a crash or
+// a GPU failure. A GPU failure while loading falls back to the CPU here, since it needs no state.
 
 import { ScorerError, describe, isGpuFailure } from './errors.js';
 import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
 import { convert as convertCheckpoint, fromFiles, fromHub } from './checkpoint.js';
+import { browserMayDecode, bitmapPixels, decodeInBrowser } from './decode.js';
 import { isCommit, revisionInfo } from './hub.js';
 import { deleteModel, findModel, findSavedHubModel, findText, keepModel, keepText, listModels, modelId } from './models.js';
+import { threadedBuild } from './pool.js';
 
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
-
-// Decoding in the browser (for image types the wasm decoder does not read) stops here.
-const MAX_BROWSER_DECODE_PIXELS = 40_000_000;
-const WASM_FORMATS = /^image\/(jpeg|jpg|pjpeg|png|apng|webp|gif|bmp|x-ms-bmp)$/i;
+/** @typedef {import('./protocol.js').Request} Request */
+/** @typedef {import('./protocol.js').Reply} Reply */
 
 // wasm-bindgen's panic hook logs the panic with console.error just before the trap: keep the
 // last one, so that a crash reaches the page with its reason rather than "unreachable".
@@ -49,16 +28,10 @@ const explain = (e) => describe(e, Date.now() - lastPanic.at < 10_000 ? lastPani
 
 /** @type {any} the wasm-bindgen module: WebGPU and the CPU on this worker's thread */
 let wasm = null;
-/**
- * The threaded CPU build (`threads/`) with its pool started, once the CPU is first needed; null
- * where it cannot run (one thread asked for or given, no cross-origin isolation, or the build
- * is missing or failed to start, which a `note` event says).
- * @type {Promise<any> | null}
- */
-let threaded = null;
-/** The model, and what a reload on the CPU needs to restore. */
-const current = { scorer: null, bytes: null, threads: 'auto', classes: null, templates: null, threshold: undefined, calibration: null };
+/** The loaded model (a wasm `Scorer`), the one piece of state the worker owns. */
+let current = null;
 
+/** @param {Reply} message @param {Transferable[]} [transfer] */
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
 const booted = (async () => {
@@ -79,8 +52,8 @@ function serially(task) {
   return run;
 }
 
-self.onmessage = (event) => {
-  const msg = event.data ?? {};
+self.onmessage = (/** @type {MessageEvent<Request>} */ event) => {
+  const msg = event.data;
   const { id } = msg;
   /** @param {ProgressEvent} e */
   const progress = (e) => post({ id, kind: 'progress', event: e });
@@ -91,22 +64,16 @@ self.onmessage = (event) => {
       case 'load':
         return load(msg, progress);
       case 'classify':
-        return classify(msg, progress);
+        return classify(msg);
       case 'classifyMany':
-        return classifyMany(msg, progress);
+        return classifyMany(msg);
       case 'setClasses':
-        return onGpuFailureUseCpu(progress, (s) => setClasses(s, msg.classes, msg.templates ?? null, progress));
+        return setClasses(requireScorer(), msg.classes, msg.templates ?? null, progress);
       case 'setThreshold':
         requireScorer().setThreshold(msg.value ?? undefined);
-        current.threshold = msg.value ?? null;
-        current.calibration = null;
         return requireScorer().info();
-      case 'calibrate': {
-        const info = requireScorer().calibrate(msg.scores, msg.tpr ?? 0.95);
-        current.calibration = { scores: msg.scores, tpr: msg.tpr ?? 0.95 };
-        current.threshold = undefined;
-        return info;
-      }
+      case 'calibrate':
+        return requireScorer().calibrate(msg.scores, msg.tpr ?? 0.95);
       case 'cachedModels':
         return listModels();
       case 'cachedModel':
@@ -139,58 +106,8 @@ self.onmessage = (event) => {
 };
 
 function requireScorer() {
-  if (!current.scorer) throw new ScorerError('no model is loaded yet', 'InputError');
-  return current.scorer;
-}
-
-/**
- * The pool's size for the `threads` option. onnxruntime-web's rule for "auto": half the logical
- * cores, at most 4. Threads share memory, which browsers allow only to cross-origin isolated
- * pages: elsewhere one.
- */
-function poolSize(threads) {
-  if (!self.crossOriginIsolated || typeof SharedArrayBuffer !== 'function') return 1;
-  if (threads === 'auto' || threads == null) return Math.min(4, Math.ceil((navigator.hardwareConcurrency || 1) / 2));
-  const n = Math.floor(Number(threads));
-  if (!(n >= 1)) throw new ScorerError(`threads must be "auto" or a positive number, got ${JSON.stringify(threads)}`, 'InputError');
-  return Math.min(n, 64);
-}
-
-/** Loads the threaded build and starts its pool of `n` workers (src/web/pool.rs). */
-async function startPool(n) {
-  const moduleUrl = new URL('./threads/deltaenergy.js', import.meta.url).href;
-  const threads = await import(moduleUrl);
-  await threads.default();
-  const init = { moduleUrl, module: threads.poolModule(), memory: threads.poolMemory() };
-  await Promise.all(
-    Array.from({ length: n }, () => new Promise((resolve, reject) => {
-      const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module', name: 'deltaenergy-cpu' });
-      poolWorkers.push(worker);
-      worker.onmessage = ({ data }) => (data.ok ? resolve(undefined) : reject(new Error(data.message)));
-      worker.onerror = (e) => {
-        e.preventDefault();
-        reject(new Error(e.message || 'pool-worker.js could not be loaded'));
-      };
-      worker.postMessage(init);
-    })),
-  );
-  threads.startPool(n);
-  return threads;
-}
-/** The pool's workers, kept referenced: a worker on shared memory may otherwise be collected. */
-const poolWorkers = [];
-
-/** The threaded build, started on first use with the first `threads` asked for (see `threaded`). */
-function threadedBuild(threads, progress) {
-  const n = poolSize(threads);
-  threaded ??= n < 2
-    ? Promise.resolve(null)
-    : startPool(n).catch((e) => {
-      for (const w of poolWorkers.splice(0)) w.terminate();
-      progress({ status: 'note', message: `The CPU runs on one thread: its thread pool did not start (${explain(e).message}).` });
-      return null;
-    });
-  return threaded;
+  if (!current) throw new ScorerError('no model is loaded yet', 'InputError');
+  return current;
 }
 
 /**
@@ -198,13 +115,14 @@ function threadedBuild(threads, progress) {
  * threaded build when there is one; "auto" asks this build for WebGPU first, as it would itself.
  */
 async function start(bytes, device, progress, threads, precision = 'auto') {
+  const note = (message) => progress({ status: 'note', message });
   let build = wasm;
   let reason = null;
   if (device === 'cpu') {
-    build = (await threadedBuild(threads, progress)) ?? wasm;
+    build = (await threadedBuild(threads, note)) ?? wasm;
   } else if (device === 'auto') {
     const noGpu = await wasm.probeWebgpu();
-    const cpu = noGpu && (await threadedBuild(threads, progress));
+    const cpu = noGpu && (await threadedBuild(threads, note));
     if (cpu) [build, reason] = [cpu, noGpu];
   }
   progress({ status: 'load' });
@@ -221,18 +139,6 @@ async function start(bytes, device, progress, threads, precision = 'auto') {
   }
 }
 
-function adopt(scorer, bytes) {
-  if (current.scorer && current.scorer !== scorer) current.scorer.free();
-  current.scorer = scorer;
-  // Only a scorer on WebGPU may need the bytes again, to move to the CPU.
-  current.bytes = scorer.device === 'webgpu' ? bytes : null;
-}
-
-/** A DeviceReason for a move to the CPU after WebGPU failed. */
-function fellBack(what, e) {
-  return { code: 'webgpu-failed', message: `WebGPU failed while ${what}, so the model now runs on the CPU.`, detail: explain(e).message };
-}
-
 async function load(msg, progress) {
   let fetched = null;
   let bytes;
@@ -247,7 +153,6 @@ async function load(msg, progress) {
   }
   const device = msg.device ?? 'auto';
   const threads = msg.threads ?? 'auto';
-  current.threads = threads;
   let started;
   let reason = null;
   try {
@@ -256,14 +161,11 @@ async function load(msg, progress) {
     if (fetched?.cached) await forgetBundle(fetched.href);
     // WebGPU came up but could not run the model: the CPU before giving up.
     if (device === 'cpu' || !isGpuFailure(explain(e))) throw e;
-    reason = fellBack('loading the model', e);
+    reason = { code: 'webgpu-failed', message: 'WebGPU failed while loading the model, so the model now runs on the CPU.', detail: explain(e).message };
     started = await start(bytes, 'cpu', progress, threads);
   }
-  adopt(started.scorer, bytes);
-  current.classes = null;
-  current.templates = null;
-  current.threshold = undefined;
-  current.calibration = null;
+  if (current && current !== started.scorer) current.free();
+  current = started.scorer;
   if (fetched) await keepBundle(fetched, progress);
   const s = started.scorer;
   const ready = {
@@ -277,25 +179,6 @@ async function load(msg, progress) {
   };
   progress(ready);
   return ready;
-}
-
-/** Runs `fn(scorer)`; if WebGPU fails underneath, reloads the model on the CPU and retries once. */
-async function onGpuFailureUseCpu(progress, fn) {
-  const scorer = requireScorer();
-  try {
-    return await fn(scorer);
-  } catch (e) {
-    const d = explain(e);
-    if (scorer.device !== 'webgpu' || !current.bytes || !isGpuFailure(d)) throw e;
-    const reason = fellBack('running the model', e);
-    const { scorer: cpu } = await start(current.bytes, 'cpu', progress, current.threads);
-    if (current.classes) await setClasses(cpu, current.classes, current.templates, progress);
-    if (current.threshold !== undefined) cpu.setThreshold(current.threshold ?? undefined);
-    if (current.calibration) cpu.calibrate(current.calibration.scores, current.calibration.tpr);
-    adopt(cpu, null);
-    progress({ status: 'fallback', device: 'cpu', reason, info: cpu.info() });
-    return fn(cpu);
-  }
 }
 
 /** The text-feature job in progress, which `cancelClasses` stops between chunks. */
@@ -336,69 +219,35 @@ async function setClasses(s, classes, templates, progress) {
     }
     await keepText(sha, classes, templates, info.classes.length * Math.max(1, templates?.length ?? 1), s.textFeatures());
   }
-  current.classes = classes;
-  current.templates = templates;
   return info;
 }
 
-/** RGBA pixels of a bitmap, through an OffscreenCanvas. */
-function bitmapPixels(bitmap) {
-  const { width, height } = bitmap;
-  if (width * height > MAX_BROWSER_DECODE_PIXELS) {
-    throw new ScorerError(`the image is too large (${width}×${height} pixels)`, 'InputError');
-  }
-  const ctx = new OffscreenCanvas(width, height).getContext('2d');
-  ctx.drawImage(bitmap, 0, 0);
-  return { width, height, rgba: new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer) };
-}
+const withDevice = (r, decodedBy) => ({ ...r, decodedBy, device: requireScorer().device });
 
-/**
- * Whether the browser's decoder may read an image the wasm decoder refused with `error`: an
- * image type the wasm one does not read (AVIF, …), not one it read and found too large.
- * @param {{name: string, message: string}} error
- * @param {string} type
- */
-function browserMayDecode(error, type) {
-  return error.name === 'InputError' && /^image\//i.test(type) && !WASM_FORMATS.test(type) && !/too large/i.test(error.message)
-    && typeof createImageBitmap === 'function' && typeof OffscreenCanvas === 'function';
-}
-
-async function classify(msg, progress) {
+async function classify(msg) {
+  const s = requireScorer();
   const topK = Math.max(1, Math.floor(Number(msg.topK) || 5));
   const image = msg.image ?? {};
-  const withDevice = (s, r, decodedBy) => ({ ...r, decodedBy, device: s.device });
-  return onGpuFailureUseCpu(progress, async (s) => {
-    if (image.kind === 'rgba') {
-      return withDevice(s, await s.classifyRgba(image.width, image.height, new Uint8Array(image.rgba), topK), 'browser');
-    }
-    if (image.kind === 'bitmap') {
-      const { width, height, rgba } = bitmapPixels(image.bitmap);
-      return withDevice(s, await s.classifyRgba(width, height, rgba, topK), 'browser');
-    }
-    if (image.kind !== 'encoded' || !(image.bytes instanceof ArrayBuffer)) {
-      throw new ScorerError('classify: no image given', 'InputError');
-    }
-    const bytes = new Uint8Array(image.bytes);
-    try {
-      return withDevice(s, await s.classifyImage(bytes, topK), 'wasm');
-    } catch (e) {
-      // A type the wasm decoder does not read (AVIF, …): let the browser decode it.
-      const type = String(image.type ?? '');
-      if (!browserMayDecode(explain(e), type)) throw e;
-      let bitmap;
-      try {
-        bitmap = await createImageBitmap(new Blob([bytes], { type }));
-      } catch {
-        throw e; // the wasm decoder's message is the clearer one
-      }
-      try {
-        const { width, height, rgba } = bitmapPixels(bitmap);
-        return withDevice(s, await s.classifyRgba(width, height, rgba, topK), 'browser');
-      } finally {
-        bitmap.close();
-      }
-    }
-  });
+  if (image.kind === 'rgba') {
+    return withDevice(await s.classifyRgba(image.width, image.height, new Uint8Array(image.rgba), topK), 'browser');
+  }
+  if (image.kind === 'bitmap') {
+    const { width, height, rgba } = bitmapPixels(image.bitmap);
+    return withDevice(await s.classifyRgba(width, height, rgba, topK), 'browser');
+  }
+  if (image.kind !== 'encoded' || !(image.bytes instanceof ArrayBuffer)) {
+    throw new ScorerError('classify: no image given', 'InputError');
+  }
+  const bytes = new Uint8Array(image.bytes);
+  try {
+    return withDevice(await s.classifyImage(bytes, topK), 'wasm');
+  } catch (e) {
+    // A type the wasm decoder does not read (AVIF, …): let the browser decode it.
+    const type = String(image.type ?? '');
+    if (!browserMayDecode(explain(e), type)) throw e;
+    const { width, height, rgba } = await decodeInBrowser(bytes, type, e);
+    return withDevice(await s.classifyRgba(width, height, rgba, topK), 'browser');
+  }
 }
 
 /**
@@ -407,7 +256,8 @@ async function classify(msg, progress) {
  * holds and images the wasm decoder could not read (the browser may). One entry per image: a
  * result, or `{error}` for an image that failed alone.
  */
-async function classifyMany(msg, progress) {
+async function classifyMany(msg) {
+  const s = requireScorer();
   const topK = Math.max(1, Math.floor(Number(msg.topK) || 5));
   const batch = Math.max(1, Math.min(64, Math.floor(Number(msg.batchSize) || 8)));
   /** @type {any[]} */
@@ -416,13 +266,11 @@ async function classifyMany(msg, progress) {
   images.forEach((im, i) => {
     if (im?.kind === 'encoded' && im.bytes instanceof ArrayBuffer) encodedAt.push(i);
   });
-  const batched = await onGpuFailureUseCpu(progress, async (s) =>
-    encodedAt.length === 0
-      ? []
-      : (await s.classifyImages(encodedAt.map((i) => new Uint8Array(images[i].bytes)), topK, batch)).map(
-          (/** @type {any} */ r) => (r.error ? r : { ...r, decodedBy: 'wasm', device: s.device }),
-        ),
-  );
+  const batched = encodedAt.length === 0
+    ? []
+    : (await s.classifyImages(encodedAt.map((i) => new Uint8Array(images[i].bytes)), topK, batch)).map(
+        (/** @type {any} */ r) => (r.error ? r : withDevice(r, 'wasm')),
+      );
   /** @type {any[]} */
   const out = new Array(images.length).fill(null);
   encodedAt.forEach((i, k) => {
@@ -432,7 +280,7 @@ async function classifyMany(msg, progress) {
     // Decoded by the wasm already, or refused by it where the browser could not do better.
     if (out[i] && !(out[i].error && browserMayDecode(out[i].error, String(images[i].type ?? '')))) continue;
     try {
-      out[i] = await classify({ image: images[i], topK }, progress);
+      out[i] = await classify({ image: images[i], topK });
     } catch (e) {
       out[i] = { error: explain(e) };
     }

@@ -19,7 +19,7 @@
 // Prints "N passed, M failed" last; exits 1 on any failure.
 
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
@@ -383,6 +383,56 @@ async function runBackend(which, server, expected, hub) {
         return `ΔE ${r.many[0]} / ${r.many[2]} (alone ${r.one[0]} / ${r.one[1]}); ${r.error}`;
       });
     }
+
+    // Recovery, with the state the package owns: a trap restarts the worker (the request fails),
+    // a GPU failure moves the model to the CPU (the request is tried again there); either way
+    // the model comes back with its classes and threshold. Faults are injected by a worker that
+    // wraps the package's own (faulty-worker.js).
+    await check(which === 'webgpu'
+      ? 'a GPU failure while running moves the model to the CPU with its classes and threshold, and the request succeeds there'
+      : 'a crash restarts the worker with the model, its classes and threshold; the request that crashed fails', async () => {
+      const r = await page.evaluate(async (fault) => {
+        const { createScorer } = await import('./pkg/index.js');
+        const events = [];
+        const scorer = await createScorer({
+          model: 'models/default.bundle',
+          device: fault.name === 'DeviceError' ? 'webgpu' : 'cpu',
+          workerUrl: new URL('pkg/faulty-worker.js', location.href),
+          onProgress: (e) => events.push(e.status),
+        });
+        try {
+          await scorer.setClasses(['cat', 'dog', 'ship']);
+          await scorer.setThreshold(0.25);
+          const before = scorer.device;
+          const channel = new BroadcastChannel('deltaenergy-faults');
+          await new Promise((resolve) => {
+            channel.onmessage = ({ data }) => data === 'armed' && resolve(undefined);
+            channel.postMessage(fault);
+          });
+          const cat = await (await fetch('samples/cat.jpg')).blob();
+          let first;
+          try {
+            first = (await scorer.classify(cat)).label;
+          } catch (e) {
+            first = `${e.name}: ${e.message}`;
+          }
+          const after = await scorer.classify(cat);
+          return { before, first, events, label: after.label, classes: scorer.info.classes, threshold: scorer.info.threshold?.value, device: scorer.device, reason: scorer.deviceReason?.code };
+        } finally {
+          scorer.dispose();
+        }
+      }, which === 'webgpu' ? { op: 'classify', name: 'DeviceError', message: 'the device was lost (injected)' } : { op: 'classify', name: 'CrashError', message: 'unreachable (injected)' });
+      assert(JSON.stringify(r.classes) === '["cat","dog","ship"]', `classes after recovery: ${JSON.stringify(r.classes)}`);
+      assert(r.threshold === 0.25, `threshold after recovery: ${r.threshold}`);
+      assert(['cat', 'dog', 'ship'].includes(r.label), `label after recovery: ${r.label}`);
+      if (which === 'webgpu') {
+        assert(r.before === 'webgpu' && r.device === 'cpu' && r.reason === 'webgpu-failed', `device ${r.before} → ${r.device} (${r.reason})`);
+        assert(['cat', 'dog', 'ship'].includes(r.first) && r.events.includes('fallback'), `the request: ${r.first}; events ${r.events.join(' ')}`);
+      } else {
+        assert(r.first.startsWith('CrashError') && r.events.includes('restart'), `the request: ${r.first}; events ${r.events.join(' ')}`);
+      }
+      return `${r.before} → ${r.device}; first request: ${r.first}; then ${r.label}; events ${[...new Set(r.events)].join(' ')}`;
+    });
 
     // The image tower's precision: `auto` keeps f32 on a software adapter; f16 where the adapter
     // offers shader-f16 scores like f32, and is refused with a DeviceError where it does not.
@@ -1080,6 +1130,8 @@ function hubRepos(dir) {
 
 async function main() {
   await mkdir(SHOTS, { recursive: true });
+  // The worker with faults injected on request, beside the package's own (see faulty-worker.js).
+  await copyFile(path.join(here, 'faulty-worker.js'), path.join(WWW, 'pkg', 'faulty-worker.js'));
   // A stand-in Hub on two more origins, which the page's CSP allows (as it allows the real Hub's).
   const hub = env.E2E_IMPORT ? await startHub(hubRepos(env.E2E_IMPORT)) : null;
   const connect = hub ? [hub.url, hub.cdnUrl] : [];
