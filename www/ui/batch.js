@@ -3,7 +3,7 @@
 
 import { $, el, fmt } from './dom.js';
 import { setStatus } from './status.js';
-import { scoredRecords } from './results.js';
+import { scoredRecords } from './records.js';
 
 export function addRow(r) {
   const s = r.result.scores;

@@ -6,8 +6,8 @@ import { session } from './session.js';
 import { setStatus, showError, showProgress, hideProgress } from './status.js';
 import { keepThresholdForClasses } from './threshold.js';
 import { markStale, updateControls } from './results.js';
-import { renderModelInfo } from './model-panel.js';
 import { chosenTemplates } from './presets.js';
+import { emit, on } from './events.js';
 
 export function fillClassEditor(classes) {
   $('classes').value = classes.join('\n');
@@ -33,7 +33,7 @@ export async function applyClasses(text) {
     session.model.info = info;
     session.context += 1;
     markStale();
-    renderModelInfo();
+    await emit('model-info-changed');
     fillClassEditor(info.classes);
     await keepThresholdForClasses(info);
     const prompts = info.templates.length > 1 ? `, each the mean of ${info.templates.length} prompts` : '';
@@ -57,6 +57,7 @@ export async function applyClasses(text) {
 }
 
 export function initClassEditor() {
+  on('preset-classes', fillClassEditor);
   $('classes-form').addEventListener('submit', (event) => {
     event.preventDefault();
     if (session.model) applyClasses($('classes').value);

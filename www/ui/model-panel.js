@@ -9,6 +9,7 @@ import { fillClassEditor } from './classes.js';
 import { initThreshold } from './threshold.js';
 import { resetCalibration } from './calibrate.js';
 import { markStale, updateControls } from './results.js';
+import { on } from './events.js';
 
 /** The device the page asks for (`?backend=` in its URL, else auto). */
 let deviceRequest = 'auto';
@@ -127,6 +128,7 @@ export function renderModelInfo() {
 }
 
 export function initModelPanel() {
+  on('model-info-changed', renderModelInfo);
   $('bundle-input').addEventListener('change', (event) => {
     const file = event.target.files[0];
     event.target.value = '';

@@ -4,7 +4,7 @@
 
 import { $ } from './dom.js';
 import { setStatus, showError } from './status.js';
-import { fillClassEditor } from './classes.js';
+import { emit } from './events.js';
 
 const ONE_TEMPLATE = 'a photo of a {}.';
 const files = new Map();
@@ -32,7 +32,7 @@ export function initPresets() {
     if (!name) return;
     try {
       const p = await preset(name);
-      fillClassEditor(p.classes);
+      await emit('preset-classes', p.classes);
       setStatus(`${p.name}: ${p.classes.length} classes in the editor; press “Apply classes” to use them.`);
     } catch (e) {
       showError(`Could not read the preset: ${e.message}`);

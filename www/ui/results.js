@@ -7,24 +7,17 @@ import { setStatus, showError } from './status.js';
 import { pendingCard, failCard, resultCard, applyFlag, markCardStale } from './cards.js';
 import { addRow, markRowStale, clearRows } from './batch.js';
 import { onNewScores, thresholdValue } from './threshold.js';
+import { on } from './events.js';
+import { records, scoredRecords } from './records.js';
 
 const MAX_IN_FLIGHT = 2; // requests handed to the scorer at once; the rest wait in the page
 // Images that wait together go through the image tower together, up to this many a forward
 // pass (`classifyMany`; the README's "Batches" gives the figures behind the number).
 const BATCH = 8;
 
-/** @type {Array<{seq: number, name: string, url: string, context: number, result: any, ood: boolean|null, card: any, row?: any}>} */
-const records = [];
 const queue = [];
 let inFlight = 0;
 let seq = 0;
-
-export const scoredRecords = () => records.filter((r) => r.result);
-
-/** This model's and class list's values of one score, for the threshold's range. */
-export function currentScores(score) {
-  return records.filter((r) => r.result && r.context === session.context).map((r) => r.result.scores[score]);
-}
 
 /** Queues an image for scoring; its card appears at once. */
 export function enqueueImage(blob, name) {
@@ -152,5 +145,6 @@ export function updateControls() {
 }
 
 export function initResults() {
+  on('threshold-changed', reflag);
   $('clear-results').addEventListener('click', clearResults);
 }

@@ -3,7 +3,8 @@
 
 import { $, fmt, pct, SCORE_LABEL } from './dom.js';
 import { session } from './session.js';
-import { currentScores, reflag } from './results.js';
+import { emit } from './events.js';
+import { currentScores } from './records.js';
 
 /**
  * mode: `bundle` (the bundle's own), `auto` (the median of the scores seen), `calibrated` (on
@@ -36,7 +37,7 @@ export async function initThreshold(info) {
 /** After the classes changed: the threshold stays; the note says if it was calibrated for others. */
 export async function keepThresholdForClasses() {
   render(true);
-  await reflag();
+  await emit('threshold-changed');
 }
 
 /** After a new result: an automatic threshold follows the median; the slider's range grows. */
@@ -44,7 +45,7 @@ export async function onNewScores() {
   if (state.mode === 'auto') {
     state.value = median(currentScores(state.score));
     await session.scorer.setThreshold(state.value);
-    await reflag();
+    await emit('threshold-changed');
   }
   render();
 }
@@ -53,7 +54,7 @@ export async function onNewScores() {
 export async function setCalibrated(t) {
   Object.assign(state, { value: t.value, mode: 'calibrated', score: t.score, calibration: t });
   render(true);
-  await reflag();
+  await emit('threshold-changed');
 }
 
 let pending = 0;
@@ -64,7 +65,7 @@ async function setByUser(value) {
   render();
   const mine = ++pending;
   await session.scorer.setThreshold(value);
-  if (mine === pending) await reflag(); // a later move supersedes this one
+  if (mine === pending) await emit('threshold-changed'); // a later move supersedes this one
 }
 
 function niceStep(x) {
