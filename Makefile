@@ -73,8 +73,8 @@ PORT ?= 8080
 E2E := tests/e2e
 IMPORT := target/e2e-import
 # The page in Debian's headless Chromium, on WebGPU (SwiftShader) and on the CPU, compared with
-# the CLI on the same bundle and images.
-# Then the packed package in a plain app of its own (examples/basic).
+# the CLI on the same bundle and images; imports from files and from the stand-in Hub; presets;
+# then the packed package in a plain app of its own (examples/basic).
 test-e2e: build package
 	$(BIN) score --json --model www/models/default.bundle www/samples/cat.jpg www/samples/blotchy.jpg \
 	  | node $(E2E)/expected.mjs > $(E2E)/expected.json
@@ -113,10 +113,12 @@ test-e2e: build package
 	# The demo model with CLIP's 80 templates (the page's "CLIP's 80 templates" choice).
 	$(BIN) score --json --model www/models/default.bundle --templates www/presets/cifar-10.json www/samples/cat.jpg \
 	  | node $(E2E)/expected.mjs > $(IMPORT)/expected-ensemble.json
+	# One file a concern, one at a time (Chromium on two cores); NAME=… runs the tests whose name
+	# matches (node:test's --test-name-pattern), e.g. make test-e2e NAME=Hub.
 	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg E2E_IMPORT=$(IMPORT) \
-	  E2E_EXPECTED=$(E2E)/expected.json $(TIMED) "browser tests (Chromium: WebGPU, then CPU)" node $(E2E)/run.mjs
-	$(TIMED) "the packed package in examples/basic (Chromium)" \
-	  node $(E2E)/example.mjs $(PACKAGE) www/samples/cat.jpg $(E2E)/expected.json
+	  E2E_EXPECTED=$(E2E)/expected.json E2E_PACKAGE=$(PACKAGE) \
+	  $(TIMED) "browser tests (node:test, Chromium: the page on WebGPU and the CPU, imports, the Hub, presets, the package)" \
+	  node --test --test-concurrency=1 --test-reporter=spec $(if $(NAME),--test-name-pattern='$(NAME)') $(E2E)/*.test.mjs
 
 # The page's default model is the committed demo model (www/models/cifar-clip.q8.bundle).
 demo: web

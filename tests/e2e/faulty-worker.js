@@ -1,6 +1,6 @@
 // A test double around the package's worker: it is worker.js, except that a request named on
 // the BroadcastChannel "deltaenergy-faults" fails once with the error given, as a trap in the
-// wasm (CrashError) or a lost GPU (DeviceError) would make it fail. run.mjs copies it beside
+// wasm (CrashError) or a lost GPU (DeviceError) would make it fail. lib/site.mjs copies it beside
 // worker.js and passes it as `workerUrl`; the channel answers "armed" once the fault is set.
 const faults = [];
 const channel = new BroadcastChannel('deltaenergy-faults');

@@ -7,7 +7,7 @@
 // no symlinks out of the root), answers GET and HEAD, and sends the headers the page is built
 // for: a strict Content-Security-Policy, COOP/COEP (cross-origin isolation, which the CPU's
 // threads need; `--no-isolation` leaves them out, as many static hosts do), exact MIME types.
-// run.mjs imports `startServer` from here.
+// The browser tests (lib/site.mjs) import `startServer` from here.
 
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
