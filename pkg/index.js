@@ -11,6 +11,7 @@
 // calibration), which it replays into a fresh model after a crash or a WebGPU → CPU fallback. The wasm-bindgen module underneath (`deltaenergy/wasm`) is the low-level
 // `Scorer`, for callers that run their own worker.
 
+import { WorkerChannel } from './channel.js';
 import { ScorerError, isGpuFailure } from './errors.js';
 import { checkpointFiles, imageMessage, modelSource } from './inputs.js';
 
@@ -64,10 +65,7 @@ export async function createScorer(options) {
 
 /** A model in a worker. Make one with `createScorer`. */
 export class DeltaEnergyScorer {
-  /** @type {Worker | null} */ #worker = null;
-  /** @type {Promise<void>} */ #booted = Promise.resolve();
-  /** @type {Map<number, {resolve: Function, reject: Function, onProgress?: Function}>} */ #pending = new Map();
-  #nextId = 1;
+  /** @type {WorkerChannel} */ #channel;
   /** @type {CreateScorerOptions} */ #options;
   /** @type {number[]} */ #restarts = [];
   /** @type {string | null} */ #broken = null;
@@ -76,7 +74,6 @@ export class DeltaEnergyScorer {
   /** @type {{classes: string[], templates: string[] | null} | null} */ #classes = null;
   /** @type {{scores: Scores[], tpr: number} | null} */ #calibration = null;
   /** @type {number | null | undefined} */ #threshold = undefined;
-  /** @type {string} */ #version = '';
 
   /** @param {CreateScorerOptions} options */
   constructor(options) {
@@ -101,7 +98,7 @@ export class DeltaEnergyScorer {
 
   /** The version of the wasm scorer. */
   get version() {
-    return this.#version;
+    return this.#channel.version;
   }
 
   /**
@@ -309,69 +306,30 @@ export class DeltaEnergyScorer {
    * @returns {Promise<boolean>}
    */
   async cancelClasses() {
-    if (!this.#worker) return false;
+    if (!this.#channel.running) return false;
     return this.#send('cancelClasses', {});
   }
 
   /** Stops an import in progress (it then fails with "the import was cancelled"). */
   async cancelImport() {
-    if (!this.#worker) return;
+    if (!this.#channel.running) return;
     await this.#send('cancelImport', {});
   }
 
   /** Stops the worker; every later call fails. Safe to call twice. */
   dispose() {
     this.#broken = 'the scorer was disposed';
-    this.#failPending(new ScorerError(this.#broken, 'DisposedError'));
-    this.#worker?.terminate();
-    this.#worker = null;
+    this.#channel.close(new ScorerError(this.#broken, 'DisposedError'));
   }
 
   // ------------------------------------------------------------------ the worker
 
   #start() {
-    /** @type {{resolve: (v?: void) => void, reject: (e: Error) => void}} */
-    const booted = { resolve: () => {}, reject: () => {} };
-    this.#booted = new Promise((resolve, reject) => {
-      Object.assign(booted, { resolve, reject });
-    });
     const url = this.#options.workerUrl ?? new URL('./worker.js', import.meta.url);
-    let worker;
-    try {
-      worker = new Worker(url, { type: 'module' });
-    } catch (e) {
-      booted.reject(new ScorerError(`could not start the scorer's worker: ${e instanceof Error ? e.message : e}`, 'IoError'));
-      return;
-    }
-    this.#worker = worker;
-    worker.addEventListener('message', (event) => {
-      const m = event.data ?? {};
-      if (m.kind === 'boot') {
-        if (m.ok) {
-          this.#version = m.version ?? '';
-          booted.resolve();
-        } else booted.reject(new ScorerError(m.error.message, m.error.name));
-        return;
-      }
-      const p = this.#pending.get(m.id);
-      if (m.kind === 'progress') {
-        this.#observe(m.event);
-        p?.onProgress?.(m.event);
-        this.#options.onProgress?.(m.event);
-      } else if (p && (m.kind === 'ok' || m.kind === 'error')) {
-        this.#pending.delete(m.id);
-        if (m.kind === 'ok') p.resolve(m.value);
-        else p.reject(new ScorerError(m.error.message, m.error.name));
-      }
+    this.#channel = new WorkerChannel(url, (event) => {
+      this.#observe(event);
+      this.#options.onProgress?.(event);
     });
-    worker.addEventListener('error', (event) => {
-      // The worker's script could not run at all (missing file, syntax error, blocked by CSP).
-      event.preventDefault();
-      const e = new ScorerError(`the scorer's worker failed: ${event.message || 'worker.js could not be loaded'}`, 'IoError');
-      booted.reject(e);
-      this.#failPending(e);
-    });
-    this.#booted.catch(() => {}); // reported by the first call
   }
 
   /** Keeps `device`, `deviceReason` and `info` in step with what the worker reports. */
@@ -384,23 +342,9 @@ export class DeltaEnergyScorer {
     if (this.#state) this.#state = { ...this.#state, info };
   }
 
-  #failPending(error) {
-    for (const [id, p] of this.#pending) {
-      this.#pending.delete(id);
-      p.reject(error);
-    }
-  }
-
-  async #send(op, payload, transfer = [], onProgress) {
+  async #send(op, payload, transfer = [], onProgress = undefined) {
     if (this.#broken) throw new ScorerError(this.#broken, 'DisposedError');
-    await this.#booted;
-    const worker = this.#worker;
-    if (!worker) throw new ScorerError('the scorer is not running', 'DisposedError');
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, onProgress });
-      worker.postMessage({ id, op, ...payload }, transfer);
-    });
+    return this.#channel.send(op, payload, transfer, onProgress);
   }
 
   /**
@@ -451,9 +395,7 @@ export class DeltaEnergyScorer {
     if (restart) {
       const now = Date.now();
       this.#restarts = this.#restarts.filter((t) => now - t < RESTART_WINDOW_MS);
-      this.#worker?.terminate();
-      this.#worker = null;
-      this.#failPending(new ScorerError(`the scorer restarted after a crash (${error.message})`, 'CrashError'));
+      this.#channel.close(new ScorerError(`the scorer restarted after a crash (${error.message})`, 'CrashError'));
       if (!this.#model || this.#restarts.length >= MAX_RESTARTS) {
         this.#broken = `the scorer crashed (${error.message}); reload the page to try again`;
         return;
