@@ -6,6 +6,7 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+mod batch;
 mod classes;
 mod device;
 mod dto;

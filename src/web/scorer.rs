@@ -13,34 +13,32 @@ use crate::clip::preprocess::{preprocess_bytes, preprocess_rgb, rgba_to_rgb};
 use crate::clip::prompt::Prompt;
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::device::{read_f32_async, rows, Adapter};
-use crate::ood::classify::classify;
-use crate::ood::score::{cosine_similarities, ScoreKind, ScoreParams, Threshold};
+use crate::ood::score::{ScoreKind, ScoreParams, Threshold};
 
+use super::batch::{run, score_batch};
 use super::classes::{prompt_for, templates_of, text_features};
 use super::device::{engine, pick_device, pick_precision, DeviceReason};
-use super::dto::{
-    scores_of, Info, ItemError, ItemErrorBody, JsScoreSettings, JsThreshold, Output, Timings,
-};
+use super::dto::{scores_of, Info, ItemError, ItemErrorBody, JsScoreSettings, JsThreshold};
 use super::{js, now_ms, to_js};
 
 pub(super) struct State {
-    model: Clip,
-    tokenizer: ClipTokenizer,
-    header: Header,
-    classes: Vec<String>,
-    prompt: Prompt,
+    pub(super) model: Clip,
+    pub(super) tokenizer: ClipTokenizer,
+    pub(super) header: Header,
+    pub(super) classes: Vec<String>,
+    pub(super) prompt: Prompt,
     /// The templates given with the classes (empty: the bundle's own prompt).
-    templates: Vec<String>,
+    pub(super) templates: Vec<String>,
     /// Normalised text features of `classes`.
-    text: Vec<Vec<f32>>,
-    params: ScoreParams,
+    pub(super) text: Vec<Vec<f32>>,
+    pub(super) params: ScoreParams,
     /// The threshold in force: the bundle's, or one set since (its `tpr` then unknown).
-    threshold: Option<(Threshold, bool)>,
-    device: &'static str,
+    pub(super) threshold: Option<(Threshold, bool)>,
+    pub(super) device: &'static str,
     /// The WebGPU adapter (None on the CPU).
-    adapter: Option<Adapter>,
-    reason: DeviceReason,
-    bytes: usize,
+    pub(super) adapter: Option<Adapter>,
+    pub(super) reason: DeviceReason,
+    pub(super) bytes: usize,
     sha256: String,
 }
 
@@ -377,90 +375,4 @@ impl Scorer {
             run(state, preprocess_rgb(&rgb, &cfg), top_k, t0).await
         })
     }
-}
-
-pub(super) async fn run(
-    state: Rc<RefCell<State>>,
-    pixels: Vec<f32>,
-    top_k: usize,
-    t0: f64,
-) -> Result<JsValue, JsValue> {
-    let mut scored = score_batch(&state, vec![Ok(pixels)], top_k, 1, t0).await?;
-    scored.remove(0).map_err(js)
-}
-
-/// Scores preprocessed images (an error in place of one that could not be read), `batch` at a
-/// time through the image tower. An error of the model itself fails the whole call; an
-/// unreadable image fails only its own entry.
-pub(super) async fn score_batch(
-    state: &Rc<RefCell<State>>,
-    images: Vec<crate::Result<Vec<f32>>>,
-    top_k: usize,
-    batch: usize,
-    t0: f64,
-) -> Result<Vec<crate::Result<JsValue>>, JsValue> {
-    let t1 = now_ms();
-    let model = state.borrow().model.clone();
-    if state.borrow().classes.is_empty() {
-        return Err(js(crate::Error::Input(
-            "no classes: set a class list first".into(),
-        )));
-    }
-    let n = images.len();
-    let mut slots = Vec::with_capacity(n);
-    let mut pixels = Vec::new();
-    for r in images {
-        slots.push(match r {
-            Ok(p) => {
-                pixels.push(p);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        });
-    }
-    let dim = model.config.projection_dim;
-    // Each image's features, with the size of the pass that computed them and its share of
-    // that pass's time.
-    let mut features = Vec::with_capacity(pixels.len());
-    for chunk in pixels.chunks(batch.max(1)) {
-        let t = now_ms();
-        let f = read_f32_async(model.embed_pixels(chunk)?).await?;
-        let share = (now_ms() - t) / chunk.len() as f64;
-        features.extend(rows(f, dim).into_iter().map(|r| (r, chunk.len(), share)));
-    }
-    let s = state.borrow();
-    let threshold = s.threshold.as_ref();
-    let mut features = features.into_iter();
-    let mut out = Vec::with_capacity(n);
-    let decode_ms = (t1 - t0) / n.max(1) as f64;
-    for slot in slots {
-        let verdict = slot.and_then(|()| {
-            let t = now_ms();
-            let (f, batch, image_ms) = features.next().expect("one feature row per decoded image");
-            let sims = cosine_similarities(&[f], &s.text).remove(0);
-            let result = classify(
-                sims,
-                &s.classes,
-                &s.params,
-                threshold.map(|(t, _)| t),
-                top_k,
-            )?;
-            Ok((result, now_ms() - t, batch, image_ms))
-        });
-        out.push(match verdict {
-            Ok((result, score_ms, batch, image_ms)) => Ok(to_js(&Output {
-                result,
-                threshold: threshold.map(|(t, c)| JsThreshold::of(t, *c)),
-                timings: Timings {
-                    decode_ms,
-                    image_ms,
-                    score_ms,
-                    total_ms: decode_ms + image_ms + score_ms,
-                    batch,
-                },
-            })?),
-            Err(e) => Err(e),
-        });
-    }
-    Ok(out)
 }
