@@ -255,3 +255,135 @@ fn tuning_a_fixture_model_lowers_the_loss_and_moves_the_context() {
     assert!(last < first - 0.05, "loss did not fall: {losses:?}");
     println!("tuning the fixture: loss {first:.4} → {last:.4}, context moved up to {moved:.4}");
 }
+
+/// A probe, not a check (run by hand, issue 28): how much the shipped demo model's class
+/// features depend on what stands in the context slots, and how far the EBM gradient can take
+/// the loss from the hand prompt. It prints the figures docs/TUNING.md quotes; it asserts only
+/// that the gradient reaches the context.
+///
+/// `cargo test --release --test integration tune::probe -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn probe_the_demo_models_context() {
+    use deltaenergy::bundle::Bundle;
+    use deltaenergy::clip::prompt::{class_features, Prompt};
+    use deltaenergy::train::dataset::{decode_all, image_features, ClassFolders};
+    let data = data_or_skip!();
+    let bytes = std::fs::read(root().join("www/models/cifar-clip.q8.bundle")).unwrap();
+    let b = Bundle::parse(&bytes).unwrap();
+    let dev = cpu();
+    let model = b.model(&dev).unwrap();
+    let tok = b.tokenizer().unwrap();
+    let classes = b.header.classes.clone();
+    let width = model.text.width();
+    let cos = |a: &[f32], b: &[f32]| {
+        let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        d / (n(a) * n(b))
+    };
+    let feats = |p: &Prompt| class_features(&model, &tok, &classes, p).unwrap();
+    let base = feats(&Prompt::Template("a photo of a {}.".into()));
+    let mut rng = deltaenergy::rng::Rng::new(7);
+    let mut noise =
+        |scale: f32| -> Vec<f32> { (0..4 * width).map(|_| rng.normal() * scale).collect() };
+    let context = |v: Vec<f32>| Prompt::Context {
+        vectors: v,
+        n_ctx: 4,
+        suffix: ".".into(),
+    };
+    let probes = [
+        ("template \"{}\"", Prompt::Template("{}".into())),
+        (
+            "template \"a blurry drawing of the {}!\"",
+            Prompt::Template("a blurry drawing of the {}!".into()),
+        ),
+        (
+            "template \"xq zz wub {} glorp.\"",
+            Prompt::Template("xq zz wub {} glorp.".into()),
+        ),
+        ("context of zeros", context(vec![0.0; 4 * width])),
+        ("context N(0, 0.02)", context(noise(0.02))),
+        ("context N(0, 1)", context(noise(1.0))),
+    ];
+    for (name, p) in probes {
+        let c: Vec<f32> = feats(&p)
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| cos(a, b))
+            .collect();
+        let min = c.iter().copied().fold(1.0, f32::min);
+        eprintln!(
+            "{name:42} cosine to \"a photo of a {{}}.\": min {min:.4}, mean {:.4}",
+            c.iter().sum::<f32>() / c.len() as f32
+        );
+    }
+    let table = read_f32(model.text.token_embedding.weight.val()).unwrap();
+    let rms = (table.iter().map(|x| x * x).sum::<f32>() / table.len() as f32).sqrt();
+    eprintln!("token embeddings: rms {rms:.4} (width {width})");
+    // 8 shots a class, the loss and its gradient at the hand prompt's context.
+    let folders = ClassFolders::open(&data.join("cifar10/train")).unwrap();
+    let (mut files, mut labels) = (vec![], vec![]);
+    for c in 0..folders.classes.len() {
+        for (p, l) in folders.files.iter().filter(|(_, l)| *l == c).take(8) {
+            files.push(p.clone());
+            labels.push(*l);
+        }
+    }
+    let imgs: Vec<_> = decode_all(&files, &model.preprocess_config(), &|_| {})
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let f = image_features(&model, &imgs, 64, &|_| {}).unwrap();
+    let ids: Vec<i64> = tok
+        .encode_tokens("a photo of a")
+        .iter()
+        .map(|&i| i as i64)
+        .collect();
+    let ids = Tensor::<2, burn::tensor::Int>::from_data(TensorData::new(ids, [1, 4]), &dev);
+    let ctx0 = read_f32(model.text.embed_tokens(ids)).unwrap();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let tau = deltaenergy::ood::score::temperature(f64::from(
+        read_f32(model.logit_scale.val()).unwrap()[0],
+    ));
+    for lambda in [0.0, 1.0] {
+        let p = EbmParams {
+            tau,
+            lambda,
+            ..Default::default()
+        };
+        let ad = dev.clone().autodiff();
+        let c =
+            Tensor::<2>::from_data(TensorData::new(ctx0.clone(), [4, width]), &ad).require_grad();
+        let g = model
+            .encode_with_context(&tok, &classes, c.clone(), ".")
+            .unwrap();
+        let (loss, parts) = ebm_loss(&f, g, &labels, &p).unwrap();
+        let grad = read_f32(c.grad(&loss.backward()).unwrap()).unwrap();
+        let (gn, cn) = (norm(&grad), norm(&ctx0));
+        assert!(
+            gn > 0.0 && gn.is_finite(),
+            "no gradient reached the context"
+        );
+        eprintln!(
+            "λ {lambda}, τ {tau:.4}: loss {:.4} (CE {:.4}); |∇ctx| {gn:.2e} against |ctx| {cn:.3}: \
+             a step at CoOp's lr 0.002 moves the context by {:.1e} of its norm",
+            parts.loss,
+            parts.cross_entropy,
+            0.002 * gn / cn
+        );
+        for step in [0.1f32, 1.0, 10.0] {
+            let moved: Vec<f32> = ctx0
+                .iter()
+                .zip(&grad)
+                .map(|(x, g)| x - step * g / gn * cn)
+                .collect();
+            let m = Tensor::<2>::from_data(TensorData::new(moved, [4, width]), &dev);
+            let g = model.encode_with_context(&tok, &classes, m, ".").unwrap();
+            let (_, q) = ebm_loss(&f, g, &labels, &p).unwrap();
+            eprintln!(
+                "    moved {step}× its norm down the gradient: loss {:.4} (CE {:.4})",
+                q.loss, q.cross_entropy
+            );
+        }
+    }
+}
