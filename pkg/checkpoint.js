@@ -46,7 +46,7 @@ export async function fromFiles({ config, weights, tokenizer, tokenizerKind }) {
  * @param {{commit: string, files: string[]}} info the revision's commit and files
  * @param {AbortSignal} signal
  * @param {(e: import('./types.js').ProgressEvent) => void} progress
- * @returns {Promise<CheckpointReader & {commit: string, file: string, revision: string}>}
+ * @returns {Promise<CheckpointReader>}
  */
 export async function fromHub({ base, repo, revision }, info, signal, progress) {
   const has = (f) => info.files.includes(f);
@@ -75,9 +75,7 @@ export async function fromHub({ base, repo, revision }, info, signal, progress) 
     range: reader.range,
     source: `hub: ${at} ${weights.file}`,
     name: `${repo}@${revision}`,
-    commit: info.commit,
     file: weights.file,
-    revision: weights.revision,
   };
 }
 

@@ -164,11 +164,15 @@ export class DeltaEnergyScorer {
       }
       return { payload: { images: list, topK, batchSize }, transfer };
     };
-    const first = await messages();
+    // Made once up front (it says which images could be read), again only for a retry.
+    let prepared = await messages();
     if (at.length > 0) {
-      let made = false;
       /** @type {Array<ClassifyResult | {error: {name: ErrorName, message: string}}>} */
-      const results = await this.#call('classifyMany', async () => (made ? messages() : ((made = true), first)));
+      const results = await this.#call('classifyMany', async () => {
+        const m = prepared ?? (await messages());
+        prepared = null;
+        return m;
+      });
       results.forEach((r, k) => {
         out[at[k]] = 'error' in r ? new ScorerError(r.error.message, r.error.name) : r;
       });

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use deltaenergy::bundle::convert::{compress_merges, convert, ConvertOptions, Quant};
 use deltaenergy::bundle::{hex, Bundle, Threshold};
 use deltaenergy::clip::embed::parse_classes;
-use deltaenergy::clip::loader::{open_hf_dir, weights_file, Init, RandomSource, WeightSource};
+use deltaenergy::clip::loader::{open_hf_dir, Init, RandomSource, WeightSource};
 use deltaenergy::ood::score::{temperature, ScoreKind, ScoreParams};
 use deltaenergy::{device, Error, Result};
 
@@ -130,8 +130,8 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             tpr: 0.95,
             calibration: args.threshold_note.clone(),
         }),
-        source: match model_dir {
-            Some(dir) => portable_path(&weights_file(dir)?),
+        source: match &hf {
+            Some(hf) => portable_path(&hf.weights_path),
             None => format!(
                 "random weights (seed {}) for {}",
                 args.seed,

@@ -141,6 +141,8 @@ pub struct HfDir {
     /// `config.json`'s bytes, as read.
     pub config_json: Vec<u8>,
     pub config: ClipConfig,
+    /// The weights file ([`weights_file`]'s choice) and its reader.
+    pub weights_path: std::path::PathBuf,
     pub weights: CheckpointSource<crate::clip::checkpoint::FileReader>,
 }
 
@@ -184,10 +186,12 @@ pub fn open_hf_dir(dir: &std::path::Path) -> Result<HfDir> {
     let text = std::str::from_utf8(&config_json)
         .map_err(|_| Error::Config("config.json is not UTF-8".into()))?;
     let config = ClipConfig::from_json(text)?;
-    let (reader, len) = crate::clip::checkpoint::FileReader::open(&weights_file(dir)?)?;
+    let weights_path = weights_file(dir)?;
+    let (reader, len) = crate::clip::checkpoint::FileReader::open(&weights_path)?;
     Ok(HfDir {
         config_json,
         config,
+        weights_path,
         weights: CheckpointSource::new(reader, len)?,
     })
 }

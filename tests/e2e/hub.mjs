@@ -194,6 +194,7 @@ export async function startHub({ repos, signedUses = Infinity }) {
       }
       const rev = what ? decodeURIComponent(rest ?? '') : 'main';
       const r = revisionOf(repo, rev);
+      // The code and status are on record (anonymous probe notes); the message text is not.
       if (!r) return refuse(404, 'RevisionNotFound', `Invalid rev id: ${rev}`);
       if (what === 'commits') {
         const commit = (id, title) => ({ id, title, message: '', authors: [{ user: r.pr ? BOT : 'system', avatar: '' }], date: '2023-03-15T00:00:00.000Z' });

@@ -1,24 +1,13 @@
 // Importing from the Hugging Face Hub, against the stand-in that answers as the Hub does
 // (hub.mjs), in headless Chromium on the CPU. `node --test tests/e2e/hub.test.mjs` (needs
 // E2E_IMPORT, which make test-e2e writes).
-import { after, before, test } from 'node:test';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { openCpuPage, startSite } from './lib/site.mjs';
-import { READY_TIMEOUT, STEP_TIMEOUT, applyClassesWith, assert, check, clearMessage, env, errorSeq, newError, scoresLikeCli, skip, storedEntries, within } from './lib/harness.mjs';
+import { testOnCpuPage } from './lib/site.mjs';
+import { READY_TIMEOUT, STEP_TIMEOUT, applyClassesWith, assert, check, clearMessage, env, errorSeq, newError, scoresLikeCli, skip, storedEntries } from './lib/harness.mjs';
 
-let site;
-let cpu;
-before(async () => {
-  site = await startSite({ hub: env.E2E_IMPORT ? hubRepos(env.E2E_IMPORT) : null });
-  cpu = await openCpuPage(site);
-});
-after(async () => {
-  await cpu?.close();
-  await site?.close();
-});
-
-test('importing from the Hub', (t) => within(t, () => hubChecks(cpu.page, site.server, site.hub)));
+testOnCpuPage('importing from the Hub', { hub: env.E2E_IMPORT ? hubRepos(env.E2E_IMPORT) : null }, (page, site) =>
+  hubChecks(page, site.server, site.hub));
 
 /**
  * The stand-in Hub's repositories, from the checkpoints `make test-e2e` writes: shaped like the

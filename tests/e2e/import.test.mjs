@@ -1,24 +1,12 @@
 // Importing a Hugging Face checkpoint from the user's files, in headless Chromium on the CPU:
 // the page converts it and scores like the CLI; damaged files are clear errors.
 // `node --test tests/e2e/import.test.mjs` (needs E2E_IMPORT, which make test-e2e writes).
-import { after, before, test } from 'node:test';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { openCpuPage, startSite } from './lib/site.mjs';
-import { STEP_TIMEOUT, WWW, applyClassesWith, assert, check, clearMessage, editSafetensors, env, errorSeq, newError, readCard, readyChange, scoreFiles, scoresLikeCli, skip, storedEntries, within } from './lib/harness.mjs';
+import { testOnCpuPage } from './lib/site.mjs';
+import { STEP_TIMEOUT, WWW, applyClassesWith, assert, check, clearMessage, editSafetensors, env, errorSeq, newError, readCard, readyChange, scoreFiles, scoresLikeCli, skip, storedEntries } from './lib/harness.mjs';
 
-let site;
-let cpu;
-before(async () => {
-  site = await startSite();
-  cpu = await openCpuPage(site);
-});
-after(async () => {
-  await cpu?.close();
-  await site?.close();
-});
-
-test('importing a checkpoint from files', (t) => within(t, () => importChecks(cpu.page)));
+testOnCpuPage('importing a checkpoint from files', {}, (page) => importChecks(page));
 
 /**
  * The import of a Hugging Face checkpoint (E2E_IMPORT: checkpoint/ with config.json,

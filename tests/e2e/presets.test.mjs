@@ -1,23 +1,11 @@
 // The page's class presets and prompt choices (CIFAR-10, ImageNet-1k; one template or CLIP's
 // 80), in headless Chromium on the CPU, against the CLI. `node --test tests/e2e/presets.test.mjs`
-import { after, before, test } from 'node:test';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { openCpuPage, startSite } from './lib/site.mjs';
-import { STEP_TIMEOUT, applyClassesWith, assert, check, env, scoresLikeCli, skip, within } from './lib/harness.mjs';
+import { testOnCpuPage } from './lib/site.mjs';
+import { STEP_TIMEOUT, applyClassesWith, assert, check, env, scoresLikeCli, skip } from './lib/harness.mjs';
 
-let site;
-let cpu;
-before(async () => {
-  site = await startSite();
-  cpu = await openCpuPage(site);
-});
-after(async () => {
-  await cpu?.close();
-  await site?.close();
-});
-
-test('class presets and prompt ensembles', (t) => within(t, () => presetChecks(cpu.page)));
+testOnCpuPage('class presets and prompt ensembles', {}, (page) => presetChecks(page));
 
 /**
  * Class presets and prompts on the demo model: CLIP's ensemble of 80 templates scores as the CLI

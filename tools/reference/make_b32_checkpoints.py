@@ -8,7 +8,6 @@ other (docs/PERFORMANCE.md); never used by CI.
 Run: tools/reference/run.sh make_b32_checkpoints.py --out DIR
 """
 import argparse
-import collections
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from transformers import CLIPConfig, CLIPModel
+
+from make_torch_bins import as_2021_state_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("DELTAENERGY_DATA", ROOT.parent / "shared" / "data"))
@@ -37,14 +38,7 @@ def main():
             shutil.copy(tokenizer / f, out / f)
     save_file({k: v.contiguous() for k, v in state.items()}, str(args.out / "safetensors" / "model.safetensors"),
               metadata={"format": "pt"})
-    ordered = collections.OrderedDict()
-    ordered._metadata = state._metadata
-    for key, value in state.items():
-        ordered[key] = value
-        if key.endswith("embeddings.position_embedding.weight"):
-            ordered[key.replace("position_embedding.weight", "position_ids")] = (
-                torch.arange(value.shape[0]).expand((1, -1)))
-    torch.save(ordered, str(args.out / "bin" / "pytorch_model.bin"))
+    torch.save(as_2021_state_dict(state), str(args.out / "bin" / "pytorch_model.bin"))
     for kind, name in [("safetensors", "model.safetensors"), ("bin", "pytorch_model.bin")]:
         print(f"{args.out / kind / name}: {(args.out / kind / name).stat().st_size} bytes")
 

@@ -33,6 +33,20 @@ MODELS = ROOT / "tests" / "fixtures" / "models"
 OUT = ROOT / "tests" / "fixtures" / "torch"
 
 
+def as_2021_state_dict(state):
+    """The state dict as transformers < 4.31 saved it: with the int64 `position_ids` buffers it
+    then persisted, each after its position embedding, and still an OrderedDict with its
+    `_metadata`, as torch.save pickles it."""
+    ordered = collections.OrderedDict()
+    ordered._metadata = state._metadata
+    for key, value in state.items():
+        ordered[key] = value
+        if key.endswith("embeddings.position_embedding.weight"):
+            ordered[key.replace("position_embedding.weight", "position_ids")] = (
+                torch.arange(value.shape[0]).expand((1, -1)))
+    return ordered
+
+
 def model_bin(name):
     folder = MODELS / name
     stored = load_file(str(folder / "model.safetensors"))
@@ -42,15 +56,7 @@ def model_bin(name):
     for key, value in stored.items():
         assert torch.equal(state[key], value), key
     assert set(state) == set(stored), set(state) ^ set(stored)
-    # The buffers transformers < 4.31 persisted, in the place its state dict had them; the
-    # state dict stays an OrderedDict with its `_metadata`, as torch.save pickles it.
-    ordered = collections.OrderedDict()
-    ordered._metadata = state._metadata
-    for key, value in state.items():
-        ordered[key] = value
-        if key.endswith("embeddings.position_embedding.weight"):
-            ordered[key.replace("position_embedding.weight", "position_ids")] = (
-                torch.arange(value.shape[0]).expand((1, -1)))
+    ordered = as_2021_state_dict(state)
     torch.save(ordered, str(folder / "pytorch_model.bin"))
     back = torch.load(str(folder / "pytorch_model.bin"), weights_only=True)
     for key, value in stored.items():

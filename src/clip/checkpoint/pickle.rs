@@ -103,6 +103,17 @@ struct Machine<'a> {
 }
 
 impl<'a> Machine<'a> {
+    fn new(pkl: &'a [u8]) -> Self {
+        Self {
+            pkl,
+            at: 0,
+            arena: Vec::new(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let bytes = self
             .at
@@ -481,14 +492,7 @@ pub fn state_dict(pkl: &[u8]) -> Result<Vec<(String, TensorRef)>> {
     if pkl.len() as u64 > MAX_PICKLE {
         return Err(bad(format!("{} bytes is too large", pkl.len())));
     }
-    let mut m = Machine {
-        pkl,
-        at: 0,
-        arena: Vec::new(),
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: HashMap::new(),
-    };
+    let mut m = Machine::new(pkl);
     let root = m.run()?;
     let Object::Dict(entries) = &m.arena[root] else {
         return Err(bad(
@@ -548,14 +552,7 @@ mod tests {
             let mut p = vec![0x80, 2, 0x8a, bytes.len() as u8];
             p.extend(bytes);
             p.push(b'.');
-            let mut m = Machine {
-                pkl: &p,
-                at: 0,
-                arena: Vec::new(),
-                stack: Vec::new(),
-                marks: Vec::new(),
-                memo: HashMap::new(),
-            };
+            let mut m = Machine::new(&p);
             let id = m.run().unwrap();
             assert_eq!(m.int(id, "x").unwrap(), want, "{bytes:?}");
         }
@@ -598,14 +595,7 @@ mod tests {
             p.extend([b'h', 0]);
         }
         p.extend([b't', b'.']);
-        let mut m = Machine {
-            pkl: &p,
-            at: 0,
-            arena: Vec::new(),
-            stack: Vec::new(),
-            marks: Vec::new(),
-            memo: HashMap::new(),
-        };
+        let mut m = Machine::new(&p);
         m.run().unwrap();
         assert_eq!(m.arena.len(), 2);
     }

@@ -2,12 +2,13 @@
 // faults beside the package's own, optionally a stand-in Hub on two more origins (which the
 // page's CSP then allows, as it allows the real Hub's), and a page of it in Chromium.
 
+import { after, before, test } from 'node:test';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { launchChromium } from '../browser.mjs';
 import { startHub } from '../hub.mjs';
 import { startServer } from '../server.mjs';
-import { READY_TIMEOUT, SHOTS, THREADS, WWW, endRun, env, here } from './harness.mjs';
+import { READY_TIMEOUT, SHOTS, THREADS, WWW, endRun, env, here, within } from './harness.mjs';
 
 /**
  * @param {{hub?: Parameters<typeof startHub>[0] | null, isolated?: boolean}} [options]
@@ -45,4 +46,25 @@ export async function openCpuPage(site) {
   await page.goto(`${site.server.url}?${params}`);
   await page.locator('[data-testid=ready]').waitFor({ timeout: READY_TIMEOUT });
   return { page, close: () => endRun(context, userDataDir, consoleLines) };
+}
+
+/**
+ * A test of one concern on a CPU page of its own site (`startSite(options)`): the site and the
+ * page open before it and close after; `checks(page, site)` adds its checks.
+ * @param {string} name
+ * @param {Parameters<typeof startSite>[0]} options
+ * @param {(page: any, site: Awaited<ReturnType<typeof startSite>>) => Promise<unknown>} checks
+ */
+export function testOnCpuPage(name, options, checks) {
+  let site;
+  let cpu;
+  before(async () => {
+    site = await startSite(options);
+    cpu = await openCpuPage(site);
+  });
+  after(async () => {
+    await cpu?.close();
+    await site?.close();
+  });
+  test(name, (t) => within(t, () => checks(cpu.page, site)));
 }
