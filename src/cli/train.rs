@@ -93,6 +93,12 @@ pub struct TrainArgs {
         default_value = "shuffled,dead-leaves,noise,fractal"
     )]
     pub outlier_kinds: Vec<deltaenergy::train::outliers::Kind>,
+    /// Restyle half the pictures (grey, dark, bright, blurry, negative) and caption each by its
+    /// style ("a dark photo of a {}."), against every (style, class) caption, instead of twelve
+    /// templates drawn at random: the text tower learns to read the words before the class name,
+    /// which prompt tuning needs (docs/TUNING.md).
+    #[arg(long)]
+    pub styles: bool,
     /// Weight of the outlier-exposure loss.
     #[arg(long, default_value_t = 0.5)]
     pub outlier_weight: f64,
@@ -175,6 +181,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         outliers: args.outliers,
         outlier_weight: args.outlier_weight,
         outlier_kinds: args.outlier_kinds.clone(),
+        styles: args.styles,
         // One replica per core, or fewer where the step would not split evenly; the GPU runs
         // the whole batch at once.
         replicas: args.replicas.unwrap_or_else(|| {
@@ -280,7 +287,12 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "outliers": args.outliers,
         "outlier_weight": args.outlier_weight,
         "outlier_kinds": args.outlier_kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        "templates": opts.templates,
+        "templates": if args.styles {
+            deltaenergy::train::styles::STYLES.iter().map(|s| s.template().to_string()).collect()
+        } else {
+            opts.templates.clone()
+        },
+        "styles": args.styles,
         "threads": rayon::current_num_threads(),
         "train_seconds": train_seconds,
         "history": history,

@@ -9,6 +9,10 @@
 //! classification applies at test time. The text→image half contrasts each caption with the
 //! images of its group, every image of its class a positive.
 //!
+//! With `styles`, the template is not drawn at random: the picture is restyled (darkened, greyed,
+//! …) and captioned by its style, and contrasted with every (style, class) caption, so that the
+//! text tower learns to read the words before the class name ([`crate::train::styles`]).
+//!
 //! Optionally, synthetic outliers ([`crate::train::outliers`]) join each batch with a uniform target
 //! over the classes (outlier exposure). Batches are split over data-parallel replicas, one
 //! thread each (see [`Replicas`]).
@@ -21,6 +25,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 
 use super::augment::{render, Augment, View};
+use super::styles::{Style, STYLES};
 use crate::clip::config::ClipConfig;
 use crate::clip::embed::normalise_rows;
 use crate::clip::loader;
@@ -56,6 +61,9 @@ pub struct TrainOptions {
     pub weight_decay: f32,
     pub seed: u64,
     pub templates: Vec<String>,
+    /// Restyle half the pictures and caption each by its style instead of `templates` (see the
+    /// module's documentation).
+    pub styles: bool,
     /// The views drawn of each training image.
     pub augment: Augment,
     /// Stop early (smoke tests, timing).
@@ -85,6 +93,7 @@ impl Default for TrainOptions {
             weight_decay: 0.05,
             seed: 0,
             templates: TEMPLATES.iter().map(|t| t.to_string()).collect(),
+            styles: false,
             augment: Augment::Shift,
             max_steps: None,
             replicas: 1,
@@ -227,7 +236,8 @@ fn vectors(m: &Clip) -> Vec<ParamId> {
     ids
 }
 
-/// One training example as drawn for a step: which image, its augmentation and its template.
+/// One training example as drawn for a step: which image, its augmentation and its template
+/// (with styles, the index of its style, which the picture is rendered in).
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     image: usize,
@@ -249,6 +259,8 @@ struct StepContext<'a> {
     data: &'a TrainData<'a>,
     cfg: &'a PreprocessConfig,
     captions: &'a [Vec<u32>],
+    /// Each picture contrasted with every caption (styles), not only its template's.
+    styled: bool,
     size: usize,
     /// The whole batch, over all shards: each shard's loss is divided by it, so the shards'
     /// gradients add up to the gradient of the batch mean.
@@ -268,18 +280,19 @@ pub const CONTRAST_GROUP: usize = 32;
 
 /// CLIP's text→image loss, summed over captions: row `i` of `captions` is the caption of image
 /// `i`, softmaxed over the images of its group of `group` consecutive images, with every image of
-/// the same label counted as a positive (ten classes put several in a group).
+/// the same key counted as a positive (its class, or its class and style: ten classes put several
+/// in a group).
 fn text_to_image_loss(
     images: Tensor<2>,
     captions: Tensor<2>,
-    labels: &[usize],
+    keys: &[usize],
     group: usize,
     scale: Tensor<2>,
 ) -> Tensor<1> {
     let [b, d] = images.dims();
     let groups = b / group;
     let mut positive = vec![0f32; b * group];
-    for (gi, ls) in labels.chunks(group).enumerate() {
+    for (gi, ls) in keys.chunks(group).enumerate() {
         for (c, lc) in ls.iter().enumerate() {
             for (j, lj) in ls.iter().enumerate() {
                 if lc == lj {
@@ -322,18 +335,33 @@ fn shard_step(
         ctx.size,
     );
     let per = 3 * s * s;
+    // The captions each picture is contrasted with: its template's k, or all of them.
+    let n = if ctx.styled { ctx.captions.len() } else { k };
+    let candidates = |template: usize| -> Vec<i64> {
+        let first = if ctx.styled { 0 } else { template * k };
+        (first..first + n).map(|c| c as i64).collect()
+    };
+    // Where a picture's own caption is among its candidates; with styles it is (style, class).
+    let own = |x: &Sample| {
+        let l = ctx.data.labels[x.image];
+        if ctx.styled {
+            x.template * k + l
+        } else {
+            l
+        }
+    };
     let mut pixels = vec![0f32; (b + o) * per];
-    let mut index = Vec::with_capacity((b + o) * k);
-    let mut target = vec![0f32; b * k];
+    let mut index = Vec::with_capacity((b + o) * n);
+    let mut target = vec![0f32; b * n];
     for (i, x) in shard.iter().enumerate() {
-        render(
-            &ctx.data.images[x.image],
-            &x.view,
-            ctx.cfg,
-            &mut pixels[i * per..(i + 1) * per],
-        );
-        index.extend((0..k).map(|c| (x.template * k + c) as i64));
-        target[i * k + ctx.data.labels[x.image]] = 1.0;
+        let img = &ctx.data.images[x.image];
+        let out = &mut pixels[i * per..(i + 1) * per];
+        match ctx.styled.then(|| STYLES[x.template]) {
+            None | Some(Style::Plain) => render(img, &x.view, ctx.cfg, out),
+            Some(style) => render(&style.apply(img), &x.view, ctx.cfg, out),
+        }
+        index.extend(candidates(x.template));
+        target[i * n + own(x)] = 1.0;
     }
     for (i, x) in outliers.iter().enumerate() {
         let img = crate::train::outliers::synthesize(
@@ -344,12 +372,12 @@ fn shard_step(
         );
         let at = (b + i) * per;
         render(&img, &View::identity(s), ctx.cfg, &mut pixels[at..at + per]);
-        index.extend((0..k).map(|c| (x.template * k + c) as i64));
+        index.extend(candidates(x.template));
     }
     let device = ctx.device;
     let pixels = Tensor::<4>::from_data(TensorData::new(pixels, [b + o, 3, s, s]), device);
-    let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b + o, k]), device);
-    let target = Tensor::<2>::from_data(TensorData::new(target, [b, k]), device);
+    let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b + o, n]), device);
+    let target = Tensor::<2>::from_data(TensorData::new(target, [b, n]), device);
 
     let all = normalise_rows(model.encode_images(pixels));
     let txt = normalise_rows(model.encode_token_ids(ctx.captions)?);
@@ -365,14 +393,14 @@ fn shard_step(
     let logp = log_softmax(logits.clone(), 1);
     let mut loss = (logp * target).sum().neg() / ctx.batch as f64;
     if ctx.text_to_image > 0.0 {
-        let labels: Vec<usize> = shard.iter().map(|x| ctx.data.labels[x.image]).collect();
-        let own: Vec<i64> = shard
+        // Positives of a caption: the pictures of its class, and with styles of its style too.
+        let keys: Vec<usize> = shard.iter().map(own).collect();
+        let captions: Vec<i64> = shard
             .iter()
-            .zip(&labels)
-            .map(|(x, &l)| (x.template * k + l) as i64)
+            .map(|x| (x.template * k + ctx.data.labels[x.image]) as i64)
             .collect();
-        let own = Tensor::<1, Int>::from_data(TensorData::new(own, [b]), device);
-        let t2i = text_to_image_loss(img, txt.select(0, own), &labels, CONTRAST_GROUP, scale);
+        let captions = Tensor::<1, Int>::from_data(TensorData::new(captions, [b]), device);
+        let t2i = text_to_image_loss(img, txt.select(0, captions), &keys, CONTRAST_GROUP, scale);
         loss = loss * (1.0 - ctx.text_to_image) + t2i * (ctx.text_to_image / ctx.batch as f64);
     }
     if o > 0 {
@@ -385,7 +413,7 @@ fn shard_step(
     let correct = predicted
         .iter::<i64>()
         .zip(shard)
-        .filter(|(p, x)| *p as usize == ctx.data.labels[x.image])
+        .filter(|(p, x)| *p as usize % k == ctx.data.labels[x.image])
         .count();
     let grads = GradientsParams::from_grads(loss.backward(), model);
     Ok((grads, part, correct))
@@ -523,7 +551,12 @@ pub fn train_from(
     if n == 0 || data.labels.len() != n {
         return Err(Error::Input("training needs labelled images".into()));
     }
-    if opts.templates.is_empty() || opts.batch == 0 || opts.epochs == 0 {
+    let templates: Vec<String> = if opts.styles {
+        STYLES.iter().map(|s| s.template().to_string()).collect()
+    } else {
+        opts.templates.clone()
+    };
+    if templates.is_empty() || opts.batch == 0 || opts.epochs == 0 {
         return Err(Error::Input(
             "training needs templates, a batch size and at least one epoch".into(),
         ));
@@ -536,7 +569,7 @@ pub fn train_from(
     {
         return Err(Error::Input(format!("training images must be {s}×{s}")));
     }
-    let t = opts.templates.len();
+    let t = templates.len();
     if opts.outliers > 0 && opts.outlier_kinds.is_empty() {
         return Err(Error::Input(
             "outliers need at least one family to draw from".into(),
@@ -550,7 +583,7 @@ pub fn train_from(
     let cfg = PreprocessConfig::clip(s as u32);
     let caption_ids = captions(
         tokenizer,
-        &opts.templates,
+        &templates,
         data.classes,
         config.text_config.max_position_embeddings,
     )?;
@@ -616,7 +649,12 @@ pub fn train_from(
             let mut samples = Vec::with_capacity(batch);
             for &j in chunk {
                 let view = View::draw(opts.augment, s, &mut rng);
-                let template = (rng.next_u64() % t as u64) as usize;
+                let template = if opts.styles {
+                    let style = Style::draw(&mut rng);
+                    STYLES.iter().position(|&x| x == style).unwrap_or(0)
+                } else {
+                    (rng.next_u64() % t as u64) as usize
+                };
                 samples.push(Sample {
                     image: j,
                     view,
@@ -634,6 +672,7 @@ pub fn train_from(
                 data,
                 cfg: &cfg,
                 captions: &caption_ids,
+                styled: opts.styles,
                 size: s,
                 batch,
                 text_to_image: opts.text_to_image,

@@ -6,6 +6,7 @@ pub mod augment;
 mod contrastive;
 pub mod dataset;
 pub mod outliers;
+pub mod styles;
 pub mod tune;
 
 pub use augment::Augment;

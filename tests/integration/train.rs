@@ -352,6 +352,36 @@ fn a_time_limit_trains_the_epochs_that_fit_and_nothing_else() {
 /// The `crop` views (resized crops, colour jitter) are drawn from the seeded stream like the
 /// shifts: a run repeats exactly, and it learns something else than with shifts.
 #[test]
+fn styles_train_the_same_across_replicas_and_change_what_is_learned() {
+    // Every part of the styled loss at once: restyled pictures against every (style, class)
+    // caption, the text→image half keyed by class and style, outliers over all captions.
+    let styled = |replicas| {
+        run_opts(TrainOptions {
+            batch: 64,
+            replicas,
+            styles: true,
+            text_to_image: 0.5,
+            outliers: 4,
+            ..options()
+        })
+        .unwrap()
+    };
+    let (one, two, again) = (styled(1), styled(2), styled(2));
+    assert_eq!(max_abs_diff(&two, &again), 0.0);
+    let d = max_abs_diff(&one, &two);
+    assert!(d < 1e-4, "1 vs 2 replicas with styles {d}");
+    let plain = run_opts(TrainOptions {
+        batch: 64,
+        replicas: 1,
+        text_to_image: 0.5,
+        outliers: 4,
+        ..options()
+    })
+    .unwrap();
+    assert!(max_abs_diff(&one, &plain) > 1e-4);
+}
+
+#[test]
 fn crop_augmentation_is_seeded_and_changes_what_is_learned() {
     let crop = || {
         run_opts(TrainOptions {
