@@ -32,7 +32,9 @@ pub struct TuneArgs {
     /// Images per class to tune on (the first of each class folder).
     #[arg(long, default_value_t = 16)]
     pub shots: usize,
-    /// Images per class, after the shots, to calibrate the OOD threshold on.
+    /// Images per class, after the shots, to calibrate the OOD threshold on and to report
+    /// accuracy before and after on; 0 keeps the bundle's threshold and score settings (made
+    /// for its old prompt, so the flags may drift).
     #[arg(long, default_value_t = 100)]
     pub calibration: usize,
     #[arg(long, default_value_t = 4)]
@@ -114,7 +116,21 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         Ok((d.features, d.labels))
     };
     let (shots, shot_labels) = split(args.shots, 0, "shots")?;
-    let (calib, calib_labels) = split(args.calibration, args.shots, "calibration")?;
+    let (calib, calib_labels) = if args.calibration == 0 {
+        (Vec::new(), Vec::new())
+    } else {
+        split(args.calibration, args.shots, "calibration")?
+    };
+    // The bundle's own prompt on the held-out images, to say what tuning changed.
+    let before = if calib.is_empty() {
+        None
+    } else {
+        let text = class_features(&model, &tok, &classes, &bundle.prompt())?;
+        Some(deltaenergy::ood::eval::top1(
+            &cosine_similarities(&calib, &text),
+            &calib_labels,
+        )?)
+    };
 
     let tau = match args.tau {
         Some(t) => t,
@@ -137,6 +153,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     };
     let started = std::time::Instant::now();
     let mut last = Default::default();
+    let mut losses = Vec::with_capacity(opts.epochs);
     let context = tune(
         &model,
         &tok,
@@ -146,6 +163,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         &opts,
         &mut |epoch, p| {
             last = *p;
+            losses.push(p.loss);
             if epoch == 1 || epoch % 10 == 0 || epoch == opts.epochs {
                 eprintln!(
                     "epoch {epoch}/{}: loss {:.4} (CE {:.4}, ΔE {:.4})",
@@ -165,7 +183,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     let text = class_features(&model, &tok, &classes, &prompt)?;
     let sims = cosine_similarities(&calib, &text);
     let base = bundle.header.score;
-    let selection = if args.validation_outliers == 0 {
+    let selection = if args.validation_outliers == 0 || calib.is_empty() {
         None
     } else {
         let files: Vec<PathBuf> = folders
@@ -223,8 +241,22 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             outliers::names(&args.validation_kinds)
         ))
     );
-    let threshold = calibrate(&sims, &score, ScoreKind::DeltaEnergy, 0.95, note)?;
-    let calib_acc = deltaenergy::ood::eval::top1(&sims, &calib_labels)?;
+    let threshold = if calib.is_empty() {
+        bundle.header.threshold.clone()
+    } else {
+        Some(calibrate(
+            &sims,
+            &score,
+            ScoreKind::DeltaEnergy,
+            0.95,
+            note,
+        )?)
+    };
+    let after = if calib.is_empty() {
+        None
+    } else {
+        Some(deltaenergy::ood::eval::top1(&sims, &calib_labels)?)
+    };
     let shots_acc =
         deltaenergy::ood::eval::top1(&cosine_similarities(&shots, &text), &shot_labels)?;
 
@@ -240,7 +272,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     let changes = Rebundle {
         classes: classes.clone(),
         context: Some((context, args.n_ctx, opts.suffix.clone())),
-        threshold: Some(threshold.clone()),
+        threshold: threshold.clone(),
         score: selection.is_some().then_some(score),
         source: format!(
             "{tuned_from}; tuned: {} shots, n_ctx {}, λ {}, mask {}{}, τ {}, {} epochs, lr {}, seed {}",
@@ -263,13 +295,15 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         serde_json::json!({
             "out": args.out.display().to_string(),
             "seconds": seconds,
-            "loss": last.loss,
+            "bytes": out.len(),
+            "loss": losses,
             "cross_entropy": last.cross_entropy,
             "delta_energy": last.delta_energy,
             "tau": tau,
             "shots_accuracy": shots_acc,
-            "calibration_accuracy": calib_acc,
-            "threshold": threshold.value,
+            "before": { "accuracy": before },
+            "after": { "accuracy": after },
+            "threshold": threshold.as_ref().map(|t| t.value),
             "calibration_images": calib.len(),
             "score": { "c": score.c, "tau": score.tau },
             "selection": selection.as_ref().map(|s: &Selection| &s.trials),

@@ -242,6 +242,40 @@ fn train_convert_tune_eval() {
         "{note}"
     );
     assert_eq!(tuned["validation_kinds"], "gratings, polygons");
+    // The report: the loss of every epoch, accuracy on the held-out calibration images before
+    // (the bundle's own prompt) and after, the bundle's size.
+    assert_eq!(tuned["loss"].as_array().unwrap().len(), 3);
+    for when in ["before", "after"] {
+        let a = tuned[when]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a), "{when}: {a}");
+    }
+    let bytes = std::fs::metadata(p("ebm.bundle")).unwrap().len();
+    assert_eq!(tuned["bytes"].as_u64(), Some(bytes));
+
+    // No calibration images: the bundle's threshold and score settings are kept, and there is
+    // nothing held out to report accuracy on.
+    let again = ok(run_cli(&[
+        "tune",
+        "--model",
+        &p("ebm.bundle"),
+        "--train",
+        &p("train"),
+        "--shots",
+        "4",
+        "--calibration",
+        "0",
+        "--epochs",
+        "2",
+        "--no-cache",
+        "--out",
+        &p("ebm-again.bundle"),
+    ]));
+    assert_eq!(again["calibration_images"], 0);
+    assert_eq!(again["threshold"], tuned["threshold"]);
+    assert!(again["before"]["accuracy"].is_null() && again["after"]["accuracy"].is_null());
+    let kept = ok(run_cli(&["inspect", "--json", &p("ebm-again.bundle")]));
+    assert_eq!(kept["score"], header["score"]);
+    assert_eq!(kept["threshold"]["value"], header["threshold"]["value"]);
 
     let (cache, ebm, test, ood) = (p("cache"), p("ebm.bundle"), p("test"), p("ood"));
     let eval = |extra: &[&str]| {
