@@ -132,7 +132,10 @@ demo: web
 # 2. fine-tune it two epochs with synthetic outliers (outlier exposure, see src/train/outliers.rs);
 # 3. from its q8 weights, three more epochs of outlier exposure on 1,700 images a class with the
 #    strokes family added (what lets it flag digits);
-# 4. convert stages 1 and 3 to q8 (the first one is the study's "no outliers" baseline) and tune
+# 4. from its q8 weights, three epochs on all 48,000 images with styled captions (`--styles`: half
+#    the pictures greyed, darkened, brightened, blurred or inverted and captioned so), which teach
+#    the text tower to read the words before the class name, the context prompt tuning learns;
+# 5. convert stages 1 and 4 to q8 (the first one is the study's "no outliers" baseline) and tune
 #    EBM context vectors (METHOD.md's defaults); ΔEnergy's c and τ are chosen, and its threshold
 #    calibrated at 95% TPR, on a validation split: 100 held-out images per class and 1,000
 #    generated outliers of two families held out of training (no evaluation set).
@@ -150,15 +153,20 @@ demo-model: build
 	$(BIN) train --init $(DEMO_WORK)/oe4.q8.bundle --epochs 3 --lr 5e-4 --warmup 20 --outliers 16 \
 	  --outlier-kinds shuffled,dead-leaves,noise,fractal,strokes $(DEMO_DATA) --per-class 1700 --seed 1 \
 	  --out $(DEMO_WORK)/clip-oe
+	$(BIN) convert --hf $(DEMO_WORK)/clip-oe --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \
+	  --out $(DEMO_WORK)/oe.q8.bundle
+	$(BIN) train --init $(DEMO_WORK)/oe.q8.bundle --epochs 3 --lr 1e-3 --warmup 20 --outliers 16 \
+	  --outlier-kinds shuffled,dead-leaves,noise,fractal,strokes $(DEMO_DATA) --styles --seed 1 \
+	  --out $(DEMO_WORK)/clip-styles
 	$(MAKE) demo-bundle DEMO_WORK=$(DEMO_WORK)
 
-# The page's model from the two trained stages in $(DEMO_WORK)/clip and clip-oe: make demo-model's,
+# The page's model from the trained stages in $(DEMO_WORK)/clip and clip-styles: make demo-model's,
 # or those a GPU run returned (tools/gpu/train.sh): q8 bundles of both, then EBM tuning and the
 # validation split's choices.
 demo-bundle: build
 	$(BIN) convert --hf $(DEMO_WORK)/clip --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \
 	  --out $(DEMO_WORK)/no-outliers.q8.bundle
-	$(BIN) convert --hf $(DEMO_WORK)/clip-oe --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \
+	$(BIN) convert --hf $(DEMO_WORK)/clip-styles --tokenizer $(DATA)/clip-tokenizer --quant q8 --classes $(CLASSES) \
 	  --out $(DEMO_WORK)/base.q8.bundle
 	$(BIN) tune --model $(DEMO_WORK)/base.q8.bundle --train $(DATA)/cifar10/train --shots 16 --lambda 1 \
 	  --seed 0 --out $(DEMO_MODEL)

@@ -18,3 +18,4 @@ mod prompt;
 mod tokenizer;
 mod train;
 mod tune;
+mod tune_styles;

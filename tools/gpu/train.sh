@@ -2,14 +2,14 @@
 # The demo model's two training stages on the device's GPU (issue 14): burn's autodiff on wgpu
 # (Vulkan), within a fixed budget of seconds. tools/gpu/prepare.sh made .gpu and .gl here; then
 #   run(command="bash tools/gpu/train.sh", carry=[".gl", ".gpu"], timeout_s=600)
-# and, back here with the files it returned (clip/ and clip-oe/ under files_at/gpu):
+# and, back here with the files it returned (clip/ and clip-styles/ under files_at/gpu):
 #   make demo-bundle DEMO_WORK=<files_at>/gpu
 # which converts both stages to q8 and tunes, calibrates and writes the page's model as
 # `make demo-model` does after training on the CPU.
 #
 # The recipe is the CPU's (tools/train/cifar-clip.json, both halves of CLIP's loss, the same
-# 48,000 images, seed 0; outlier exposure with the five families, which the CPU recipe splits
-# over stages 2 and 3) scaled to a GPU: batches of 512, and random resized crops with colour
+# 48,000 images, seed 0; outlier exposure with the five families and styled captions, which the
+# CPU recipe splits over stages 2 to 4) scaled to a GPU: batches of 512, and random resized crops with colour
 # jitter (`--augment crop`) because a ViT trained for many epochs on 48,000 images learns them by
 # heart without them. `--time-limit` fits the epochs into the budget (STAGE1, STAGE2 seconds)
 # from the step time measured during warm-up; train.json records the epochs it chose, and
@@ -36,8 +36,8 @@ common=(--backend "$backend" --data "$work/cifar10-train" --per-class "$per_clas
 echo "== stage 1 ($(basename "$bin"), $backend): at most ${STAGE1}s"
 "$bin" train --config tools/train/cifar-clip.json "${common[@]}" --epochs 400 --lr 2e-3 \
   --warmup 300 --time-limit "$STAGE1" --out "$OUT/clip" 2>&1 | grep -v '^decoding\|XDG' || exit 1
-echo "== stage 2, outlier exposure: at most ${STAGE2}s"
+echo "== stage 2, outlier exposure and styled captions: at most ${STAGE2}s"
 "$bin" train --init "$OUT/clip" "${common[@]}" --epochs 20 --lr 5e-4 --warmup 40 --outliers $((batch / 8)) \
-  --outlier-kinds shuffled,dead-leaves,noise,fractal,strokes \
-  --time-limit "$STAGE2" --out "$OUT/clip-oe" 2>&1 | grep -v '^decoding\|XDG' || exit 1
+  --outlier-kinds shuffled,dead-leaves,noise,fractal,strokes --styles \
+  --time-limit "$STAGE2" --out "$OUT/clip-styles" 2>&1 | grep -v '^decoding\|XDG' || exit 1
 rm -rf "$work"
