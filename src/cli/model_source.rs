@@ -179,18 +179,12 @@ pub fn portable_path(path: &Path) -> String {
     }
 }
 
-/// The model's own temperature (see [`deltaenergy::ood::score::temperature`]).
-pub fn own_temperature(model: &Clip) -> Result<f64> {
-    let ls = f64::from(device::read_f32(model.logit_scale.val())?[0]);
-    Ok(deltaenergy::ood::score::temperature(ls))
-}
-
 impl Loaded {
     /// The bundle's score settings, else METHOD.md's at the model's own temperature.
     pub fn score_base(&self) -> Result<ScoreParams> {
         match &self.bundle {
             Some(b) => Ok(b.header.score),
-            None => Ok(ScoreParams::for_temperature(own_temperature(&self.model)?)),
+            None => Ok(ScoreParams::for_temperature(self.model.own_temperature()?)),
         }
     }
 

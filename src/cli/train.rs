@@ -287,11 +287,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         "outliers": args.outliers,
         "outlier_weight": args.outlier_weight,
         "outlier_kinds": args.outlier_kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        "templates": if args.styles {
-            deltaenergy::train::styles::STYLES.iter().map(|s| s.template().to_string()).collect()
-        } else {
-            opts.templates.clone()
-        },
+        "templates": opts.caption_templates(),
         "styles": args.styles,
         "threads": rayon::current_num_threads(),
         "train_seconds": train_seconds,

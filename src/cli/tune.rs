@@ -19,7 +19,7 @@ use deltaenergy::train::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};
 
 use super::features::{decoded_features, CacheArgs};
-use super::model_source::{own_temperature, portable_path, read_file, write_file};
+use super::model_source::{portable_path, read_file, write_file};
 
 #[derive(clap::Args, Debug)]
 pub struct TuneArgs {
@@ -134,7 +134,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
 
     let tau = match args.tau {
         Some(t) => t,
-        None => own_temperature(&model)?,
+        None => model.own_temperature()?,
     };
     let opts = TuneOptions {
         n_ctx: args.n_ctx,

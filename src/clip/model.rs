@@ -261,4 +261,12 @@ impl Clip {
     pub fn encode_token_ids(&self, sequences: &[Vec<u32>]) -> Result<Tensor<2>> {
         self.text.forward_ids(sequences)
     }
+
+    /// The model's own temperature, `1/exp(logit_scale)` capped at CLIP's
+    /// ([`crate::ood::score::temperature`]). Native only: it reads the scale back synchronously.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn own_temperature(&self) -> Result<f64> {
+        let ls = f64::from(crate::device::read_f32(self.logit_scale.val())?[0]);
+        Ok(crate::ood::score::temperature(ls))
+    }
 }

@@ -83,6 +83,18 @@ pub struct TrainOptions {
     pub time_limit: Option<f64>,
 }
 
+impl TrainOptions {
+    /// The caption templates training draws from: the styles' own with `styles`, else
+    /// `templates`.
+    pub fn caption_templates(&self) -> Vec<String> {
+        if self.styles {
+            STYLES.iter().map(|s| s.template().to_string()).collect()
+        } else {
+            self.templates.clone()
+        }
+    }
+}
+
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
@@ -551,11 +563,7 @@ pub fn train_from(
     if n == 0 || data.labels.len() != n {
         return Err(Error::Input("training needs labelled images".into()));
     }
-    let templates: Vec<String> = if opts.styles {
-        STYLES.iter().map(|s| s.template().to_string()).collect()
-    } else {
-        opts.templates.clone()
-    };
+    let templates = opts.caption_templates();
     if templates.is_empty() || opts.batch == 0 || opts.epochs == 0 {
         return Err(Error::Input(
             "training needs templates, a batch size and at least one epoch".into(),
@@ -650,8 +658,7 @@ pub fn train_from(
             for &j in chunk {
                 let view = View::draw(opts.augment, s, &mut rng);
                 let template = if opts.styles {
-                    let style = Style::draw(&mut rng);
-                    STYLES.iter().position(|&x| x == style).unwrap_or(0)
+                    Style::draw(&mut rng) as usize
                 } else {
                     (rng.next_u64() % t as u64) as usize
                 };

@@ -334,17 +334,11 @@ fn probe_the_demo_models_context() {
         .map(|r| r.unwrap())
         .collect();
     let f = image_features(&model, &imgs, 64, &|_| {}).unwrap();
-    let ids: Vec<i64> = tok
-        .encode_tokens("a photo of a")
-        .iter()
-        .map(|&i| i as i64)
-        .collect();
-    let ids = Tensor::<2, burn::tensor::Int>::from_data(TensorData::new(ids, [1, 4]), &dev);
-    let ctx0 = read_f32(model.text.embed_tokens(ids)).unwrap();
+    // The hand prompt's context, "a photo of a", as tuning starts from it.
+    let ctx0 =
+        deltaenergy::train::tune::initial_context(&model, &tok, &TuneOptions::default()).unwrap();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let tau = deltaenergy::ood::score::temperature(f64::from(
-        read_f32(model.logit_scale.val()).unwrap()[0],
-    ));
+    let tau = model.own_temperature().unwrap();
     for lambda in [0.0, 1.0] {
         let p = EbmParams {
             tau,

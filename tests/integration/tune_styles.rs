@@ -9,7 +9,7 @@ use deltaenergy::bundle::Bundle;
 use deltaenergy::clip::prompt::{class_features, Prompt};
 use deltaenergy::device::cpu;
 use deltaenergy::ood::metrics::auroc;
-use deltaenergy::ood::score::{cosine_similarities, delta_energy, temperature};
+use deltaenergy::ood::score::{cosine_similarities, delta_energy};
 use deltaenergy::train::dataset::{decode_all, image_features, ClassFolders};
 use deltaenergy::train::styles::Style;
 use deltaenergy::train::tune::{tune, EbmParams, TuneOptions};
@@ -62,9 +62,7 @@ fn tune_on_style(bytes: &[u8], data: &std::path::Path, style: Style, lambda: f64
     );
     let opts = TuneOptions {
         ebm: EbmParams {
-            tau: temperature(f64::from(
-                deltaenergy::device::read_f32(model.logit_scale.val()).unwrap()[0],
-            )),
+            tau: model.own_temperature().unwrap(),
             lambda,
             ..Default::default()
         },
