@@ -3,8 +3,8 @@
 //! The folders follow the data: [`clip`] is the model (config, tokenizer, image preprocessing,
 //! the burn modules and their loader, prompts), [`bundle`] the one-file format a scorer ships in
 //! (with quantization, conversion from Hugging Face weights and export back to them), [`ood`]
-//! the scores and their evaluation (plain f64 arithmetic, no burn), and [`train`] training and
-//! prompt tuning (native only). [`web`] is the browser's API. See ARCHITECTURE.md.
+//! the scores and their evaluation (plain f64 arithmetic, no burn), and [`train`] training
+//! (native only) and prompt tuning (natively and in the page). [`web`] is the browser's API. See ARCHITECTURE.md.
 //!
 //! Every module is also reachable at the crate root (`deltaenergy::ood::score`,
 //! `deltaenergy::clip::tokenizer`, …), the paths the CLI and the tests use.
@@ -15,7 +15,6 @@ pub mod device;
 pub mod error;
 pub mod ood;
 pub mod rng;
-#[cfg(not(target_family = "wasm"))]
 pub mod train;
 #[cfg(target_family = "wasm")]
 pub mod web;

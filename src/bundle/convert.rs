@@ -9,7 +9,6 @@ use crate::bundle::quant;
 use crate::bundle::{BundleWriter, ContextEntry, Header, Provenance, StoredDtype, Threshold};
 use crate::clip::config::ClipConfig;
 use crate::clip::loader::Weight;
-#[cfg(not(target_family = "wasm"))]
 use crate::clip::loader::WeightSource;
 use crate::clip::specs::{tensor_specs, TensorSpec};
 use crate::error::{Error, Result};
@@ -133,14 +132,23 @@ pub struct Rebundle {
     pub created: u64,
 }
 
-#[cfg(not(target_family = "wasm"))]
 /// A new bundle from `bundle` with `changes` (what `tune` writes): the weights are copied
-/// unchanged at their stored precision, the text features of the new classes precomputed.
+/// unchanged at their stored precision, with `text_features` (the new classes' unit rows under
+/// the new prompt, as the tuner's caller computed them on the same weights) precomputed.
 pub fn rebundle(
     bundle: &crate::bundle::Bundle,
     changes: Rebundle,
-    device: &Device,
+    text_features: &[Vec<f32>],
 ) -> Result<Vec<u8>> {
+    let dim = bundle.header.config.projection_dim;
+    if text_features.len() != changes.classes.len() || text_features.iter().any(|r| r.len() != dim)
+    {
+        return Err(Error::Input(format!(
+            "text features: {} rows for {} classes of width {dim}",
+            text_features.len(),
+            changes.classes.len()
+        )));
+    }
     let options = ConvertOptions {
         quant: bundle.header.quant.parse()?,
         classes: changes.classes,
@@ -153,13 +161,24 @@ pub fn rebundle(
         created: changes.created,
     };
     let merges = bundle.bytes(bundle.header.tokenizer).to_vec();
-    convert(
-        &bundle.header.config,
-        &mut crate::bundle::BundleSource::new(bundle),
-        merges,
-        &options,
-        device,
-    )
+    let mut source = crate::bundle::BundleSource::new(bundle);
+    let mut c = Converter::new(&bundle.header.config, merges, options)?;
+    while let Some(spec) = c.pending().cloned() {
+        let weight = if spec.linear {
+            source.take_linear(&spec.key, &spec.shape)?
+        } else {
+            Weight::F32(source.take(&spec.key, &spec.shape, spec.init)?)
+        };
+        c.push(weight)?;
+    }
+    let (mut writer, header) = c.into_parts()?;
+    let rows = header.classes.len();
+    let data = writer.f32_section(&text_features.concat());
+    let header = Header {
+        text_features: Some(crate::bundle::FeaturesEntry { rows, dim, data }),
+        ..header
+    };
+    writer.finish(header)
 }
 
 /// Seconds since the Unix epoch, for provenance (0 if the clock is before it).

@@ -7,14 +7,10 @@ use std::process::ExitCode;
 
 use deltaenergy::bundle::convert::{now, rebundle, Rebundle};
 use deltaenergy::bundle::Bundle;
-use deltaenergy::clip::prompt::class_features;
-use deltaenergy::clip::prompt::Prompt;
-use deltaenergy::ood::metrics::calibrate;
-use deltaenergy::ood::score::{cosine_similarities, ScoreKind};
-use deltaenergy::ood::select::{select_delta_energy, Selection};
-use deltaenergy::rng::Rng;
+use deltaenergy::clip::prompt::{class_features, Prompt};
 use deltaenergy::train::dataset::{decode_all, image_features, ClassFolders};
 use deltaenergy::train::outliers::{self, Kind};
+use deltaenergy::train::tune::plan::{self, Held, Report, Validation};
 use deltaenergy::train::tune::{tune, EbmParams, MaskRule, TuneOptions};
 use deltaenergy::{device, Error, Result};
 
@@ -30,12 +26,12 @@ pub struct TuneArgs {
     #[arg(long)]
     pub train: PathBuf,
     /// Images per class to tune on (the first of each class folder).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = plan::SHOTS)]
     pub shots: usize,
     /// Images per class, after the shots, to calibrate the OOD threshold on and to report
     /// accuracy before and after on; 0 keeps the bundle's threshold and score settings (made
     /// for its old prompt, so the flags may drift).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = plan::CALIBRATION)]
     pub calibration: usize,
     #[arg(long, default_value_t = 4)]
     pub n_ctx: usize,
@@ -101,13 +97,20 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     let classes = folders.classes.clone();
     let cache = args.cache.dir();
 
-    let split = |n: usize, skip: usize, label: &str| -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
-        let files = folders.take_per_class(n, skip);
-        let (paths, labels): (Vec<PathBuf>, Vec<usize>) = files.into_iter().unzip();
+    let labels: Vec<usize> = folders.files.iter().map(|(_, l)| *l).collect();
+    let split = plan::split(&labels, &classes, args.shots, args.calibration)?;
+    let paths = |idx: &[usize]| -> Vec<PathBuf> {
+        idx.iter().map(|&i| folders.files[i].0.clone()).collect()
+    };
+    let features = |idx: &[usize], label: &str| -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+        if idx.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let labels: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
         let d = decoded_features(
             &model,
             &vision,
-            &paths,
+            &paths(idx),
             Some(&labels),
             64,
             cache.as_deref(),
@@ -115,22 +118,8 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         )?;
         Ok((d.features, d.labels))
     };
-    let (shots, shot_labels) = split(args.shots, 0, "shots")?;
-    let (calib, calib_labels) = if args.calibration == 0 {
-        (Vec::new(), Vec::new())
-    } else {
-        split(args.calibration, args.shots, "calibration")?
-    };
-    // The bundle's own prompt on the held-out images, to say what tuning changed.
-    let before = if calib.is_empty() {
-        None
-    } else {
-        let text = class_features(&model, &tok, &classes, &bundle.prompt())?;
-        Some(deltaenergy::ood::eval::top1(
-            &cosine_similarities(&calib, &text),
-            &calib_labels,
-        )?)
-    };
+    let (shots, shot_labels) = features(&split.shots, "shots")?;
+    let (calib, calib_labels) = features(&split.calibration, "calibration")?;
 
     let tau = match args.tau {
         Some(t) => t,
@@ -152,8 +141,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    let mut last = Default::default();
-    let mut losses = Vec::with_capacity(opts.epochs);
+    let mut epochs = Vec::with_capacity(opts.epochs);
     let context = tune(
         &model,
         &tok,
@@ -162,8 +150,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         &shot_labels,
         &opts,
         &mut |epoch, p| {
-            last = *p;
-            losses.push(p.loss);
+            epochs.push(*p);
             if epoch == 1 || epoch % 10 == 0 || epoch == opts.epochs {
                 eprintln!(
                     "epoch {epoch}/{}: loss {:.4} (CE {:.4}, ΔE {:.4})",
@@ -174,48 +161,61 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
     )?;
     let seconds = started.elapsed().as_secs_f64();
 
-    // Calibrate with the bundle's own score settings, on images the tuning never saw.
     let prompt = Prompt::Context {
         vectors: context.clone(),
         n_ctx: args.n_ctx,
         suffix: opts.suffix.clone(),
     };
-    let text = class_features(&model, &tok, &classes, &prompt)?;
-    let sims = cosine_similarities(&calib, &text);
-    let base = bundle.header.score;
-    let selection = if args.validation_outliers == 0 || calib.is_empty() {
-        None
+    let after = class_features(&model, &tok, &classes, &prompt)?;
+    let before = class_features(&model, &tok, &classes, &bundle.prompt())?;
+    let validation = Validation {
+        outliers: args.validation_outliers,
+        kinds: args.validation_kinds.clone(),
+        cs: args.select_c.clone(),
+        taus: args.select_tau.clone(),
+    };
+    let outliers = if validation.outliers == 0 || calib.is_empty() {
+        Vec::new()
     } else {
-        let files: Vec<PathBuf> = folders
-            .take_per_class(args.calibration, args.shots)
+        let cfg = model.preprocess_config();
+        let sources: Vec<_> = decode_all(&paths(&split.calibration), &cfg, &|_| {})
             .into_iter()
-            .map(|(p, _)| p)
+            .filter_map(|r| r.ok())
             .collect();
-        let outliers = validation_outliers(
-            &model,
-            &files,
-            &args.validation_kinds,
-            args.validation_outliers,
+        let images = plan::validation_images(
+            &sources,
+            &validation.kinds,
+            validation.outliers,
+            cfg.crop_size,
             args.seed,
         )?;
-        let taus = args
-            .select_tau
-            .clone()
-            .unwrap_or_else(|| vec![base.tau, base.tau / 2.0, base.tau * 2.0]);
-        // Fewer classes than a c of the default grid: that c cannot be tried.
-        let cs: Vec<usize> = args
-            .select_c
-            .iter()
-            .copied()
-            .filter(|&c| args.select_c.len() == 1 || c < classes.len())
-            .collect();
-        let s = select_delta_energy(
-            &sims,
-            &cosine_similarities(&outliers, &text),
-            &cs,
-            &taus,
-            &base,
-        )?;
+        image_features(&model, &images, 64, &|_| {})?
+    };
+    let note = format!(
+        "{} images of {} (per class: positions {}..{}, disjoint from the {} tuning shots)",
+        calib.len(),
+        portable_path(&args.train),
+        args.shots,
+        args.shots + args.calibration,
+        args.shots,
+    );
+    let held = Held {
+        shots: &shots,
+        shot_labels: &shot_labels,
+        calibration: &calib,
+        calibration_labels: &calib_labels,
+        outliers: &outliers,
+    };
+    let a = plan::assess(
+        &before,
+        &after,
+        &held,
+        &bundle.header.score,
+        bundle.header.threshold.as_ref(),
+        &validation,
+        &note,
+    )?;
+    if let Some(s) = &a.selection {
         for t in &s.trials {
             eprintln!(
                 "validation: c {} τ {:.4}: AUROC {:.3}, FPR95 {:.3}",
@@ -223,125 +223,31 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
             );
         }
         eprintln!("chosen: c {}, τ {:.4}", s.chosen.c, s.chosen.tau);
-        Some(s)
-    };
-    let score = selection.as_ref().map_or(base, |s| s.params(&base));
-    let note = format!(
-        "{} images of {} (per class: positions {}..{}, disjoint from the {} tuning shots){}",
-        calib.len(),
-        portable_path(&args.train),
-        args.shots,
-        args.shots + args.calibration,
-        args.shots,
-        selection.as_ref().map_or(String::new(), |s| format!(
-            "; c {} and τ {} chosen on them against {} generated outliers ({})",
-            s.chosen.c,
-            s.chosen.tau,
-            args.validation_outliers,
-            outliers::names(&args.validation_kinds)
-        ))
-    );
-    let threshold = if calib.is_empty() {
-        bundle.header.threshold.clone()
-    } else {
-        Some(calibrate(
-            &sims,
-            &score,
-            ScoreKind::DeltaEnergy,
-            0.95,
-            note,
-        )?)
-    };
-    let after = if calib.is_empty() {
-        None
-    } else {
-        Some(deltaenergy::ood::eval::top1(&sims, &calib_labels)?)
-    };
-    let shots_acc =
-        deltaenergy::ood::eval::top1(&cosine_similarities(&shots, &text), &shot_labels)?;
+    }
 
-    // A bundle tuned before gets a new context in place of its old one: the provenance names
-    // where the weights came from, and this tuning only.
-    let mut tuned_from = bundle.header.provenance.source.clone();
-    if let Some(at) = tuned_from.find("; tuned: ") {
-        tuned_from.truncate(at);
-    }
-    if tuned_from.is_empty() {
-        tuned_from = portable_path(&args.model);
-    }
     let changes = Rebundle {
         classes: classes.clone(),
         context: Some((context, args.n_ctx, opts.suffix.clone())),
-        threshold: threshold.clone(),
-        score: selection.is_some().then_some(score),
-        source: format!(
-            "{tuned_from}; tuned: {} shots, n_ctx {}, λ {}, mask {}{}, τ {}, {} epochs, lr {}, seed {}",
+        threshold: a.threshold.clone(),
+        score: a.selection.is_some().then_some(a.score),
+        source: plan::provenance(
+            &bundle.header.provenance.source,
+            &portable_path(&args.model),
             args.shots,
-            args.n_ctx,
-            args.lambda,
-            args.mask,
-            if args.mask_by_label { " (label)" } else { "" },
-            tau,
-            args.epochs,
-            args.lr,
-            args.seed
+            &opts,
         ),
         created: now(),
     };
-    let out = rebundle(&bundle, changes, &device)?;
+    let out = rebundle(&bundle, changes, &after)?;
     write_file(&args.out, &out)?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "out": args.out.display().to_string(),
-            "seconds": seconds,
-            "bytes": out.len(),
-            "loss": losses,
-            "cross_entropy": last.cross_entropy,
-            "delta_energy": last.delta_energy,
-            "tau": tau,
-            "shots_accuracy": shots_acc,
-            "before": { "accuracy": before },
-            "after": { "accuracy": after },
-            "threshold": threshold.as_ref().map(|t| t.value),
-            "calibration_images": calib.len(),
-            "score": { "c": score.c, "tau": score.tau },
-            "selection": selection.as_ref().map(|s: &Selection| &s.trials),
-            "validation_kinds": selection.is_some().then(|| outliers::names(&args.validation_kinds)),
-        })
-    );
+    let report = Report::new(&epochs, &a, tau, calib.len(), seconds, out.len());
+    let mut json = serde_json::to_value(&report).map_err(|e| Error::Input(e.to_string()))?;
+    json["out"] = args.out.display().to_string().into();
+    json["validation_kinds"] = a
+        .selection
+        .is_some()
+        .then(|| outliers::names(&args.validation_kinds))
+        .into();
+    println!("{json}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Unit features of `n` outliers of `kinds` generated from the (decoded) calibration images,
-/// seeded apart from training's outliers so that none is an image training saw.
-fn validation_outliers(
-    model: &deltaenergy::Clip,
-    files: &[PathBuf],
-    kinds: &[Kind],
-    n: usize,
-    seed: u64,
-) -> Result<Vec<Vec<f32>>> {
-    if kinds.is_empty() {
-        return Err(Error::Input(
-            "validation outliers need at least one family to draw from".into(),
-        ));
-    }
-    let cfg = model.preprocess_config();
-    let sources: Vec<_> = decode_all(files, &cfg, &|_| {})
-        .into_iter()
-        .filter_map(|r| r.ok())
-        .collect();
-    if sources.is_empty() {
-        return Err(Error::Input("no calibration image could be read".into()));
-    }
-    let mut rng = Rng::new(seed ^ 0x7661_6c69_6461_7465); // "validate"
-    let images: Vec<_> = (0..n)
-        .map(|i| {
-            let mut one = Rng::new(rng.next_u64());
-            let source = &sources[i % sources.len()];
-            outliers::synthesize(kinds, source, cfg.crop_size, &mut one)
-        })
-        .collect();
-    image_features(model, &images, 64, &|_| {})
 }
