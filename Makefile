@@ -71,6 +71,8 @@ package: web
 
 PORT ?= 8080
 E2E := tests/e2e
+# The settings of the page = CLI tuning test; tests/e2e/tune.test.mjs passes the same ones.
+TUNE_E2E := --shots 4 --calibration 4 --epochs 5 --batch 8 --lambda 1 --validation-outliers 16 --seed 3
 IMPORT := target/e2e-import
 # The page in Debian's headless Chromium, on WebGPU (SwiftShader) and on the CPU, compared with
 # the CLI on the same bundle and images; imports from files and from the stand-in Hub; presets;
@@ -113,6 +115,21 @@ test-e2e: build package
 	# The demo model with CLIP's 80 templates (the page's "CLIP's 80 templates" choice).
 	$(BIN) score --json --model www/models/default.bundle --templates www/presets/cifar-10.json www/samples/cat.jpg \
 	  | node $(E2E)/expected.mjs > $(IMPORT)/expected-ensemble.json
+	# Prompt tuning (tune.test.mjs): the CLI tunes the demo model on three classes of cifar10/test
+	# (the first 8 pictures of each: 4 shots, 4 to calibrate), which the page must match. Without
+	# the data set the test says so and skips.
+	rm -rf $(IMPORT)/tune-data
+	if [ -d "$(DATA)/cifar10/test" ]; then \
+	  for c in airplane cat ship; do \
+	    mkdir -p $(IMPORT)/tune-data/$$c; \
+	    ls $(DATA)/cifar10/test/$$c | LC_ALL=C sort | head -8 | sed "s|^|$(DATA)/cifar10/test/$$c/|" \
+	      | xargs cp -t $(IMPORT)/tune-data/$$c/; \
+	  done; \
+	  $(BIN) tune --model www/models/default.bundle --train $(IMPORT)/tune-data $(TUNE_E2E) \
+	    --out $(IMPORT)/cli-tuned.bundle > $(IMPORT)/cli-tuned.json; \
+	  $(BIN) score --json --model $(IMPORT)/cli-tuned.bundle www/samples/cat.jpg www/samples/blotchy.jpg \
+	    | node $(E2E)/expected.mjs > $(IMPORT)/expected-tuned.json; \
+	fi
 	# One file a concern, one at a time (Chromium on two cores); NAME=… runs the tests whose name
 	# matches (node:test's --test-name-pattern), e.g. make test-e2e NAME=Hub.
 	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg E2E_IMPORT=$(IMPORT) \

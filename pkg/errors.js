@@ -11,7 +11,8 @@
  * - `IoError`: a download or a file read failed.
  * - `CrashError`: the wasm module trapped (a bug); the scorer restarts its worker.
  * - `DisposedError`: the scorer was disposed.
- * @typedef {'InputError' | 'ModelError' | 'DeviceError' | 'IoError' | 'CrashError' | 'DisposedError' | 'Error'} ErrorName
+ * - `AbortError`: the caller stopped it (`tune`'s `signal`); nothing changed.
+ * @typedef {'InputError' | 'ModelError' | 'DeviceError' | 'IoError' | 'CrashError' | 'DisposedError' | 'AbortError' | 'Error'} ErrorName
  */
 
 /** An error from the scorer. `name` says what kind of failure it was. */

@@ -33,6 +33,9 @@ export { ScorerError } from './errors.js';
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
 /** @typedef {import('./types.js').ScoreName} ScoreName */
 /** @typedef {import('./types.js').Scores} Scores */
+/** @typedef {import('./types.js').TuneExample} TuneExample */
+/** @typedef {import('./types.js').TuneOptions} TuneOptions */
+/** @typedef {import('./types.js').TuneReport} TuneReport */
 /** @typedef {import('./protocol.js').Op} Op */
 /**
  * A request's payload and what it transfers, or a way to make them again (to retry after the
@@ -279,6 +282,83 @@ export class DeltaEnergyScorer {
     const base = new URL(hub, typeof document !== 'undefined' ? document.baseURI : self.location.href).href;
     const source = { kind: 'hub', base, repo, revision };
     return this.#call('import', { payload: { source, quant, classes, cache, allowedOrigins: [new URL(base).origin] } }, onProgress);
+  }
+
+  /**
+   * Prompt tuning on your own pictures, in the worker, with the command line's `tune`: learns
+   * the context vectors (CoOp, or EBM with `lambda` > 0) for the classes the labels name, then
+   * judges the result on pictures it did not tune on, chooses ΔEnergy's settings and
+   * recalibrates the threshold on them. Per class (the distinct labels, in name order) the first
+   * `shots` examples tune and the next `calibration` judge, as `tune` takes them from a class
+   * folder. When it resolves the tuned model is in use (unless `apply: false`), and kept among
+   * the saved models with its provenance (unless `keep: false`); when it fails or is stopped
+   * (`signal`), the model in use is unchanged.
+   * @param {TuneExample[]} examples
+   * @param {TuneOptions} [options]
+   * @returns {Promise<TuneReport>}
+   */
+  async tune(examples, options = {}) {
+    const { onProgress, signal, keep = true, ood = [], ...settings } = options;
+    if (!Array.isArray(examples) || examples.length === 0) {
+      throw new ScorerError('tune takes a non-empty array of {image, label}', 'InputError');
+    }
+    const model = this.#model;
+    if (!model) throw new ScorerError('no model is loaded yet', 'InputError');
+    if (signal?.aborted) throw new ScorerError('tuning was stopped before it started', 'AbortError');
+    const make = async () => {
+      const images = [];
+      const labels = [];
+      /** @type {Transferable[]} */
+      const transfer = [];
+      for (const [i, ex] of examples.entries()) {
+        if (!ex || typeof ex !== 'object' || typeof ex.label !== 'string' || !ex.label.trim()) {
+          throw new ScorerError(`example ${i + 1} needs a label (a class name)`, 'InputError');
+        }
+        let m;
+        try {
+          m = await imageMessage(ex.image);
+        } catch (e) {
+          const where = `picture ${i + 1} (of \`${ex.label}\`)`;
+          if (e instanceof ScorerError) {
+            e.message = `${where}: ${e.message}`;
+            throw e;
+          }
+          throw new ScorerError(`${where}: ${e instanceof Error ? e.message : e}`, 'InputError');
+        }
+        images.push(m.message);
+        transfer.push(...m.transfer);
+        labels.push(ex.label);
+      }
+      const outliers = [];
+      for (const [i, image] of ood.entries()) {
+        const m = await imageMessage(image).catch((e) => {
+          throw new ScorerError(`out-of-distribution picture ${i + 1}: ${e instanceof Error ? e.message : e}`, 'InputError');
+        });
+        outliers.push(m.message);
+        transfer.push(...m.transfer);
+      }
+      const source = await model.source.source();
+      return { payload: { images, labels, ood: outliers, options: settings, model: source.message, keep }, transfer: [...transfer, ...source.transfer] };
+    };
+    const stop = () => {
+      this.#send('cancelTune', {}).catch(() => {});
+    };
+    signal?.addEventListener('abort', stop, { once: true });
+    /** @type {{report: Omit<TuneReport, 'bundle'>, info: ModelInfo, bundle: Uint8Array}} */
+    let result;
+    try {
+      result = await this.#call('tune', make, onProgress);
+    } finally {
+      signal?.removeEventListener('abort', stop);
+    }
+    if (settings.apply !== false) {
+      this.#model = { ...model, source: modelSource(result.bundle, []) };
+      this.#classes = null;
+      this.#threshold = undefined;
+      this.#calibration = null;
+      this.#setInfo(result.info);
+    }
+    return { ...result.report, bundle: result.bundle };
   }
 
   /** The models converted here before and kept (newest first). @returns {Promise<CachedModel[]>} */

@@ -35,6 +35,9 @@ export function modelId(source, quant, checkpointSha256 = '') {
     : `files ${checkpointSha256} ${quant}`;
 }
 
+/** The cache's key for a tuned bundle: its checksum (the 32 bytes of its header's). */
+export const tunedModelId = (sha256) => `tuned ${hex(sha256)}`;
+
 /** @returns {Promise<{bytes: Uint8Array, meta: CachedModel} | null>} */
 export async function findModel(id) {
   const cache = await open();

@@ -16,7 +16,7 @@
 /**
  * A request. Each gets exactly one final reply (`ok` or `error`) and any number of `progress`
  * replies before it. Requests that use the model run one at a time, in order; `judge`,
- * `cachedModels`, `cancelImport` and `cancelClasses` do not wait in line.
+ * `cachedModels` and the `cancel…` requests do not wait in line.
  * @typedef {{id: number} & (
  *   {op: 'load', source: ModelMessage, device: import('./types.js').DeviceRequest, precision: import('./types.js').PrecisionRequest, threads: 'auto' | number}
  *   | {op: 'classify', image: ImageMessage, topK: number}
@@ -30,8 +30,10 @@
  *   | {op: 'cachedModels'}
  *   | {op: 'cachedModel', modelId: string}
  *   | {op: 'deleteCachedModel', modelId: string}
+ *   | {op: 'tune', images: ImageMessage[], labels: string[], ood: ImageMessage[], model: ModelMessage, options: object, keep: boolean}
  *   | {op: 'cancelImport'}
  *   | {op: 'cancelClasses'}
+ *   | {op: 'cancelTune'}
  * )} Request
  */
 

@@ -152,6 +152,9 @@
  * - `ready`: the model is ready on `device`;
  * - `fallback`: WebGPU failed, the model now runs on the CPU (`reason` says why);
  * - `restart`: the scorer crashed and restarts its worker (`message` says why);
+ * - `tune`: prompt tuning's progress: image features of the pictures (`features`), the steps
+ *   (`train`, with the step's `loss`), the validation outliers (`outliers`), the judgement
+ *   (`assess`); `done` of `total`;
  * - `note`: something worth telling that changes nothing.
  * @typedef {{status: 'check'}
  *   | {status: 'download', loaded: number, total: number, cached: boolean}
@@ -164,6 +167,7 @@
  *   | {status: 'ready', device: Device, reason: DeviceReason, info: ModelInfo, loadMs: number, warmUpMs: number, cached: boolean}
  *   | {status: 'fallback', device: Device, reason: DeviceReason, info: ModelInfo}
  *   | {status: 'restart', message: string}
+ *   | {status: 'tune', stage: 'features' | 'train' | 'outliers' | 'assess', done: number, total: number, loss: number | null}
  *   | {status: 'note', message: string}} ProgressEvent
  */
 
@@ -216,6 +220,82 @@
  * @property {string} [commit] the commit that revision pointed to, which it was read at
  * @property {string} [file] the weights file it was converted from
  * @property {number} saved when it was kept (milliseconds since the Unix epoch)
+ * @property {{base: string, shots: number, lambda: number, epochs: number, seed: number, classes: string[], date: number}} [tuned]
+ *   a tuned model's provenance: the model it was tuned from (its provenance or checksum) and how
+ */
+
+/**
+ * A picture to tune on and its class.
+ * @typedef {object} TuneExample
+ * @property {Blob | ArrayBuffer | Uint8Array | URL | string} image an encoded picture (as
+ *   `classify` takes it; decoded pixels are not taken)
+ * @property {string} label its class name
+ */
+
+/**
+ * `tune`'s options: the command line's flags in camelCase, with its defaults.
+ * @typedef {object} TuneOptions
+ * @property {string[]} [classes] the classes to tune, in order; each needs pictures (default:
+ *   the labels, in name order, as the command line takes class folders)
+ * @property {number} [shots] pictures per class to tune on (16)
+ * @property {number} [calibration] pictures per class after them to judge and calibrate on; 0
+ *   keeps the model's threshold and score settings (100)
+ * @property {number} [epochs] (50)
+ * @property {number} [lambda] weight of ΔEnergy in the loss; 0 is CoOp (1)
+ * @property {number} [nCtx] context vectors (4)
+ * @property {string} [init] words whose embeddings start the context, one token per vector;
+ *   "" for random ("a photo of a")
+ * @property {number} [lr] SGD's learning rate (0.002)
+ * @property {number} [batch] (32)
+ * @property {number} [seed] (0)
+ * @property {number} [tau] the loss's temperature (the model's own)
+ * @property {'positive' | 'negative' | string} [mask] (`positive`)
+ * @property {boolean} [maskByLabel] (false)
+ * @property {number} [validationOutliers] generated outliers to choose ΔEnergy's c and τ on;
+ *   0 keeps the model's (1000)
+ * @property {string[]} [validationKinds] their families (gratings, polygons)
+ * @property {number[]} [selectC] (1, 2, 3, 5)
+ * @property {number[]} [selectTau] (the model's τ, half and twice it)
+ * @property {boolean} [apply] put the tuned model in use (true)
+ * @property {boolean} [keep] keep it among the saved models (true)
+ * @property {TuneExample['image'][]} [ood] pictures of no class, scored before and after for
+ *   `report.before.oodDeltaEnergy` and `report.after.oodDeltaEnergy` (none)
+ * @property {(event: ProgressEvent) => void} [onProgress]
+ * @property {AbortSignal} [signal] stops the tuning between steps (an `AbortError`)
+ */
+
+/**
+ * Pictures tuning did not see, judged with one prompt and score settings.
+ * @typedef {object} HeldOut
+ * @property {number | null} accuracy top-1 on the held-out pictures (null: none held out)
+ * @property {number[]} deltaEnergy each held-out picture's ΔEnergy
+ * @property {number[]} oodDeltaEnergy each `ood` picture's
+ * @property {number | null} auroc ΔEnergy's AUROC, held-out pictures against `ood` ones
+ */
+
+/**
+ * What tuning did: the command line's `tune` report in camelCase, plus the held-out pictures'
+ * ΔEnergy and the tuned bundle.
+ * @typedef {object} TuneReport
+ * @property {number} seconds the steps' time
+ * @property {number} bytes the tuned bundle's size
+ * @property {number[]} loss mean loss of each epoch
+ * @property {number} crossEntropy the last epoch's
+ * @property {number} deltaEnergy the last epoch's mean ΔE of the tuning pictures
+ * @property {number} tau the loss's temperature
+ * @property {number} shotsAccuracy top-1 on the tuning pictures, after
+ * @property {HeldOut} before on the held-out pictures with the model's own prompt and settings
+ * @property {HeldOut} after the same with the tuned context and the tuned bundle's settings
+ * @property {number | null} threshold the tuned bundle's ΔEnergy threshold (keeps 95% of the
+ *   held-out pictures)
+ * @property {number} calibrationImages
+ * @property {{c: number, tau: number}} score the tuned bundle's ΔEnergy settings
+ * @property {Array<{c: number, tau: number, auroc: number, fpr95: number}> | null} selection
+ * @property {string[]} classes the tuned classes, in order
+ * @property {number} steps
+ * @property {string} provenance the tuned bundle's
+ * @property {object} options every setting, defaults filled in
+ * @property {Uint8Array} bundle the tuned bundle (load it, keep it, or offer it for download)
  */
 
 /**

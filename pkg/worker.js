@@ -9,7 +9,7 @@ import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
 import { convert as convertCheckpoint, fromFiles, fromHub } from './checkpoint.js';
 import { browserMayDecode, bitmapPixels, decodeInBrowser } from './decode.js';
 import { isCommit, revisionInfo } from './hub.js';
-import { deleteModel, findModel, findSavedHubModel, findText, keepModel, keepText, listModels, modelId } from './models.js';
+import { deleteModel, findModel, findSavedHubModel, findText, keepModel, keepText, listModels, modelId, tunedModelId } from './models.js';
 import { threadedBuild } from './pool.js';
 
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
@@ -84,6 +84,8 @@ self.onmessage = (/** @type {MessageEvent<Request>} */ event) => {
         return requireScorer().judge(msg.scores);
       case 'import':
         return importCheckpoint(msg, progress);
+      case 'tune':
+        return tune(msg, progress);
       default:
         throw new ScorerError(`unknown request "${msg.op}"`, 'InputError');
     }
@@ -98,9 +100,17 @@ self.onmessage = (/** @type {MessageEvent<Request>} */ event) => {
     post({ id, kind: 'ok', value: Boolean(computingClasses) });
     return;
   }
+  if (msg.op === 'cancelTune') {
+    if (tuning) tuning.stop = true;
+    post({ id, kind: 'ok', value: Boolean(tuning) });
+    return;
+  }
   (msg.op === 'judge' || msg.op === 'cachedModels' ? booted.then(task) : serially(task)).then(
     // A bundle made here goes to the page without a copy.
-    (value) => post({ id, kind: 'ok', value }, value instanceof Uint8Array ? [value.buffer] : []),
+    (value) => {
+      const bundle = value instanceof Uint8Array ? value : value?.bundle instanceof Uint8Array ? value.bundle : null;
+      post({ id, kind: 'ok', value }, bundle ? [bundle.buffer] : []);
+    },
     (e) => post({ id, kind: 'error', error: explain(e) }),
   );
 };
@@ -344,4 +354,63 @@ async function importCheckpoint(msg, progress) {
   } finally {
     if (importing === controller) importing = null;
   }
+}
+
+/** The tuning in progress, which `cancelTune` stops between steps. */
+let tuning = null;
+
+/**
+ * Prompt tuning on the pictures given (`Scorer.tune`, the command line's `tune`), with the
+ * bytes of the model in use, whose weights go into the tuned bundle. The tuned bundle is kept
+ * among the saved models with its provenance unless `keep` is false.
+ */
+async function tune(msg, progress) {
+  const s = requireScorer();
+  const base = s.info();
+  let bytes;
+  if (msg.model?.kind === 'url') {
+    bytes = (await fetchBundle(checkUrl(msg.model.href, self.location.origin, msg.model.allowedOrigins ?? []), () => {})).bytes;
+  } else if (msg.model?.kind === 'bytes' && msg.model.bytes instanceof ArrayBuffer) {
+    bytes = new Uint8Array(msg.model.bytes);
+  } else {
+    throw new ScorerError('tune: the model in use could not be read again', 'InputError');
+  }
+  const encoded = (list, what) =>
+    (list ?? []).map((im, i) => {
+      if (im?.kind !== 'encoded' || !(im.bytes instanceof ArrayBuffer)) {
+        throw new ScorerError(`${what} ${i + 1}: tune takes encoded pictures (files, blobs, bytes or URLs), not pixels`, 'InputError');
+      }
+      return new Uint8Array(im.bytes);
+    });
+  const images = encoded(msg.images, 'picture');
+  const ood = encoded(msg.ood, 'out-of-distribution picture');
+  const job = { stop: false };
+  tuning = job;
+  let last = 0;
+  let result;
+  try {
+    result = await s.tune(bytes, images, msg.labels ?? [], ood, msg.options ?? {}, (/** @type {any} */ e) => {
+      const now = performance.now();
+      if (now - last > 100 || e.done === e.total || e.stage !== 'train') {
+        last = now;
+        progress({ status: 'tune', ...e });
+      }
+      return !job.stop; // false stops the tuning after this step
+    });
+  } catch (e) {
+    if (job.stop) throw new ScorerError(explain(e).message, 'AbortError');
+    throw e;
+  } finally {
+    if (tuning === job) tuning = null;
+  }
+  if (msg.keep !== false) {
+    const { report, bundle } = result;
+    const sha256 = bundle.subarray(16, 48);
+    const reader = { length: bundle.length, sha256, checkpointSha256: '', read: (a, b) => bundle.slice(a, b) };
+    const { shots, lambda, epochs, seed } = report.options;
+    const tuned = { base: base.provenance?.source || base.sha256, shots, lambda, epochs, seed, classes: report.classes, date: Date.now() };
+    const meta = { name: `tuned: ${report.classes.length} classes, λ ${tuned.lambda}, ${tuned.shots} shots`, source: report.provenance, quant: base.quant, tuned };
+    await keepModel(tunedModelId(sha256), reader, meta, (message) => progress({ status: 'note', message }));
+  }
+  return result;
 }

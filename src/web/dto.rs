@@ -9,6 +9,9 @@ use crate::clip::precision::Precision;
 use crate::device::Adapter;
 use crate::ood::classify::Classification;
 use crate::ood::score::{Scores, Threshold};
+use crate::ood::select::Trial;
+use crate::train::tune::plan::{self, ChosenScore, Validation};
+use crate::train::tune::TuneOptions;
 
 use super::js;
 
@@ -125,4 +128,104 @@ pub(super) fn scores_of(value: JsValue) -> Result<Vec<Scores>, JsValue> {
             energy_cropped: 0.0,
         })
         .collect())
+}
+
+/// `scorer.tune`'s options, named as the command line's flags in camelCase, with its defaults.
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub(super) struct JsTuneOptions {
+    /// The classes to tune, in order (none: the distinct labels in name order).
+    pub(super) classes: Option<Vec<String>>,
+    pub(super) shots: usize,
+    pub(super) calibration: usize,
+    pub(super) epochs: usize,
+    pub(super) lambda: f64,
+    pub(super) n_ctx: usize,
+    pub(super) init: String,
+    pub(super) lr: f64,
+    pub(super) batch: usize,
+    pub(super) seed: u64,
+    pub(super) tau: Option<f64>,
+    pub(super) mask: String,
+    pub(super) mask_by_label: bool,
+    pub(super) validation_outliers: usize,
+    pub(super) validation_kinds: Option<Vec<String>>,
+    pub(super) select_c: Option<Vec<usize>>,
+    pub(super) select_tau: Option<Vec<f64>>,
+    pub(super) apply: bool,
+}
+
+impl Default for JsTuneOptions {
+    fn default() -> Self {
+        let t = TuneOptions::default();
+        let v = Validation::default();
+        Self {
+            classes: None,
+            shots: plan::SHOTS,
+            calibration: plan::CALIBRATION,
+            epochs: t.epochs,
+            lambda: t.ebm.lambda,
+            n_ctx: t.n_ctx,
+            init: t.init.unwrap_or_default(),
+            lr: t.lr,
+            batch: t.batch,
+            seed: t.seed,
+            tau: None,
+            mask: t.ebm.mask.to_string(),
+            mask_by_label: t.ebm.mask_by_label,
+            validation_outliers: v.outliers,
+            validation_kinds: None,
+            select_c: None,
+            select_tau: None,
+            apply: true,
+        }
+    }
+}
+
+/// The report of the command line's `tune` (camelCase), and the held-out pictures' ΔEnergy
+/// before and after, for the page's histogram.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct JsTuneReport<'a> {
+    pub(super) seconds: f64,
+    pub(super) bytes: usize,
+    pub(super) loss: &'a [f64],
+    pub(super) cross_entropy: f64,
+    pub(super) delta_energy: f64,
+    pub(super) tau: f64,
+    pub(super) shots_accuracy: f64,
+    pub(super) before: JsHeld,
+    pub(super) after: JsHeld,
+    pub(super) threshold: Option<f64>,
+    pub(super) calibration_images: usize,
+    pub(super) score: &'a ChosenScore,
+    pub(super) selection: &'a Option<Vec<Trial>>,
+    pub(super) classes: &'a [String],
+    pub(super) steps: usize,
+    pub(super) provenance: &'a str,
+    /// Every setting, defaults filled in (`tau` the one the loss used).
+    pub(super) options: &'a JsTuneOptions,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct JsHeld {
+    pub(super) accuracy: Option<f64>,
+    /// ΔEnergy of each calibration picture with the bundle's settings (before) or the tuned
+    /// bundle's (after).
+    pub(super) delta_energy: Vec<f64>,
+    /// The same for the out-of-distribution pictures given (`ood`).
+    pub(super) ood_delta_energy: Vec<f64>,
+    /// How well ΔEnergy tells the two apart (none without both).
+    pub(super) auroc: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct JsTuneProgress {
+    pub(super) stage: &'static str,
+    pub(super) done: usize,
+    pub(super) total: usize,
+    /// The step's loss (stage "train").
+    pub(super) loss: Option<f64>,
 }

@@ -1,5 +1,5 @@
 //! The browser API (the only `#[wasm_bindgen]` surface): load a bundle from bytes, pick WebGPU
-//! or the CPU, set classes and the threshold, classify images, judge scores. The package in
+//! or the CPU, set classes and the threshold, classify images, judge scores, tune the prompt. The package in
 //! `pkg/` runs it in a worker; its keys are camelCase throughout. Every tensor read is
 //! asynchronous: a blocking read panics on wasm+wgpu and deadlocks in a Worker.
 
@@ -14,6 +14,7 @@ mod import;
 #[cfg(feature = "threads")]
 mod pool;
 mod scorer;
+mod tune;
 
 /// A JavaScript `Error` whose `name` says what kind of failure it is (see [`crate::Error::kind`]),
 /// so callers branch on `e.name === "DeviceError"` rather than on message text. With it `?`

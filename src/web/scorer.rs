@@ -39,7 +39,7 @@ pub(super) struct State {
     pub(super) adapter: Option<Adapter>,
     pub(super) reason: DeviceReason,
     pub(super) bytes: usize,
-    sha256: String,
+    pub(super) sha256: String,
 }
 
 pub(super) fn info(s: &State) -> Result<JsValue, JsValue> {
@@ -80,7 +80,7 @@ pub(super) fn info(s: &State) -> Result<JsValue, JsValue> {
 /// A loaded bundle, ready to classify. The package's `createScorer` is the friendlier way in.
 #[wasm_bindgen]
 pub struct Scorer {
-    state: Rc<RefCell<State>>,
+    pub(super) state: Rc<RefCell<State>>,
 }
 
 #[wasm_bindgen]

@@ -64,4 +64,9 @@ test('the objects the scorer sends have the fields pkg/types.js declares', async
   same([...output, 'decodedBy', 'device'], jsProperties(types, 'ClassifyResult'), 'ClassifyResult');
   const timings = /@property \{\{([^}]*)\}\} timings/.exec(types)[1].split(',').map((p) => p.split(':')[0].trim());
   same(rustFields(dto, 'Timings'), timings, 'ClassifyResult.timings');
+  // Tuning: the options the scorer reads and the package's own (kept in the worker, or
+  // JavaScript objects), the report it sends and the tuned bundle the package adds.
+  same([...rustFields(dto, 'JsTuneOptions'), 'keep', 'ood', 'onProgress', 'signal'], jsProperties(types, 'TuneOptions'), 'TuneOptions');
+  same([...rustFields(dto, 'JsTuneReport'), 'bundle'], jsProperties(types, 'TuneReport'), 'TuneReport');
+  same(rustFields(dto, 'JsHeld'), jsProperties(types, 'HeldOut'), 'HeldOut');
 });
