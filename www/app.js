@@ -14,6 +14,7 @@ import { initHubList } from './ui/hub-list.js';
 import { initPresets } from './ui/presets.js';
 import { initCalibration } from './ui/calibrate.js';
 import { refreshSavedModels } from './ui/saved-models.js';
+import { initTuning } from './ui/tune.js';
 
 const DEFAULT_MODEL = 'models/default.bundle';
 
@@ -37,6 +38,7 @@ initImport(params);
 initHubList();
 initPresets();
 initCalibration();
+initTuning();
 updateControls();
 setStatus('Starting the scorer…');
 // `?hf=ORG/NAME` (with `&hub=URL` for a mirror) imports from the Hub once the page is ready.
