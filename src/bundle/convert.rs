@@ -163,14 +163,7 @@ pub fn rebundle(
     let merges = bundle.bytes(bundle.header.tokenizer).to_vec();
     let mut source = crate::bundle::BundleSource::new(bundle);
     let mut c = Converter::new(&bundle.header.config, merges, options)?;
-    while let Some(spec) = c.pending().cloned() {
-        let weight = if spec.linear {
-            source.take_linear(&spec.key, &spec.shape)?
-        } else {
-            Weight::F32(source.take(&spec.key, &spec.shape, spec.init)?)
-        };
-        c.push(weight)?;
-    }
+    c.fill(&mut source)?;
     let (mut writer, header) = c.into_parts()?;
     let rows = header.classes.len();
     let data = writer.f32_section(&text_features.concat());
@@ -374,6 +367,19 @@ impl Converter {
         Ok(())
     }
 
+    /// Writes every pending tensor from `source` (a file, another bundle), as each is asked for.
+    pub fn fill(&mut self, source: &mut dyn WeightSource) -> Result<()> {
+        while let Some(spec) = self.pending().cloned() {
+            let weight = if spec.linear {
+                source.take_linear(&spec.key, &spec.shape)?
+            } else {
+                Weight::F32(source.take(&spec.key, &spec.shape, spec.init)?)
+            };
+            self.push(weight)?;
+        }
+        Ok(())
+    }
+
     /// The writer with every section but the text features, and the header to finish it with.
     fn into_parts(self) -> Result<(BundleWriter, Header)> {
         if let Some(spec) = self.pending() {
@@ -442,14 +448,7 @@ pub fn convert(
     device: &Device,
 ) -> Result<Vec<u8>> {
     let mut c = Converter::new(config, merges_gz, options.clone())?;
-    while let Some(spec) = c.pending().cloned() {
-        let weight = if spec.linear {
-            source.take_linear(&spec.key, &spec.shape)?
-        } else {
-            Weight::F32(source.take(&spec.key, &spec.shape, spec.init)?)
-        };
-        c.push(weight)?;
-    }
+    c.fill(source)?;
     let (mut writer, header) = c.into_parts()?;
     if options.classes.is_empty() || !options.text_features {
         return writer.finish(header);
