@@ -269,4 +269,10 @@ impl Clip {
         let ls = f64::from(crate::device::read_f32(self.logit_scale.val())?[0]);
         Ok(crate::ood::score::temperature(ls))
     }
+
+    /// [`Clip::own_temperature`] with the scale read back asynchronously (the browser's way).
+    pub async fn own_temperature_async(&self) -> Result<f64> {
+        let ls = f64::from(crate::device::read_f32_async(self.logit_scale.val()).await?[0]);
+        Ok(crate::ood::score::temperature(ls))
+    }
 }

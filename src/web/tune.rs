@@ -42,28 +42,84 @@ fn encoded(images: &js_sys::Array) -> Result<Vec<Vec<u8>>, JsValue> {
 }
 
 /// Decoded, resized and cropped pictures, as the command line's `decode_all` makes them; an
-/// unreadable one is an error that names it.
+/// unreadable one is an error that names it (`name(i)`).
 fn decode(
     images: &[Vec<u8>],
-    labels: &[String],
-    which: &[usize],
+    which: impl Iterator<Item = usize>,
     model: &Clip,
+    name: impl Fn(usize) -> String,
 ) -> Result<Vec<image::RgbImage>, Error> {
     let cfg = model.preprocess_config();
     which
-        .iter()
-        .map(|&i| {
+        .map(|i| {
             decode_rgb(&images[i])
                 .map(|img| resize_and_crop(&img, &cfg))
-                .map_err(|e| {
-                    Error::Input(format!(
-                        "picture {} (of `{}`) could not be read: {e}",
-                        i + 1,
-                        labels[i]
-                    ))
-                })
+                .map_err(|e| Error::Input(format!("{} could not be read: {e}", name(i))))
         })
         .collect()
+}
+
+/// The options from JavaScript, through JSON: serde-wasm-bindgen reads only the fields it
+/// knows, so a misspelt option would pass unnoticed.
+fn options_of(options: JsValue) -> Result<JsTuneOptions, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(JsTuneOptions::default());
+    }
+    serde_wasm_bindgen::from_value::<serde_json::Value>(options)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        .map_err(|e| js(Error::Input(format!("tune options: {e}"))))
+}
+
+/// The class list (`classes`, else the distinct labels in name order, as `tune` takes class
+/// folders) and each picture's class index.
+fn classes_of(
+    labels: &[String],
+    classes: Option<&[String]>,
+) -> crate::Result<(Vec<String>, Vec<usize>)> {
+    if let Some(i) = labels.iter().position(String::is_empty) {
+        return Err(Error::Input(format!("picture {} has no class name", i + 1)));
+    }
+    let classes = match classes {
+        Some(list) => crate::clip::embed::clean_classes(list)?,
+        None => {
+            let mut c = labels.to_vec();
+            c.sort();
+            c.dedup();
+            c
+        }
+    };
+    let index = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            classes.iter().position(|c| c == l).ok_or_else(|| {
+                Error::Input(format!(
+                    "picture {} is labelled `{l}`, which is not one of the classes",
+                    i + 1
+                ))
+            })
+        })
+        .collect::<crate::Result<_>>()?;
+    Ok((classes, index))
+}
+
+/// What chooses c and τ: the options' grid and families, else `tune`'s.
+fn validation_of(o: &JsTuneOptions) -> crate::Result<Validation> {
+    let d = Validation::default();
+    let kinds = match &o.validation_kinds {
+        None => d.kinds,
+        Some(k) => k
+            .iter()
+            .map(|s| s.parse::<Kind>().map_err(Error::Input))
+            .collect::<crate::Result<_>>()?,
+    };
+    Ok(Validation {
+        outliers: o.validation_outliers,
+        kinds,
+        cs: o.select_c.clone().unwrap_or(d.cs),
+        taus: o.select_tau.clone(),
+    })
 }
 
 /// Unit image features, `IMAGE_BATCH` pictures at a time.
@@ -115,16 +171,7 @@ impl Scorer {
     ) -> js_sys::Promise {
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let o: JsTuneOptions = if options.is_undefined() || options.is_null() {
-                JsTuneOptions::default()
-            } else {
-                // Through JSON: serde-wasm-bindgen reads only the fields it knows, so a misspelt
-                // option would pass unnoticed.
-                serde_wasm_bindgen::from_value::<serde_json::Value>(options)
-                    .map_err(|e| e.to_string())
-                    .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-                    .map_err(|e| js(Error::Input(format!("tune options: {e}"))))?
-            };
+            let o = options_of(options)?;
             let images = encoded(&images)?;
             let ood = encoded(&ood)?;
             if images.len() != labels.len() {
@@ -145,51 +192,10 @@ impl Scorer {
                 )));
             }
             let labels: Vec<String> = labels.iter().map(|l| l.trim().to_string()).collect();
-            if let Some(i) = labels.iter().position(String::is_empty) {
-                return Err(js(Error::Input(format!(
-                    "picture {} has no class name",
-                    i + 1
-                ))));
-            }
-            let classes = match &o.classes {
-                Some(list) => crate::clip::embed::clean_classes(list)?,
-                None => {
-                    let mut c = labels.clone();
-                    c.sort();
-                    c.dedup();
-                    c
-                }
-            };
-            let index: Vec<usize> = labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    classes.iter().position(|c| c == l).ok_or_else(|| {
-                        Error::Input(format!(
-                            "picture {} is labelled `{l}`, which is not one of the classes",
-                            i + 1
-                        ))
-                    })
-                })
-                .collect::<crate::Result<_>>()?;
+            let (classes, index) = classes_of(&labels, o.classes.as_deref())?;
             let split = plan::split(&index, &classes, o.shots, o.calibration)?;
             let mask: MaskRule = o.mask.parse()?;
-            let kinds: Vec<Kind> = match &o.validation_kinds {
-                None => Validation::default().kinds,
-                Some(k) => k
-                    .iter()
-                    .map(|s| s.parse::<Kind>().map_err(Error::Input))
-                    .collect::<crate::Result<_>>()?,
-            };
-            let validation = Validation {
-                outliers: o.validation_outliers,
-                kinds,
-                cs: o
-                    .select_c
-                    .clone()
-                    .unwrap_or_else(|| Validation::default().cs),
-                taus: o.select_tau.clone(),
-            };
+            let validation = validation_of(&o)?;
 
             let progress = |stage: &'static str, done: usize, total: usize, loss: Option<f64>| {
                 let Some(f) = &on_progress else {
@@ -210,41 +216,31 @@ impl Scorer {
             };
 
             // Every picture is read before any work, so a bad one fails at once.
-            let shot_images = decode(&images, &labels, &split.shots, &model)?;
-            let calib_images = decode(&images, &labels, &split.calibration, &model)?;
-            let n_images = shot_images.len() + calib_images.len();
-            let mut seen = 0;
-            let mut feature_progress =
-                |done: usize, _: usize| progress("features", seen + done, n_images, None);
-            let shots = features(&model, &shot_images, &mut feature_progress).await?;
-            seen = shots.len();
-            let mut feature_progress =
-                |done: usize, _: usize| progress("features", seen + done, n_images, None);
-            let calib = features(&model, &calib_images, &mut feature_progress).await?;
-            let ood_images = ood
-                .iter()
-                .enumerate()
-                .map(|(i, bytes)| {
-                    decode_rgb(bytes)
-                        .map(|img| resize_and_crop(&img, &model.preprocess_config()))
-                        .map_err(|e| {
-                            Error::Input(format!(
-                                "out-of-distribution picture {} could not be read: {e}",
-                                i + 1
-                            ))
-                        })
-                })
-                .collect::<crate::Result<Vec<_>>>()?;
+            let picture = |i: usize| format!("picture {} (of `{}`)", i + 1, labels[i]);
+            let n_shots = split.shots.len();
+            let images = decode(
+                &images,
+                split.shots.iter().chain(&split.calibration).copied(),
+                &model,
+                picture,
+            )?;
+            let ood_images = decode(&ood, 0..ood.len(), &model, |i| {
+                format!("out-of-distribution picture {}", i + 1)
+            })?;
+            let mut all = features(&model, &images, &mut |done, total| {
+                progress("features", done, total, None)
+            })
+            .await?;
+            let calib = all.split_off(n_shots);
+            let shots = all;
+            let calib_images = &images[n_shots..];
             let ood_features = features(&model, &ood_images, &mut |_, _| Ok(())).await?;
             let shot_labels: Vec<usize> = split.shots.iter().map(|&i| index[i]).collect();
             let calib_labels: Vec<usize> = split.calibration.iter().map(|&i| index[i]).collect();
 
             let tau = match o.tau {
                 Some(t) => t,
-                None => {
-                    let ls = read_f32_async(model.logit_scale.val()).await?;
-                    crate::ood::score::temperature(f64::from(ls[0]))
-                }
+                None => model.own_temperature_async().await?,
             };
             let opts = TuneOptions {
                 n_ctx: o.n_ctx,
@@ -299,7 +295,7 @@ impl Scorer {
                 Vec::new()
             } else {
                 let made = plan::validation_images(
-                    &calib_images,
+                    calib_images,
                     &validation.kinds,
                     validation.outliers,
                     model.preprocess_config().crop_size,
