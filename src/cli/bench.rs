@@ -122,6 +122,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             t.num_hidden_layers,
             args.iters
         );
+        let acts = deltaenergy::clip::qmatmul::activations();
+        println!(
+            "cpu int8 kernel: {} (activations {acts:?})",
+            deltaenergy::clip::qmatmul::Kernel::detect(acts).name()
+        );
         println!(
             "{:<10} {:<6} {:>5} {:>12} {:>12} {:>12} {:>12}",
             "backend", "tower", "batch", "median_ms", "min_ms", "ms/item", "first_ms"

@@ -22,6 +22,11 @@ use deltaenergy::Result;
 #[derive(Parser, Debug)]
 #[command(name = "deltaenergy", version, about = "ΔEnergy OOD scoring for CLIP")]
 struct Cli {
+    /// How the CPU quantizes activations for int8 weights (q8/q4 bundles): i16 (W8A16, the f32
+    /// product's numbers to about 1e-5) or i8 (W8A8: faster on CPUs with AVX-512 VNNI, twice
+    /// the rounding error; docs/PERFORMANCE.md gives its accuracy).
+    #[arg(long, global = true, default_value = "i16")]
+    activations: deltaenergy::clip::qmatmul::Activations,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,6 +126,7 @@ pub fn run() -> Result<ExitCode> {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    deltaenergy::clip::qmatmul::set_activations(cli.activations);
     let sub = |name: &str| -> ArgMatches {
         matches
             .subcommand_matches(name)

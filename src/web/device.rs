@@ -166,7 +166,7 @@ pub(super) fn engine(
         let kernels = if AUTOTUNED { "autotuned" } else { "untuned" };
         return format!("burn wgpu (WGSL kernels, {kernels}) on {on}, {matmul}");
     }
-    let simd = crate::clip::qmatmul::Kernel::detect().name();
+    let simd = crate::clip::qmatmul::Kernel::detect(crate::clip::qmatmul::activations()).name();
     let matmul = if quantized {
         format!("{quant} weights one byte each, int8 matmul ({simd})")
     } else {

@@ -414,6 +414,25 @@ fn convert_inspect_and_use_a_bundle() {
     let (cos, _) = compare(&floats(&e[0]["embedding"]), &png_image(&r).embedding);
     assert!(cos > 0.999, "{cos}");
 
+    // i8 activations (W8A8) reach the kernel: other numbers, still near transformers'.
+    let embed_with = |acts: &str| {
+        run_cli(&[
+            "embed",
+            "--json",
+            "--activations",
+            acts,
+            "--model",
+            out.to_str().unwrap(),
+            "--image",
+            png.to_str().unwrap(),
+        ])
+    };
+    let e8 = floats(&json_lines(&embed_with("i8"))[0]["embedding"]);
+    assert_ne!(e8, floats(&e[0]["embedding"]));
+    let (cos8, _) = compare(&e8, &png_image(&r).embedding);
+    assert!(cos8 > 0.995, "{cos8}");
+    assert_clean_failure(&embed_with("i4"), "i16 or i8");
+
     // A damaged bundle is a clear error.
     let mut bytes = std::fs::read(&out).unwrap();
     let at = bytes.len() / 2;

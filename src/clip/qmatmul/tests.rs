@@ -1,0 +1,254 @@
+use super::*;
+use crate::rng::Rng;
+
+fn random(n: usize, rng: &mut Rng, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| (rng.uniform() * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+/// A weight quantized as the converter does, its dequantized f32 copy `[n, k]`.
+fn weight(n: usize, k: usize, bits: u32, rng: &mut Rng) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
+    let w = random(n * k, rng, 0.05);
+    let q = crate::bundle::quant::quantize_blocks(&w, k, BLOCK, bits).unwrap();
+    let values = crate::bundle::quant::unpack(&q.packed, n * k, bits);
+    let deq = crate::bundle::quant::dequantize(&values, &q.scales, BLOCK);
+    (values, q.scales, deq)
+}
+
+fn f32_matmul(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, bias: &[f32]) -> Vec<f32> {
+    let mut y = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let dot: f64 = (0..k)
+                .map(|t| x[i * k + t] as f64 * w[j * k + t] as f64)
+                .sum();
+            y[i * n + j] = dot as f32 + bias[j];
+        }
+    }
+    y
+}
+
+/// Every kernel this CPU runs for a scheme: the portable reference first.
+fn kernels(acts: Activations) -> Vec<Kernel> {
+    let mut all = vec![Kernel::Portable];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            all.push(Kernel::Avx2);
+        }
+        if has!("avx512f") && has!("avx512bw") {
+            all.push(Kernel::Avx512);
+        }
+    }
+    let best = Kernel::detect(acts);
+    if !all.contains(&best) {
+        all.push(best);
+    }
+    all
+}
+
+/// Every kernel, in both schemes, equals the dequantized f32 product up to the activations'
+/// rounding: at most half a step (row max / 32767, or / 127) per value, times the weights it
+/// meets, plus f32 summation slack. The shapes cover odd block counts (the VNNI kernel's half
+/// step), tiles' ragged edges and q4 weights.
+#[test]
+fn equals_the_dequantized_f32_matmul() {
+    let mut rng = Rng::new(7);
+    for &(m, n, k, bits) in &[
+        (1, 3, 32, 8),
+        (50, 37, 96, 8),
+        (7, 64, 768, 4),
+        (9, 17, 64, 8),
+        (13, 21, 160, 8),
+    ] {
+        let (values, scales, deq) = weight(n, k, bits, &mut rng);
+        let mut x = random(m * k, &mut rng, 3.0);
+        x[0] = 40.0; // an outlier channel, as CLIP's residual stream has
+        let bias = random(n, &mut rng, 0.5);
+        let w = QWeight {
+            values: &values,
+            scales: &scales,
+            n,
+            k,
+        };
+        let want = f32_matmul(&x, m, &deq, n, k, &bias);
+        for acts in [Activations::I16, Activations::I8] {
+            for kernel in kernels(acts) {
+                let got = matmul_with(&x, m, w, Some(&bias), acts, kernel).unwrap();
+                for i in 0..m {
+                    for j in 0..n {
+                        let (xr, wr) = (&x[i * k..(i + 1) * k], &deq[j * k..(j + 1) * k]);
+                        let step = xr.iter().fold(0f32, |a, v| a.max(v.abs())) / acts.levels();
+                        let bound = step / 2.0 * wr.iter().map(|v| v.abs()).sum::<f32>();
+                        let magnitude: f32 = xr.iter().zip(wr).map(|(a, b)| (a * b).abs()).sum();
+                        let bound = bound + 1e-6 * magnitude + 1e-6;
+                        let err = (got[i * n + j] - want[i * n + j]).abs();
+                        assert!(
+                            err <= bound,
+                            "{acts:?} {} {m}×{n}×{k} q{bits} [{i},{j}]: {err} > {bound}",
+                            kernel.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Within a scheme, every kernel gives the portable kernel's numbers to f32 summation order: the
+/// i8 scheme's values are the same whether the VNNI kernel or an i16 one multiplies them.
+#[test]
+fn kernels_agree() {
+    let mut rng = Rng::new(8);
+    for &(m, n, k) in &[(11, 5, 128), (6, 9, 96)] {
+        let (values, scales, _) = weight(n, k, 8, &mut rng);
+        let x = random(m * k, &mut rng, 1.0);
+        let w = QWeight {
+            values: &values,
+            scales: &scales,
+            n,
+            k,
+        };
+        for acts in [Activations::I16, Activations::I8] {
+            let want = matmul_with(&x, m, w, None, acts, Kernel::Portable).unwrap();
+            for kernel in kernels(acts) {
+                let got = matmul_with(&x, m, w, None, acts, kernel).unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                        "{acts:?} {}: {g} vs {w}",
+                        kernel.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The schemes differ: i8 activations round visibly where i16 ones do not (a test that the
+/// setting reaches the kernel, not only the quantizer's bound).
+#[test]
+fn i8_activations_round_coarser() {
+    let (values, scales) = (vec![1i8; 32], vec![1.0f32]);
+    let w = QWeight {
+        values: &values,
+        scales: &scales,
+        n: 1,
+        k: 32,
+    };
+    let mut x = vec![0.004f32; 32];
+    x[0] = 1.0;
+    let exact = 1.0 + 31.0 * 0.004;
+    for kernel in kernels(Activations::I8) {
+        let y8 = matmul_with(&x, 1, w, None, Activations::I8, kernel).unwrap()[0];
+        // 0.004 · 127 = 0.508 rounds to 1 step of 1/127.
+        assert!(
+            (y8 - (1.0 + 31.0 / 127.0)).abs() < 1e-5,
+            "{}: {y8}",
+            kernel.name()
+        );
+    }
+    let y16 = matmul_with(&x, 1, w, None, Activations::I16, Kernel::Portable).unwrap()[0];
+    assert!((y16 - exact).abs() < 1e-3, "{y16}");
+}
+
+#[test]
+fn dequantize_is_values_times_scales() {
+    let mut rng = Rng::new(9);
+    let (values, scales, deq) = weight(6, 96, 8, &mut rng);
+    let w = QWeight {
+        values: &values,
+        scales: &scales,
+        n: 6,
+        k: 96,
+    };
+    assert_eq!(dequantize(w).unwrap(), deq);
+}
+
+/// Figures, not a check: the kernel against f32 gemm (burn's CPU matmul) on ViT-B/32 shapes,
+/// for [`int8_pays`]. Ignored by default; run it as its doc above says.
+#[test]
+#[ignore]
+fn speed() {
+    use burn::tensor::{Tensor, TensorData};
+    let dev = crate::device::cpu();
+    let mut rng = Rng::new(10);
+    for &(m, n, k) in &[
+        (50, 3072, 768),
+        (100, 3072, 768),
+        (200, 3072, 768),
+        (400, 768, 3072),
+    ] {
+        let (values, scales, deq) = weight(n, k, 8, &mut rng);
+        let x = random(m * k, &mut rng, 1.0);
+        let w = QWeight {
+            values: &values,
+            scales: &scales,
+            n,
+            k,
+        };
+        let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), &dev);
+        let wt = Tensor::<2>::from_data(TensorData::new(deq, [n, k]), &dev).transpose();
+        let time = |f: &mut dyn FnMut()| {
+            f();
+            let t = std::time::Instant::now();
+            for _ in 0..10 {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 100.0
+        };
+        let f32_ms = time(&mut || drop(xt.clone().matmul(wt.clone()).into_data()));
+        let deq_ms = time(&mut || drop(dequantize(w).unwrap()));
+        let mut line = format!("{m}×{n}×{k}: f32 gemm {f32_ms:.2} ms, dequantize {deq_ms:.2} ms");
+        for acts in [Activations::I16, Activations::I8] {
+            for kernel in kernels(acts).into_iter().skip(1) {
+                let ms = time(&mut || drop(matmul_with(&x, m, w, None, acts, kernel).unwrap()));
+                line += &format!(", {acts:?} {} {ms:.2} ms", kernel.name());
+            }
+        }
+        eprintln!("{line}");
+    }
+}
+
+#[test]
+fn non_finite_input_gives_non_finite_output() {
+    let (values, scales) = (vec![1i8; 32], vec![0.5f32]);
+    let w = QWeight {
+        values: &values,
+        scales: &scales,
+        n: 1,
+        k: 32,
+    };
+    let mut x = vec![1f32; 32];
+    x[3] = f32::NAN;
+    assert!(!matmul(&x, 1, w, None).unwrap()[0].is_finite());
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let (values, scales) = (vec![0i8; 64], vec![0f32; 2]);
+    let w = QWeight {
+        values: &values,
+        scales: &scales,
+        n: 2,
+        k: 32,
+    };
+    assert!(matmul(&[0.0; 31], 1, w, None).is_err());
+    assert!(matmul(&[0.0; 32], 1, w, Some(&[0.0])).is_err());
+    let w = QWeight {
+        values: &values,
+        scales: &scales[..1],
+        n: 1,
+        k: 64,
+    };
+    assert!(matmul(&[0.0; 64], 1, w, None).is_err());
+    let w = QWeight {
+        values: &values[..48],
+        scales: &scales[..1],
+        n: 1,
+        k: 48,
+    };
+    assert!(matmul(&[0.0; 48], 1, w, None).is_err());
+}
