@@ -16,6 +16,23 @@ mod pool;
 mod scorer;
 mod tune;
 
+/// Runs the module's static constructors (the `inventory` registrations burn's GPU runtime makes)
+/// once, when the module is instantiated. A module that never calls `__wasm_call_ctors` itself is
+/// linked by wasm-ld as a "command", and then every export runs all the constructors again
+/// first: the scorer calls into the module many times a picture, and with this call V8's
+/// profiler found the CPU scorer's worker busy a third less (docs/PERFORMANCE.md). Calling it
+/// here, once, is what turns the wrapping off; inventory ignores a second registration, so threads that instantiate the
+/// module again are safe.
+#[wasm_bindgen(start)]
+fn start() {
+    unsafe extern "C" {
+        fn __wasm_call_ctors();
+    }
+    // SAFETY: the linker's own constructor runner, with no arguments; the constructors only
+    // register static items.
+    unsafe { __wasm_call_ctors() }
+}
+
 /// A JavaScript `Error` whose `name` says what kind of failure it is (see [`crate::Error::kind`]),
 /// so callers branch on `e.name === "DeviceError"` rather than on message text. With it `?`
 /// turns the crate's errors into JavaScript ones.
