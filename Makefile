@@ -205,19 +205,26 @@ $(BENCH)/hf/model.safetensors:
 $(BENCH)/ours.%.bundle: $(BENCH)/hf/model.safetensors | build
 	$(BIN) convert --hf $(BENCH)/hf --tokenizer $(DATA)/clip-tokenizer --quant $* --classes $(BENCH_CLASSES) --out $@
 
-# The CPU image and text towers natively at batch 1 and 8: ours at f32 and q8, then PyTorch and
-# ONNX Runtime (fp32, q8) on the same weights, in one run.
+# The CPU image and text towers natively at batch 1 and 8: ours at f32 and q8 (activations i16,
+# then i8), then PyTorch and ONNX Runtime (fp32, q8) on the same weights, in one run; then where
+# our q8 image tower's time goes, by operation (tools/profile/perf-ops.sh, where perf is).
 bench: build $(BENCH)/ours.f32.bundle $(BENCH)/ours.q8.bundle
 	$(BIN) bench --model $(BENCH)/ours.f32.bundle --backends cpu
 	$(BIN) bench --model $(BENCH)/ours.q8.bundle --backends cpu
+	$(BIN) bench --model $(BENCH)/ours.q8.bundle --backends cpu --activations i8
 	tools/reference/run.sh bench_ref.py --hf $(BENCH)/hf --onnx $(BENCH)/tjs/onnx
+	@if command -v perf >/dev/null; then for a in i16 i8; do \
+	  echo "== where the q8 image tower's time goes, batch 1, activations $$a (perf)"; \
+	  ITERS=10 tools/profile/perf-ops.sh $(BENCH)/ours.q8.bundle image 1 --activations $$a; done; \
+	else echo "perf is not installed: no per-operation breakdown"; fi
 
 # The page's CPU path against transformers.js in headless Chromium (tools/web/bench-web.sh).
 bench-web: web $(BENCH)/ours.q8.bundle
 	tools/web/bench-web.sh $(BENCH)
 
 # Bundle sizes and accuracy at every precision for the full-size configs (seeded random
-# weights), against the f32 bundle on a few hundred real images. Writes to $(REPORT).
+# weights), against the f32 bundle on a few hundred real images; q8-a8 and q4-a8 are the int8
+# bundles with the CPU's activations in i8 (W8A8). Writes to $(REPORT).
 REPORT ?= /tmp/deltaenergy-report
 CLASSES := airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck
 quant-report: build
@@ -225,8 +232,9 @@ quant-report: build
 	for cfg in config config-b16; do for q in f32 f16 q8 q4; do \
 	  $(BIN) convert --random $(DATA)/clip-tokenizer/$$cfg.json --tokenizer $(DATA)/clip-tokenizer \
 	    --quant $$q --classes $(CLASSES) --out $(REPORT)/$$cfg-$$q.bundle | head -1; done; done
-	for q in f16 q8 q4; do echo "== ViT-B/32 $$q against f32"; \
-	  $(BIN) compare --base $(REPORT)/config-f32.bundle --model $(REPORT)/config-$$q.bundle --classes $(CLASSES) \
+	for q in f16 q8 q4 q8-a8 q4-a8; do echo "== ViT-B/32 $$q against f32"; \
+	  $(BIN) compare --base $(REPORT)/config-f32.bundle --model $(REPORT)/config-$${q%-a8}.bundle --classes $(CLASSES) \
+	    $$(case $$q in *-a8) echo --activations i8;; esac) \
 	    --per-dir 60 $(DATA)/cifar10/test $(DATA)/imagenet-samples $(DATA)/dtd $(DATA)/mnist-test $(DATA)/gallery; done
 
 # Fuzz what a stranger's file reaches: the bundle reader, and the checkpoint import's readers

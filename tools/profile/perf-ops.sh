@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Where the CPU's time goes in one `deltaenergy bench` case, by operation: `perf record` on the
+# command, its self time grouped by symbol into the model's operations (the table in
+# docs/PERFORMANCE.md). Loading the model is sampled too and shown as its own line; the rest is
+# the forward passes.
+#
+#   tools/profile/perf-ops.sh BUNDLE TOWER BATCH [extra bench flags, e.g. --activations i8]
+set -euo pipefail
+bundle=${1:?usage: perf-ops.sh BUNDLE TOWER BATCH [flags]}; tower=${2:?}; batch=${3:?}; shift 3
+bin=${BIN:-target/release/deltaenergy}
+data=$(mktemp)
+trap 'rm -f "$data"' EXIT
+perf record -q -F 999 -o "$data" "$bin" bench --model "$bundle" --backends cpu --towers "$tower" \
+  --batches "$batch" --iters "${ITERS:-20}" "$@" | grep '^cpu' >&2
+perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null | awk '
+  /^ +[0-9.]+%/ {
+    pct = $1; sub(/%/, "", pct); kern = ($2 == "[k]"); sym = $0; sub(/^ +[0-9.]+% +\[[^]]*\] +/, "", sym)
+    op = "other"
+    if (sym ~ /qmatmul::(avx2|avx512|simd128|portable)|qmatmul::.*run/) op = "int8 matmul kernel"
+    else if (sym ~ /qmatmul::(matmul|quantize|dequantize)/) op = "int8: activation quantization, bias"
+    else if (sym ~ /gemm|microkernel/) op = "f32 matmul (gemm)"
+    else if (sym ~ /expf|exp/) op = "exp (softmax, sigmoid)"
+    else if (sym ~ /attention/) op = "attention (flex, besides exp and gemm)"
+    else if (sym ~ /layer_norm|layernorm|reduce|sum_dim|mean/) op = "LayerNorm and reductions"
+    else if (sym ~ /unary|binary|scalar_op|macerator/) op = "elementwise (flex: add, mul, GELU)"
+    else if (sym ~ /memmove|memcpy|copy|contiguous|permute|transpose|gather|cat/) op = "copies (reshape, transpose, cat)"
+    else if (sym ~ /memset|malloc|free|alloc|page|clear_page|mmap/) op = "allocation, zeroing, page faults"
+    else if (sym ~ /sha2|loader|bundle|from_iter|WeightSource|quantized/) op = "loading the model (not the forward)"
+    else if (kern || sym ~ /rayon|futex|sched_yield/) op = "threads (rayon wake-ups, kernel)"
+    t[op] += pct
+    if (op == "other" && pct >= 0.3) others = others sprintf("%.1f%% %s; ", pct, substr(sym, 1, 60))
+  }
+  END {
+    load = t["loading the model (not the forward)"]
+    for (op in t) if (op !~ /^loading/) printf "%6.1f%%  %s\n", 100 * t[op] / (100 - load), op
+    printf "(shares of the forward passes; loading was %.1f%% of all samples)\n", load > "/dev/stderr"
+    if (others != "") printf "other: %s\n", others > "/dev/stderr"
+  }' | sort -rn
