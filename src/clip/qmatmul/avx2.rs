@@ -46,13 +46,10 @@ unsafe fn tile<const R: usize, const C: usize>(
             }
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
-        let xs = *a.scales.get_unchecked(r0 + r);
-        for (c, &v) in acc.iter().enumerate() {
-            let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            let h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-            out.set(r0 + r, j0 + c, _mm_cvtss_f32(h) * xs);
-        }
-    }
+    out.tile(&acc, &a.scales, r0, j0, |v| {
+        let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        let h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+        _mm_cvtss_f32(h)
+    });
 }

@@ -57,12 +57,7 @@ unsafe fn tile<const R: usize, const C: usize>(
             }
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
-        let xs = *a.scales.get_unchecked(r0 + r);
-        for (c, &v) in acc.iter().enumerate() {
-            out.set(r0 + r, j0 + c, sum(v) * xs);
-        }
-    }
+    out.tile(&acc, &a.scales, r0, j0, |v| sum(v));
 }
 
 /// A VNNI tile: per column, a weight step, its correction and its scales take 3 registers.
@@ -129,10 +124,5 @@ unsafe fn tile_vnni<const R: usize, const C: usize>(
         }
         b += 2;
     }
-    for (r, acc) in acc.iter().enumerate() {
-        let xs = *a.scales.get_unchecked(r0 + r);
-        for (c, &v) in acc.iter().enumerate() {
-            out.set(r0 + r, j0 + c, sum(v) * xs);
-        }
-    }
+    out.tile(&acc, &a.scales, r0, j0, |v| sum(v));
 }

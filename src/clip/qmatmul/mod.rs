@@ -57,10 +57,9 @@ impl QWeight<'_> {
 }
 
 /// The precision the activations are quantized to, for every product in this process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activations {
-    /// W8A16: the f32 product's numbers to about 1e-5.
-    #[default]
+    /// W8A16: the f32 product's numbers to about 1e-5; the default ([`activations`]).
     I16,
     /// W8A8: twice the quantization error, the fastest product on CPUs with VNNI.
     I8,
@@ -187,6 +186,27 @@ impl Out {
             *self.bias.add(col)
         };
         *self.ptr.add(row * self.n + col) = v + b;
+    }
+
+    /// Writes a tile's accumulators `acc[r][c]` to `y[r0 + r][j0 + c]`, each summed across its
+    /// lanes by `sum` and multiplied by its row's scale: every kernel's last step.
+    ///
+    /// SAFETY: as [`Out::set`] for every row and column of the tile.
+    #[inline(always)]
+    unsafe fn tile<V: Copy, const R: usize, const C: usize>(
+        self,
+        acc: &[[V; C]; R],
+        row_scales: &[f32],
+        r0: usize,
+        j0: usize,
+        sum: impl Fn(V) -> f32,
+    ) {
+        for (r, acc) in acc.iter().enumerate() {
+            let xs = *row_scales.get_unchecked(r0 + r);
+            for (c, &v) in acc.iter().enumerate() {
+                self.set(r0 + r, j0 + c, sum(v) * xs);
+            }
+        }
     }
 }
 

@@ -53,12 +53,8 @@ unsafe fn tile<const R: usize, const C: usize>(
             }
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
-        let xs = *a.scales.get_unchecked(r0 + r);
-        for (c, &v) in acc.iter().enumerate() {
-            let sum = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-                + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v));
-            out.set(r0 + r, j0 + c, sum * xs);
-        }
-    }
+    out.tile(&acc, &a.scales, r0, j0, |v| {
+        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    });
 }
