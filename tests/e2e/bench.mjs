@@ -6,10 +6,10 @@
 //
 // `--model` is a URL relative to www/; `--threads` is the page's `?threads=` (the CPU's pool;
 // the engine line it got is printed). Prints one line per backend; medians over runs × images.
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium, sampleRss } from './browser.mjs';
+import { launchChromium, sampleRss, scorePicture } from './browser.mjs';
 import { startServer } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -48,16 +48,9 @@ try {
       const rss = sampleRss();
       for (let r = 0; r < runs; r++) {
         for (const file of images) {
-          const before = await page.locator('[data-testid=result]').count();
-          await page.locator('[data-testid=image-input]').setInputFiles({
-            name: `${r}-${path.basename(file)}`,
-            mimeType: 'application/octet-stream',
-            buffer: await readFile(file),
-          });
-          await page.locator('[data-testid=result]').nth(before).waitFor({ timeout });
-          const card = page.locator('[data-testid=result]').nth(before);
-          totals.push(Number(await card.getAttribute('data-total-ms')));
-          towers.push(Number(await card.getAttribute('data-image-ms')));
+          const { totalMs, imageMs } = await scorePicture(page, file, `${r}-${path.basename(file)}`, timeout);
+          totals.push(totalMs);
+          towers.push(imageMs);
         }
       }
       console.log(

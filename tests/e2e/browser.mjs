@@ -1,6 +1,6 @@
 // Debian's Chromium (never a downloaded browser), headless, with a fresh profile: with WebGPU on
 // its SwiftShader adapter (`webgpu`) or without any adapter (`cpu`).
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -57,5 +57,25 @@ export function sampleRss() {
       await loop;
       return peak;
     },
+  };
+}
+
+/**
+ * Gives the page one picture through its file input (as `name`) and waits for its result card;
+ * resolves to the card's `data-total-ms` and `data-image-ms` (decode to verdict; the image tower).
+ */
+export async function scorePicture(page, file, name, timeout) {
+  const results = page.locator('[data-testid=result]');
+  const before = await results.count();
+  await page.locator('[data-testid=image-input]').setInputFiles({
+    name,
+    mimeType: 'application/octet-stream',
+    buffer: await readFile(file),
+  });
+  const card = results.nth(before);
+  await card.waitFor({ timeout });
+  return {
+    totalMs: Number(await card.getAttribute('data-total-ms')),
+    imageMs: Number(await card.getAttribute('data-image-ms')),
   };
 }

@@ -5,10 +5,10 @@
 //
 //   node tests/e2e/profile-web.mjs --model models/bench-b32.q8.bundle --images a.jpg,b.jpg [--runs 3]
 //                                  [--threads 1] [--top 25]
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from './browser.mjs';
+import { launchChromium, scorePicture } from './browser.mjs';
 import { startServer } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -24,7 +24,7 @@ const top = Number(arg('top', '25'));
 const timeout = 30 * 60_000;
 
 /** The operation a function's self time counts for (wasm names are Rust paths). */
-export function operation(name, url) {
+function operation(name, url) {
   const rules = [
     // One thread in wasm: the kernel and the activations' quantization are inlined into `matmul`.
     [/qmatmul::/, 'int8 matmul (kernel, activation quantization)'],
@@ -44,7 +44,7 @@ export function operation(name, url) {
 }
 
 /** Self time (ms) per function name and per operation, from a CDP `Profiler.Profile`. */
-export function selfTimes(profile) {
+function selfTimes(profile) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const perFn = new Map();
   for (let i = 0; i < profile.samples.length; i++) {
@@ -104,14 +104,7 @@ try {
   const towers = [];
   for (let r = 0; r < runs; r++) {
     for (const file of images) {
-      const before = await page.locator('[data-testid=result]').count();
-      await page.locator('[data-testid=image-input]').setInputFiles({
-        name: `${r}-${path.basename(file)}`,
-        mimeType: 'application/octet-stream',
-        buffer: await readFile(file),
-      });
-      await page.locator('[data-testid=result]').nth(before).waitFor({ timeout });
-      towers.push(Number(await page.locator('[data-testid=result]').nth(before).getAttribute('data-image-ms')));
+      towers.push((await scorePicture(page, file, `${r}-${path.basename(file)}`, timeout)).imageMs);
     }
   }
   const { profile } = await send(scorer.sessionId, 'Profiler.stop');
