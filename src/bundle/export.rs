@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
 
+use crate::clip::linear::Linear;
 use crate::clip::loader::{Init, WeightSource};
 use crate::clip::model::{Clip, EncoderLayer};
 use crate::device::read_f32;

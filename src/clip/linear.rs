@@ -7,14 +7,74 @@
 //! - block-quantized on the CPU, `[out, in]` as stored: [`crate::clip::qmatmul`], the weight one byte
 //!   a value. The CPU backend cannot transpose a block-quantized tensor without requantizing it
 //!   along the other axis, so here the weight keeps the bundle's layout; the loader decides both
-//!   layouts ([`crate::clip::loader`]) and only this file multiplies by them.
+//!   layouts ([`crate::clip::loader`]) and only this file multiplies by them. Where the CPU has
+//!   AVX-512 VNNI and the activations are i8, the layer also keeps the weight packed for that
+//!   kernel ([`qmatmul::Packed`]), made once here at load.
 
-use burn::backend::flex::{Flex, FlexTensor};
+use std::sync::Arc;
+
+use burn::backend::flex::{Flex, FlexQTensor, FlexTensor};
 use burn::backend::{BackendTensor, DispatchTensorKind};
-use burn::nn::Linear;
+use burn::module::{Module, Param};
 use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::clip::qmatmul::{self, QWeight};
+use crate::clip::qmatmul::{self, Activations, Packed, QWeight};
+
+/// burn's `nn::Linear` (the same parameters under the same names, so records and exports are
+/// unchanged) plus the CPU kernel's packed copy of a quantized weight.
+#[derive(Module, Debug)]
+pub struct Linear {
+    /// `[in, out]`, or `[out, in]` block-quantized on the CPU (see the module's doc).
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    #[module(skip)]
+    packed: Option<Arc<Packing>>,
+}
+
+/// A packed weight and the stored values it was packed from. Holding those (a reference to the
+/// same bytes, not a copy) keeps their address unique to them, so a layer whose weight was
+/// replaced since (a record loaded, a map over its parameters) is seen and uses the new weight.
+#[derive(Debug)]
+struct Packing {
+    from: FlexTensor,
+    packed: Packed,
+}
+
+impl Linear {
+    /// A layer from its weight (as [`Linear::weight`] says) and bias. A quantized weight on the
+    /// CPU is also packed where the CPU has the packed kernel and the activations in force are
+    /// i8 (the command line sets them before it loads a model), so the default scheme holds no
+    /// second copy.
+    pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
+        Self::build(weight, bias, qmatmul::activations() == Activations::I8)
+    }
+
+    fn build(weight: Tensor<2>, bias: Option<Tensor<1>>, pack: bool) -> Linear {
+        let packed = match weight.clone().into_dispatch().kind {
+            DispatchTensorKind::Flex(BackendTensor::Quantized(q)) if pack => {
+                stored(&q).and_then(|w| {
+                    let packed = Packed::new(w).ok()??;
+                    Some(Arc::new(Packing {
+                        from: q.tensor().clone(),
+                        packed,
+                    }))
+                })
+            }
+            _ => None,
+        };
+        Linear {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+            packed,
+        }
+    }
+
+    /// The packed weight, if it was packed from `q`'s values.
+    fn packed_for(&self, q: &FlexQTensor) -> Option<&Packed> {
+        let p = self.packed.as_deref()?;
+        (p.from.bytes().as_ptr() == q.tensor().bytes().as_ptr()).then_some(&p.packed)
+    }
+}
 
 /// `[B, N, in]` → `[B, N, out]`, flattened to one 2-D product so a quantized weight is read once.
 pub fn forward3(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
@@ -33,7 +93,7 @@ pub fn forward(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     }
     match weight.clone().into_dispatch().kind {
         DispatchTensorKind::Flex(BackendTensor::Quantized(q)) => {
-            if let Some(y) = int8(&q, &x, bias.clone()) {
+            if let Some(y) = int8(layer, &q, &x, bias.clone(), qmatmul::activations()) {
                 return y;
             }
             // An input that carries gradients (prompt tuning runs the text tower on a plain
@@ -46,37 +106,46 @@ pub fn forward(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     }
 }
 
-/// The CPU's product with a block-quantized weight: the int8 kernel, or f32 gemm on the weight
-/// dequantized for this call where that is faster ([`qmatmul::int8_pays`]); `None` when the
-/// weight is not `[out, in]` in blocks of [`qmatmul::BLOCK`] along `in`, contiguous.
-fn int8(
-    q: &burn::backend::flex::FlexQTensor,
-    x: &Tensor<2>,
-    bias: Option<Tensor<1>>,
-) -> Option<Tensor<2>> {
+/// The weight as the CPU backend holds it, if it is `[out, in]` in blocks of
+/// [`qmatmul::BLOCK`] along `in`, one contiguous i8 a value (the layout the loader makes).
+fn stored(q: &FlexQTensor) -> Option<QWeight<'_>> {
     use burn::backend::TensorMetadata;
     let DType::QFloat(scheme) = q.dtype() else {
         return None;
     };
     let t = q.tensor();
-    let dims = t.layout().shape().dims::<2>();
-    let [n, k] = dims;
+    let [n, k] = t.layout().shape().dims::<2>();
     let contiguous = t.layout().is_contiguous() && t.layout().start_offset() == 0;
     if scheme.block_size().map(|b| b.to_dim_vec(2)) != Some(vec![1, qmatmul::BLOCK as u8])
         || !contiguous
         || t.dtype() != DType::I8
-        || x.dtype() != DType::F32
-        || x.dims()[1] != k
     {
         return None;
     }
-    let values = bytemuck_i8(t.bytes()).get(..n * k)?;
-    let weight = QWeight {
-        values,
+    Some(QWeight {
+        values: bytemuck_i8(t.bytes()).get(..n * k)?,
         scales: q.scales(),
         n,
         k,
-    };
+    })
+}
+
+/// The CPU's product with a block-quantized weight, activations quantized to `acts`: the int8
+/// kernel (on the packed weight where the layer has one for these values and `acts` is i8), or
+/// f32 gemm on the weight dequantized for this call where that is faster
+/// ([`qmatmul::int8_pays`]); `None` when the weight is not in the layout [`stored`] reads.
+fn int8(
+    layer: &Linear,
+    q: &FlexQTensor,
+    x: &Tensor<2>,
+    bias: Option<Tensor<1>>,
+    acts: Activations,
+) -> Option<Tensor<2>> {
+    let weight = stored(q)?;
+    let (n, k) = (weight.n, weight.k);
+    if x.dtype() != DType::F32 || x.dims()[1] != k {
+        return None;
+    }
     let m = x.dims()[0];
     let device = x.device();
     let input = flex(x.clone())?;
@@ -94,8 +163,12 @@ fn int8(
         Some(b) => Some(b.storage::<f32>().get(..n)?),
         None => None,
     };
-    let y = qmatmul::matmul(input.storage::<f32>().get(..m * k)?, m, weight, bias).ok()?;
-    Some(Tensor::from_data(TensorData::new(y, [m, n]), &device))
+    let x = input.storage::<f32>().get(..m * k)?;
+    let y = match layer.packed_for(q) {
+        Some(p) if acts == Activations::I8 => qmatmul::matmul_packed(x, m, p, bias),
+        _ => qmatmul::matmul(x, m, weight, bias, acts),
+    };
+    Some(Tensor::from_data(TensorData::new(y.ok()?, [m, n]), &device))
 }
 
 /// A float tensor on the plain CPU backend as flex holds it, contiguous; `None` for one with
@@ -112,4 +185,64 @@ fn flex<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
 fn bytemuck_i8(bytes: &[u8]) -> &[i8] {
     // SAFETY: i8 and u8 have the same size, alignment and validity.
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip::qmatmul::BLOCK;
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+
+    /// A q8 weight `[n, k]` as the loader makes it for the CPU, every value `v`, scales 1/64.
+    fn weight(n: usize, k: usize, v: i8) -> Tensor<2> {
+        let mut bytes: Vec<u8> = vec![v as u8; n * k];
+        for _ in 0..n * k / BLOCK {
+            bytes.extend_from_slice(&(1.0f32 / 64.0).to_le_bytes());
+        }
+        let scheme = QuantScheme::default()
+            .with_value(QuantValue::Q8S)
+            .with_store(QuantStore::PackedU32(0))
+            .per_block([BLOCK as u8], ScaleDtype::F32);
+        let data = TensorData::from_bytes_vec(bytes, [n, k], DType::QFloat(scheme));
+        Tensor::from_data(data, &crate::device::cpu())
+    }
+
+    /// The layer's weight as the CPU holds it.
+    fn quantized(layer: &Linear) -> FlexQTensor {
+        match layer.weight.val().into_dispatch().kind {
+            DispatchTensorKind::Flex(BackendTensor::Quantized(q)) => q,
+            _ => panic!("the CPU keeps the weight quantized"),
+        }
+    }
+
+    /// `layer`'s product with ones through the int8 path in the i8 scheme.
+    fn product(layer: &Linear, m: usize) -> Vec<f32> {
+        let k = layer.weight.dims()[1];
+        let x = Tensor::<2>::ones([m, k], &crate::device::cpu());
+        let y = int8(layer, &quantized(layer), &x, None, Activations::I8).unwrap();
+        crate::device::read_f32(y).unwrap()
+    }
+
+    /// A layer packs its quantized weight where the CPU has the packed kernel, and reads the
+    /// packed copy only while the weight is the one it was packed from: once the weight is
+    /// replaced, the new weight's numbers come out. (Every value is exact in both paths: ones
+    /// times 64/64 or −32/64.)
+    #[test]
+    fn a_replaced_weight_is_not_read_from_the_old_packing() {
+        let (n, k) = (20, 64);
+        let mut layer = Linear::build(weight(n, k, 64), None, true);
+        let q = quantized(&layer);
+        let packs = Packed::new(stored(&q).unwrap()).unwrap().is_some();
+        assert_eq!(layer.packed_for(&q).is_some(), packs);
+        let y = product(&layer, 3);
+        assert!(y.iter().all(|&v| (v - k as f32).abs() < 1e-3), "{y:?}");
+
+        layer.weight = Param::from_tensor(weight(n, k, -32));
+        assert!(layer.packed_for(&quantized(&layer)).is_none());
+        let y = product(&layer, 3);
+        assert!(
+            y.iter().all(|&v| (v + k as f32 / 2.0).abs() < 1e-3),
+            "{y:?}"
+        );
+    }
 }

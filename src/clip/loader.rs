@@ -8,12 +8,13 @@
 //! holds the file plus one tensor in flight, not two models.
 
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::Dtype;
 
 use crate::clip::checkpoint::CheckpointSource;
 use crate::clip::config::ClipConfig;
+use crate::clip::linear::Linear;
 use crate::clip::model::{
     Clip, EncoderLayer, Mlp, SelfAttention, TextTransformer, VisionTransformer,
 };
@@ -408,7 +409,7 @@ fn linear_from(
     bias: Option<Vec<f32>>,
     device: &Device,
 ) -> Linear {
-    let bias = bias.map(|b| param(b, [d_out], device));
+    let bias = bias.map(|b| Tensor::from_data(TensorData::new(b, [d_out]), device));
     let weight = match weight {
         Weight::F32(w) => w,
         Weight::Quantized {
@@ -426,10 +427,7 @@ fn linear_from(
             } else {
                 w.transpose()
             };
-            return Linear {
-                weight: Param::from_tensor(w),
-                bias,
-            };
+            return Linear::new(w, bias);
         }
         // Autodiff has no quantized matmul (it would dequantize every weight on every call),
         // so it computes with the dequantized values: the same numbers, held in f32.
@@ -446,10 +444,10 @@ fn linear_from(
             t[i * d_out + o] = weight[o * d_in + i];
         }
     }
-    Linear {
-        weight: param(t, [d_in, d_out], device),
+    Linear::new(
+        Tensor::from_data(TensorData::new(t, [d_in, d_out]), device),
         bias,
-    }
+    )
 }
 
 /// A burn quantized tensor `[d_out, d_in]` (Q8S/Q4S, f32 scales per block along `d_in`,

@@ -5,14 +5,14 @@
 //! embeddings `[B, L, D]`.
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use crate::clip::config::{Activation, ClipConfig};
-use crate::clip::linear::{forward as linear, forward3 as linear3};
+use crate::clip::linear::{forward as linear, forward3 as linear3, Linear};
 use crate::error::{Error, Result};
 
 #[derive(Module, Debug)]

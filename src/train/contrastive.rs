@@ -18,7 +18,7 @@
 //! thread each (see [`Replicas`]).
 
 use burn::module::{Module, ParamGroup, ParamId};
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -28,6 +28,7 @@ use super::augment::{render, Augment, View};
 use super::styles::{Style, STYLES};
 use crate::clip::config::ClipConfig;
 use crate::clip::embed::normalise_rows;
+use crate::clip::linear::Linear;
 use crate::clip::loader;
 use crate::clip::model::Clip;
 use crate::clip::preprocess::PreprocessConfig;

@@ -25,7 +25,7 @@ perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null | awk '
     else if (sym ~ /unary|binary|scalar_op|macerator/) op = "elementwise (flex: add, mul, GELU)"
     else if (sym ~ /memmove|memcpy|copy|contiguous|permute|transpose|gather|cat/) op = "copies (reshape, transpose, cat)"
     else if (sym ~ /memset|malloc|free|alloc|page|clear_page|mmap/) op = "allocation, zeroing, page faults"
-    else if (sym ~ /sha2|loader|bundle|from_iter|WeightSource|quantized/) op = "loading the model (not the forward)"
+    else if (sym ~ /sha2|loader|bundle|from_iter|WeightSource|quantized|Packed::(new|pack)/) op = "loading the model (not the forward)"
     else if (kern || sym ~ /rayon|futex|sched_yield/) op = "threads (rayon wake-ups, kernel)"
     t[op] += pct
     if (op == "other" && pct >= 0.3) others = others sprintf("%.1f%% %s; ", pct, substr(sym, 1, 60))

@@ -1,6 +1,8 @@
 //! AVX-512 kernels: i16 activations by `vpmaddwd` on 32 values at once (AVX-512BW), and u8
-//! activations by `vpdpbusd` on 64 (VNNI), the i8 scheme's kernel.
+//! activations by `vpdpbusd` on 64 (VNNI), the i8 scheme's kernel, on the weight as stored and on
+//! the weight packed at load ([`super::packed`]).
 
+use super::packed::{Packed, LANES};
 use super::{Out, QRows, QWeight, BLOCK, PANEL_BYTES};
 use std::arch::x86_64::*;
 
@@ -125,4 +127,139 @@ unsafe fn tile_vnni<const R: usize, const C: usize>(
         b += 2;
     }
     out.tile(&acc, &a.scales, r0, j0, |v| sum(v));
+}
+
+/// Rows a packed tile holds: 6 rows' i32 and f32 accumulators for 2 groups of 16 columns, 24 of
+/// the 32 registers, leave room for the weights and a broadcast activation.
+const PROWS: usize = 6;
+
+/// `f::<C, R>(args)` for the `R = rows` (1 to [`PROWS`]) left at the bottom of the matrix.
+macro_rules! by_rows {
+    ($rows:expr, $f:ident::<$c:literal>($($arg:expr),*)) => {
+        match $rows {
+            6 => $f::<$c, 6>($($arg),*),
+            5 => $f::<$c, 5>($($arg),*),
+            4 => $f::<$c, 4>($($arg),*),
+            3 => $f::<$c, 3>($($arg),*),
+            2 => $f::<$c, 2>($($arg),*),
+            _ => $f::<$c, 1>($($arg),*),
+        }
+    };
+}
+
+/// `y[row][col .. col + 16] = v + bias`, the columns past `n` left out.
+///
+/// SAFETY: `row < m`, `col < n`, and no other thread writes these columns.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn store16(out: Out, row: usize, col: usize, v: __m512) {
+    let mask: __mmask16 = if out.n - col >= LANES {
+        !0
+    } else {
+        (1 << (out.n - col)) - 1
+    };
+    let v = if out.bias.is_null() {
+        v
+    } else {
+        _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, out.bias.add(col)))
+    };
+    _mm512_mask_storeu_ps(out.ptr.add(row * out.n + col), mask, v);
+}
+
+/// Activation bytes kept hot while a task's groups pass over them.
+const ROW_CHUNK_BYTES: usize = 96 * 1024;
+
+/// Row ranges of whole tiles whose activations (`row_bytes` a row) fit [`ROW_CHUNK_BYTES`].
+fn row_chunks(m: usize, row_bytes: usize) -> impl Iterator<Item = (usize, usize)> {
+    let rows = (ROW_CHUNK_BYTES / row_bytes / PROWS).max(1) * PROWS;
+    (0..m).step_by(rows).map(move |r| (r, (r + rows).min(m)))
+}
+
+/// Groups `g0 .. g0 + count` of a packed weight, every row, from u8 activations (`q + 128`),
+/// two groups (32 columns) a tile.
+///
+/// SAFETY: the CPU has AVX-512 VNNI; `p` is packed from a weight that `QWeight::check` accepted,
+/// `a` quantized to its `k`; `out` holds `a.m × p.n` values and no other thread writes these
+/// groups' columns.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn run_packed(a: &QRows<u8>, p: &Packed, g0: usize, count: usize, out: Out) {
+    for (c0, c1) in row_chunks(a.m, a.k) {
+        let mut g = g0;
+        while g < g0 + count {
+            let pair = g + 1 < g0 + count;
+            let mut r0 = c0;
+            while r0 < c1 {
+                let rows = (c1 - r0).min(PROWS);
+                if pair {
+                    by_rows!(rows, tile_packed::<2>(a, p, g, r0, out));
+                } else {
+                    by_rows!(rows, tile_packed::<1>(a, p, g, r0, out));
+                }
+                r0 += rows;
+            }
+            g += if pair { 2 } else { 1 };
+        }
+    }
+}
+
+/// `C` groups' columns for `R` rows: per 4 inputs, one `vpdpbusd` per row and group; per
+/// block, each sum starts from the block's offset (`−128 · Σ w`) and ends in one multiply-add
+/// by its 16 scales.
+///
+/// SAFETY: as [`run_packed`], for groups `g .. g + C` and rows `r0 .. r0 + R` below `m`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_packed<const C: usize, const R: usize>(
+    a: &QRows<u8>,
+    p: &Packed,
+    g: usize,
+    r0: usize,
+    out: Out,
+) {
+    let k = a.k;
+    let (blocks, quads) = (k / BLOCK, k / 4);
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    for b in 0..blocks {
+        let mut sums = [[_mm512_setzero_si512(); C]; R];
+        for c in 0..C {
+            let start = _mm512_loadu_si512(
+                p.offsets
+                    .as_ptr()
+                    .add(((g + c) * blocks + b) * LANES)
+                    .cast(),
+            );
+            for s in sums.iter_mut() {
+                s[c] = start;
+            }
+        }
+        for q in 0..BLOCK / 4 {
+            let mut w = [_mm512_setzero_si512(); C];
+            for (c, w) in w.iter_mut().enumerate() {
+                let at = p
+                    .values
+                    .as_ptr()
+                    .add(((g + c) * quads + b * BLOCK / 4 + q) * 64);
+                *w = _mm512_loadu_si512(at.cast());
+            }
+            for (r, s) in sums.iter_mut().enumerate() {
+                let at = a.q.as_ptr().add((r0 + r) * k + b * BLOCK + q * 4);
+                let x = _mm512_set1_epi32(at.cast::<i32>().read_unaligned());
+                for (s, w) in s.iter_mut().zip(&w) {
+                    *s = _mm512_dpbusd_epi32(*s, x, *w);
+                }
+            }
+        }
+        for c in 0..C {
+            let scales = _mm512_loadu_ps(p.scales.as_ptr().add(((g + c) * blocks + b) * LANES));
+            for (acc, s) in acc.iter_mut().zip(&sums) {
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[c]), scales, acc[c]);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let xs = _mm512_set1_ps(*a.scales.get_unchecked(r0 + r));
+        for (c, v) in acc.iter().enumerate() {
+            store16(out, r0 + r, (g + c) * LANES, _mm512_mul_ps(*v, xs));
+        }
+    }
 }

@@ -253,9 +253,16 @@ pub fn dequantize(w: QWeight) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, `x` row-major, with the [`activations`] in force.
-pub fn matmul(x: &[f32], m: usize, w: QWeight, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    matmul_with(x, m, w, bias, activations(), Kernel::detect(activations()))
+/// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, `x` row-major, the activations quantized to `acts`
+/// (the caller reads [`activations`] once per product).
+pub fn matmul(
+    x: &[f32],
+    m: usize,
+    w: QWeight,
+    bias: Option<&[f32]>,
+    acts: Activations,
+) -> Result<Vec<f32>> {
+    matmul_with(x, m, w, bias, acts, Kernel::detect(acts))
 }
 
 /// [`matmul`] with a given scheme and kernel (`kernel` must run on this CPU).
@@ -293,14 +300,14 @@ fn matmul_with(
             let a = quantize_rows(x, m, w.k, Activations::I8.levels(), |v| (v + 128) as u8);
             // SAFETY: `detect` chose it only where the CPU has the features; `columns` gives
             // tasks disjoint columns.
-            columns(w.n, |first, cols| unsafe {
+            columns(w.n, 16, |first, cols| unsafe {
                 avx512::run_vnni(&a, &w, first, cols, out)
             });
         }
         _ => {
             let a = quantize_i16(x, m, w.k, acts);
             // SAFETY: as above.
-            columns(w.n, |first, cols| unsafe {
+            columns(w.n, 16, |first, cols| unsafe {
                 kernel.run(&a, &w, first, cols, out)
             });
         }
@@ -308,20 +315,24 @@ fn matmul_with(
     Ok(y)
 }
 
-/// Runs `task(first, cols)` over disjoint column ranges covering `0..n`, on the threads there are.
-fn columns(n: usize, task: impl Fn(usize, usize) + Sync + Send) {
+/// Runs `task(first, count)` over disjoint ranges covering `0..n` (columns, or groups of them),
+/// at least `min` each, on the threads there are.
+fn columns(n: usize, min: usize, task: impl Fn(usize, usize) + Sync + Send) {
     #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     {
         use rayon::prelude::*;
         let threads = rayon::current_num_threads().max(1);
-        // About four tasks a thread, at least 16 columns each.
-        let cols = n.div_ceil(threads * 4).max(16);
+        // About four tasks a thread.
+        let cols = n.div_ceil(threads * 4).max(min);
         (0..n.div_ceil(cols))
             .into_par_iter()
             .for_each(|t| task(t * cols, cols.min(n - t * cols)));
     }
     #[cfg(all(target_family = "wasm", not(feature = "threads")))]
-    task(0, n);
+    {
+        let _ = min;
+        task(0, n);
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -465,6 +476,9 @@ macro_rules! tiled {
         }
     }};
 }
+
+mod packed;
+pub use packed::{matmul as matmul_packed, Packed};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

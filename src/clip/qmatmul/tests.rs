@@ -208,6 +208,11 @@ fn speed() {
                 line += &format!(", {acts:?} {} {ms:.2} ms", kernel.name());
             }
         }
+        if Kernel::detect(Activations::I8) == Kernel::Vnni512 {
+            let p = Packed::pack(w);
+            let ms = time(&mut || drop(matmul_packed(&x, m, &p, None).unwrap()));
+            line += &format!(", I8 avx512-vnni packed {ms:.2} ms");
+        }
         eprintln!("{line}");
     }
 }
@@ -223,7 +228,7 @@ fn non_finite_input_gives_non_finite_output() {
     };
     let mut x = vec![1f32; 32];
     x[3] = f32::NAN;
-    assert!(!matmul(&x, 1, w, None).unwrap()[0].is_finite());
+    assert!(!matmul(&x, 1, w, None, Activations::I16).unwrap()[0].is_finite());
 }
 
 #[test]
@@ -235,20 +240,85 @@ fn bad_shapes_are_errors() {
         n: 2,
         k: 32,
     };
-    assert!(matmul(&[0.0; 31], 1, w, None).is_err());
-    assert!(matmul(&[0.0; 32], 1, w, Some(&[0.0])).is_err());
+    assert!(matmul(&[0.0; 31], 1, w, None, Activations::I16).is_err());
+    assert!(matmul(&[0.0; 32], 1, w, Some(&[0.0]), Activations::I16).is_err());
     let w = QWeight {
         values: &values,
         scales: &scales[..1],
         n: 1,
         k: 64,
     };
-    assert!(matmul(&[0.0; 64], 1, w, None).is_err());
+    assert!(matmul(&[0.0; 64], 1, w, None, Activations::I16).is_err());
     let w = QWeight {
         values: &values[..48],
         scales: &scales[..1],
         n: 1,
         k: 48,
     };
-    assert!(matmul(&[0.0; 48], 1, w, None).is_err());
+    assert!(matmul(&[0.0; 48], 1, w, None, Activations::I16).is_err());
+}
+
+/// The packed kernel gives the portable kernel's numbers (on the weight as stored, i8 scheme) to
+/// f32 summation order; the shapes cover every row count a tile leaves (1 to 6 and past), a last
+/// group of fewer than 16 columns, an odd number of groups (the single-group tile), one block and
+/// q4 weights. The layout is checked everywhere, the kernel where the CPU has VNNI.
+#[test]
+fn packed_kernel_equals_the_portable_one() {
+    let mut rng = Rng::new(11);
+    for &(m, n, k, bits) in &[
+        (1, 16, 32, 8),
+        (7, 5, 64, 8),
+        (13, 40, 96, 8),
+        (6, 48, 160, 4),
+        (50, 33, 768, 8),
+    ] {
+        let (values, scales, _) = weight(n, k, bits, &mut rng);
+        let x = random(m * k, &mut rng, 1.0);
+        let bias = random(n, &mut rng, 0.1);
+        let w = QWeight {
+            values: &values,
+            scales: &scales,
+            n,
+            k,
+        };
+        let packed = Packed::pack(w);
+        assert_eq!(packed.values.len(), n.div_ceil(16) * 16 * k);
+        // Column 3's inputs 4..8 are the second run of 4's bytes 12..16.
+        assert_eq!(packed.values[(16 + 3) * 4..][..4], values[3 * k + 4..][..4]);
+        // Column 3's last block: its scale and offset.
+        let (blocks, last) = (k / BLOCK, k / BLOCK - 1);
+        assert_eq!(packed.scales[last * 16 + 3], scales[3 * blocks + last]);
+        let sum: i32 = values[3 * k + last * BLOCK..][..BLOCK]
+            .iter()
+            .map(|&v| v as i32)
+            .sum();
+        assert_eq!(packed.offsets[last * 16 + 3], -128 * sum);
+        if Kernel::detect(Activations::I8) != Kernel::Vnni512 {
+            continue;
+        }
+        let want = matmul_with(&x, m, w, Some(&bias), Activations::I8, Kernel::Portable).unwrap();
+        let got = matmul_packed(&x, m, &packed, Some(&bias)).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{m}×{n}×{k} q{bits}, output {i}: {g} vs {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn packed_bad_shapes_are_errors() {
+    let (values, scales) = (vec![0i8; 64], vec![0f32; 2]);
+    let w = QWeight {
+        values: &values,
+        scales: &scales,
+        n: 2,
+        k: 32,
+    };
+    assert!(Packed::new(QWeight { k: 48, ..w }).is_err());
+    let packed = Packed::pack(w);
+    assert!(matmul_packed(&[0.0; 31], 1, &packed, None).is_err());
+    assert!(matmul_packed(&[0.0; 32], 1, &packed, Some(&[0.0])).is_err());
 }

@@ -1,0 +1,118 @@
+//! A block-quantized weight rearranged once, at load, for the i8 scheme's AVX-512 VNNI kernel:
+//! 16 output columns side by side in a register's lanes, so a block's scale costs one
+//! multiply-add per 16 outputs, where the weight as stored costs one per output. That halves the
+//! product's time; the i16 scheme, bound by `vpmaddwd`'s throughput, gained nothing from it
+//! (docs/PERFORMANCE.md), so it keeps the weight as stored.
+//!
+//! Layout, for `G = ⌈n / 16⌉` groups of 16 columns (zeros past `n`):
+//! - `values[g][k / 4][16][4]`: for each group and run of 4 inputs, 64 bytes, the 4 weights of
+//!   column 0, then of column 1, …: one `vpdpbusd` operand;
+//! - `scales[g][k / BLOCK][16]`: each block's 16 scales, one load;
+//! - `offsets[g][k / BLOCK][16]`: `−128 · Σ w` over the block, where the i32 sums start (the
+//!   activations are stored as `q + 128`, as for [`super::avx512::tile_vnni`]).
+//!
+//! The kernel gives the numbers of the unpacked kernels in the i8 scheme, up to f32 summation
+//! order.
+
+use super::{Out, QWeight, BLOCK};
+use crate::error::{Error, Result};
+
+/// Output columns a packed group holds.
+pub(super) const LANES: usize = 16;
+
+// Only x86-64 has a packed kernel; elsewhere `Packed::new` makes none.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub struct Packed {
+    pub(super) values: Vec<i8>,
+    pub(super) scales: Vec<f32>,
+    pub(super) offsets: Vec<i32>,
+    pub(super) n: usize,
+    pub(super) k: usize,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Packed [{}, {}]", self.n, self.k)
+    }
+}
+
+impl Packed {
+    /// The weight packed for this CPU; `None` where it has no packed kernel.
+    pub fn new(w: QWeight) -> Result<Option<Packed>> {
+        w.check()?;
+        Ok(packs().then(|| Self::pack(w)))
+    }
+
+    pub(super) fn pack(w: QWeight) -> Packed {
+        let (n, k) = (w.n, w.k);
+        let (groups, quads, blocks) = (n.div_ceil(LANES), k / 4, k / BLOCK);
+        let mut values = vec![0i8; groups * LANES * k];
+        let mut scales = vec![0f32; groups * blocks * LANES];
+        let mut offsets = vec![0i32; groups * blocks * LANES];
+        for j in 0..n {
+            let (g, c) = (j / LANES, j % LANES);
+            let row = &w.values[j * k..(j + 1) * k];
+            for (q, four) in row.chunks_exact(4).enumerate() {
+                let at = ((g * quads + q) * LANES + c) * 4;
+                values[at..at + 4].copy_from_slice(four);
+            }
+            for (b, block) in row.chunks_exact(BLOCK).enumerate() {
+                let at = (g * blocks + b) * LANES + c;
+                scales[at] = w.scales[j * blocks + b];
+                offsets[at] = -128 * block.iter().map(|&v| v as i32).sum::<i32>();
+            }
+        }
+        Packed {
+            values,
+            scales,
+            offsets,
+            n,
+            k,
+        }
+    }
+}
+
+/// Whether this CPU runs the packed kernel.
+fn packs() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::Kernel::detect(super::Activations::I8) == super::Kernel::Vnni512;
+    #[allow(unreachable_code)]
+    false
+}
+
+/// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, the activations quantized to i8.
+pub fn matmul(x: &[f32], m: usize, p: &Packed, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    if x.len() != m * p.k || bias.is_some_and(|b| b.len() != p.n) {
+        return Err(Error::Input(format!(
+            "matmul: input of {} values or bias does not fit a packed weight [{}, {}]",
+            x.len(),
+            p.n,
+            p.k
+        )));
+    }
+    if !packs() {
+        return Err(Error::Input(
+            "this CPU has no kernel for packed weights".into(),
+        ));
+    }
+    let mut y = vec![0f32; m * p.n];
+    let out = Out {
+        ptr: y.as_mut_ptr(),
+        n: p.n,
+        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let levels = super::Activations::I8.levels();
+        let a = super::quantize_rows(x, m, p.k, levels, |v| (v + 128) as u8);
+        let groups = p.n.div_ceil(LANES);
+        // SAFETY: `packs` checked the CPU; tasks get disjoint groups, so disjoint columns.
+        super::columns(groups.div_ceil(2), 1, |first, count| unsafe {
+            let g0 = first * 2;
+            super::avx512::run_packed(&a, p, g0, (count * 2).min(groups - g0), out)
+        });
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = out;
+    Ok(y)
+}
