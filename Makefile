@@ -206,21 +206,26 @@ $(BENCH)/ours.%.bundle: $(BENCH)/hf/model.safetensors | build
 	$(BIN) convert --hf $(BENCH)/hf --tokenizer $(DATA)/clip-tokenizer --quant $* --classes $(BENCH_CLASSES) --out $@
 
 # The CPU image and text towers natively at batch 1 and 8: ours at f32 and q8 (activations i16,
-# then i8), then PyTorch and ONNX Runtime (fp32, q8) on the same weights, in one run; then where
-# our q8 image tower's time goes, by operation (tools/profile/perf-ops.sh, where perf is).
+# then i8), then PyTorch and ONNX Runtime (fp32, q8) on the same weights, in one run; then the
+# image tower against ONNX Runtime in rounds, each ratio within a round (tools/profile/
+# bench-rounds.sh, ROUNDS=3); then where our q8 image tower's time goes, by operation
+# (tools/profile/perf-ops.sh, where perf is).
 bench: build $(BENCH)/ours.f32.bundle $(BENCH)/ours.q8.bundle
 	$(BIN) bench --model $(BENCH)/ours.f32.bundle --backends cpu
 	$(BIN) bench --model $(BENCH)/ours.q8.bundle --backends cpu
 	$(BIN) bench --model $(BENCH)/ours.q8.bundle --backends cpu --activations i8
 	tools/reference/run.sh bench_ref.py --hf $(BENCH)/hf --onnx $(BENCH)/tjs/onnx
+	tools/profile/bench-rounds.sh $(BENCH)
 	@if command -v perf >/dev/null; then for a in i16 i8; do \
 	  echo "== where the q8 image tower's time goes, batch 1, activations $$a (perf)"; \
 	  ITERS=10 tools/profile/perf-ops.sh $(BENCH)/ours.q8.bundle image 1 --activations $$a; done; \
 	else echo "perf is not installed: no per-operation breakdown"; fi
 
-# The page's CPU path against transformers.js in headless Chromium (tools/web/bench-web.sh).
+# The page's CPU path against transformers.js in headless Chromium (tools/web/bench-web.sh), then
+# where the page's time goes at one thread, by function (tools/profile/profile-web.sh).
 bench-web: web $(BENCH)/ours.q8.bundle
 	tools/web/bench-web.sh $(BENCH)
+	tools/profile/profile-web.sh $(BENCH)
 
 # Bundle sizes and accuracy at every precision for the full-size configs (seeded random
 # weights), against the f32 bundle on a few hundred real images; q8-a8 and q4-a8 are the int8
