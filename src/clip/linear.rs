@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use burn::backend::flex::{Flex, FlexQTensor, FlexTensor};
-use burn::backend::{BackendTensor, DispatchTensorKind};
+use burn::backend::{BackendTensor, DispatchTensor, DispatchTensorKind};
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Tensor, TensorData};
 
@@ -91,7 +91,9 @@ pub fn forward(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     if !matches!(weight.dtype(), DType::QFloat(_)) {
         return burn::tensor::module::linear(x, weight, bias);
     }
-    match weight.clone().into_dispatch().kind {
+    // Taken apart, not cloned: cloning a quantized tensor on the CPU copies its scales.
+    let DispatchTensor { kind, autodiff } = weight.into_dispatch();
+    let kind = match kind {
         DispatchTensorKind::Flex(BackendTensor::Quantized(q)) => {
             if let Some(y) = int8(layer, &q, &x, bias.clone(), qmatmul::activations()) {
                 return y;
@@ -99,11 +101,16 @@ pub fn forward(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
             // An input that carries gradients (prompt tuning runs the text tower on a plain
             // model with an autodiff input), or a layout the loader never makes: the same
             // numbers through f32, which autodiff can differentiate.
-            let w = weight.dequantize().transpose();
-            burn::tensor::module::linear(x, w, bias)
+            let w = Tensor::<2>::from_dispatch(DispatchTensor {
+                kind: DispatchTensorKind::Flex(BackendTensor::Quantized(q)),
+                autodiff,
+            });
+            return burn::tensor::module::linear(x, w.dequantize().transpose(), bias);
         }
-        _ => burn::tensor::module::linear(x, weight, bias),
-    }
+        kind => kind,
+    };
+    let weight = Tensor::from_dispatch(DispatchTensor { kind, autodiff });
+    burn::tensor::module::linear(x, weight, bias)
 }
 
 /// The weight as the CPU backend holds it, if it is `[out, in]` in blocks of
