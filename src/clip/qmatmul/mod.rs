@@ -163,6 +163,27 @@ fn quantize_i16(x: &[f32], m: usize, k: usize, a: Activations) -> QRows<i16> {
     quantize_rows(x, m, k, a.levels(), |v| v as i16)
 }
 
+/// The i8 scheme for `vpdpbusd`, which multiplies u8 by i8: each value stored as `q + 128`.
+#[cfg(target_arch = "x86_64")]
+fn quantize_u8(x: &[f32], m: usize, k: usize) -> QRows<u8> {
+    quantize_rows(x, m, k, Activations::I8.levels(), |v| (v + 128) as u8)
+}
+
+/// The zeroed output `y[m, n]` of a product, once the input `x` (`m × k`) and the bias (`n`)
+/// are seen to fit.
+fn output(x: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    if x.len() != m * k {
+        return Err(Error::Input(format!(
+            "matmul: input has {} values, expected {m} × {k}",
+            x.len()
+        )));
+    }
+    if bias.is_some_and(|b| b.len() != n) {
+        return Err(Error::Input(format!("matmul: bias is not of length {n}")));
+    }
+    Ok(vec![0f32; m * n])
+}
+
 /// The output `y[m, n]`, row-major, shared by the threads that fill disjoint column ranges; the
 /// bias (`n` values, or null) is added as each output is written, not in a pass of its own.
 #[derive(Clone, Copy)]
@@ -177,6 +198,15 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
+    /// `y` (`n` a row) for the kernels to fill, `bias` added as they write.
+    fn new(y: &mut [f32], n: usize, bias: Option<&[f32]>) -> Out {
+        Out {
+            ptr: y.as_mut_ptr(),
+            n,
+            bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+        }
+    }
+
     /// SAFETY: `row < m`, `col < n`, and no other thread writes this column.
     #[inline(always)]
     unsafe fn set(self, row: usize, col: usize, v: f32) {
@@ -275,29 +305,12 @@ fn matmul_with(
     kernel: Kernel,
 ) -> Result<Vec<f32>> {
     w.check()?;
-    if x.len() != m * w.k {
-        return Err(Error::Input(format!(
-            "matmul: input has {} values, expected {m} × {}",
-            x.len(),
-            w.k
-        )));
-    }
-    if bias.is_some_and(|b| b.len() != w.n) {
-        return Err(Error::Input(format!(
-            "matmul: bias is not of length {}",
-            w.n
-        )));
-    }
-    let mut y = vec![0f32; m * w.n];
-    let out = Out {
-        ptr: y.as_mut_ptr(),
-        n: w.n,
-        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
-    };
+    let mut y = output(x, m, w.k, w.n, bias)?;
+    let out = Out::new(&mut y, w.n, bias);
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Vnni512 => {
-            let a = quantize_rows(x, m, w.k, Activations::I8.levels(), |v| (v + 128) as u8);
+            let a = quantize_u8(x, m, w.k);
             // SAFETY: `detect` chose it only where the CPU has the features; `columns` gives
             // tasks disjoint columns.
             columns(w.n, 16, |first, cols| unsafe {

@@ -14,7 +14,7 @@
 //! The kernel gives the numbers of the unpacked kernels in the i8 scheme, up to f32 summation
 //! order.
 
-use super::{Out, QWeight, BLOCK};
+use super::{QWeight, BLOCK};
 use crate::error::{Error, Result};
 
 /// Output columns a packed group holds.
@@ -82,37 +82,24 @@ fn packs() -> bool {
 
 /// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, the activations quantized to i8.
 pub fn matmul(x: &[f32], m: usize, p: &Packed, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    if x.len() != m * p.k || bias.is_some_and(|b| b.len() != p.n) {
-        return Err(Error::Input(format!(
-            "matmul: input of {} values or bias does not fit a packed weight [{}, {}]",
-            x.len(),
-            p.n,
-            p.k
-        )));
-    }
+    let y = super::output(x, m, p.k, p.n, bias)?;
     if !packs() {
         return Err(Error::Input(
             "this CPU has no kernel for packed weights".into(),
         ));
     }
-    let mut y = vec![0f32; m * p.n];
-    let out = Out {
-        ptr: y.as_mut_ptr(),
-        n: p.n,
-        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
-    };
     #[cfg(target_arch = "x86_64")]
-    {
-        let levels = super::Activations::I8.levels();
-        let a = super::quantize_rows(x, m, p.k, levels, |v| (v + 128) as u8);
+    let y = {
+        let mut y = y;
+        let out = super::Out::new(&mut y, p.n, bias);
+        let a = super::quantize_u8(x, m, p.k);
         let groups = p.n.div_ceil(LANES);
         // SAFETY: `packs` checked the CPU; tasks get disjoint groups, so disjoint columns.
         super::columns(groups.div_ceil(2), 1, |first, count| unsafe {
             let g0 = first * 2;
             super::avx512::run_packed(&a, p, g0, (count * 2).min(groups - g0), out)
         });
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = out;
+        y
+    };
     Ok(y)
 }
