@@ -10,15 +10,21 @@
 //!   layouts ([`crate::clip::loader`]) and only this file multiplies by them. Where the CPU has
 //!   AVX-512 VNNI and the activations are i8, the layer also keeps the weight packed for that
 //!   kernel ([`qmatmul::Packed`]), made once here at load.
+//!
+//! What follows a product in the model (its activation, the residual add) is a [`Then`]: the
+//! CPU kernel does it as it writes its outputs, and burn's ops do it everywhere else, the
+//! reference the tests hold the kernel to.
 
 use std::sync::Arc;
 
 use burn::backend::flex::{Flex, FlexQTensor, FlexTensor};
 use burn::backend::{BackendTensor, DispatchTensor, DispatchTensorKind};
 use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::clip::qmatmul::{self, Activations, Packed, QWeight};
+use crate::clip::config::Activation;
+use crate::clip::qmatmul::{self, Activations, Epilogue, Packed, QWeight};
 
 /// burn's `nn::Linear` (the same parameters under the same names, so records and exports are
 /// unchanged) plus the CPU kernel's packed copy of a quantized weight.
@@ -76,26 +82,61 @@ impl Linear {
     }
 }
 
+/// What a layer's output goes through before the next layer reads it.
+#[derive(Clone, Debug)]
+pub enum Then {
+    Nothing,
+    Activation(Activation),
+    /// The residual stream added: `[rows, out]` as the output (boxed: a tensor is large).
+    Residual(Box<Tensor<2>>),
+}
+
+impl Then {
+    /// The residual stream `[.., out]`, flattened to the layer's rows.
+    pub fn residual<const D: usize>(r: Tensor<D>) -> Then {
+        let dims = r.dims();
+        let out = dims[D - 1];
+        let rows = dims.iter().product::<usize>() / out.max(1);
+        Then::Residual(Box::new(r.reshape([rows, out])))
+    }
+
+    /// Through burn's ops: the reference the CPU kernel's epilogues are held to.
+    fn apply(self, y: Tensor<2>) -> Tensor<2> {
+        match self {
+            Then::Nothing => y,
+            Then::Activation(Activation::QuickGelu) => y.clone() * sigmoid(y * 1.702),
+            Then::Activation(Activation::Gelu) => gelu(y),
+            Then::Residual(r) => y + *r,
+        }
+    }
+}
+
 /// `[B, N, in]` → `[B, N, out]`, flattened to one 2-D product so a quantized weight is read once.
-pub fn forward3(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+pub fn forward3(layer: &Linear, x: Tensor<3>, then: Then) -> Tensor<3> {
     let [b, n, d] = x.dims();
-    let y = forward(layer, x.reshape([b * n, d]));
+    let y = forward_then(layer, x.reshape([b * n, d]), then);
     let out = y.dims()[1];
     y.reshape([b, n, out])
 }
 
 /// `[rows, in]` → `[rows, out]`.
 pub fn forward(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    forward_then(layer, x, Then::Nothing)
+}
+
+/// `[rows, in]` → `[rows, out]`, then `then`.
+pub fn forward_then(layer: &Linear, x: Tensor<2>, then: Then) -> Tensor<2> {
     let weight = layer.weight.val();
     let bias = layer.bias.as_ref().map(|b| b.val());
     if !matches!(weight.dtype(), DType::QFloat(_)) {
-        return burn::tensor::module::linear(x, weight, bias);
+        return then.apply(burn::tensor::module::linear(x, weight, bias));
     }
     // Taken apart, not cloned: cloning a quantized tensor on the CPU copies its scales.
     let DispatchTensor { kind, autodiff } = weight.into_dispatch();
     let kind = match kind {
         DispatchTensorKind::Flex(BackendTensor::Quantized(q)) => {
-            if let Some(y) = int8(layer, &q, &x, bias.clone(), qmatmul::activations()) {
+            let acts = qmatmul::activations();
+            if let Some(y) = int8(layer, &q, &x, bias.clone(), &then, acts) {
                 return y;
             }
             // An input that carries gradients (prompt tuning runs the text tower on a plain
@@ -105,12 +146,13 @@ pub fn forward(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
                 kind: DispatchTensorKind::Flex(BackendTensor::Quantized(q)),
                 autodiff,
             });
-            return burn::tensor::module::linear(x, w.dequantize().transpose(), bias);
+            let y = burn::tensor::module::linear(x, w.dequantize().transpose(), bias);
+            return then.apply(y);
         }
         kind => kind,
     };
     let weight = Tensor::from_dispatch(DispatchTensor { kind, autodiff });
-    burn::tensor::module::linear(x, weight, bias)
+    then.apply(burn::tensor::module::linear(x, weight, bias))
 }
 
 /// The weight as the CPU backend holds it, if it is `[out, in]` in blocks of
@@ -137,15 +179,17 @@ fn stored(q: &FlexQTensor) -> Option<QWeight<'_>> {
     })
 }
 
-/// The CPU's product with a block-quantized weight, activations quantized to `acts`: the int8
-/// kernel (on the packed weight where the layer has one for these values and `acts` is i8), or
-/// f32 gemm on the weight dequantized for this call where that is faster
-/// ([`qmatmul::int8_pays`]); `None` when the weight is not in the layout [`stored`] reads.
+/// The CPU's product with a block-quantized weight, activations quantized to `acts`, then
+/// `then`: the int8 kernel (on the packed weight where the layer has one for these values and
+/// `acts` is i8) with `then` as its epilogue where it has one, or f32 gemm on the weight
+/// dequantized for this call where that is faster ([`qmatmul::int8_pays`]); `None` when the
+/// weight is not in the layout [`stored`] reads.
 fn int8(
     layer: &Linear,
     q: &FlexQTensor,
     x: &Tensor<2>,
     bias: Option<Tensor<1>>,
+    then: &Then,
     acts: Activations,
 ) -> Option<Tensor<2>> {
     let weight = stored(q)?;
@@ -160,7 +204,8 @@ fn int8(
         let w = qmatmul::dequantize(weight).ok()?;
         let w = Tensor::<2>::from_data(TensorData::new(w, [n, k]), &device);
         let x = Tensor::from_primitive::<Flex>(input);
-        return Some(burn::tensor::module::linear(x, w.transpose(), bias));
+        let y = burn::tensor::module::linear(x, w.transpose(), bias);
+        return Some(then.clone().apply(y));
     }
     let bias = match bias {
         Some(b) => Some(flex(b)?),
@@ -171,16 +216,32 @@ fn int8(
         None => None,
     };
     let x = input.storage::<f32>().get(..m * k)?;
-    let y = match layer.packed_for(q) {
-        Some(p) if acts == Activations::I8 => qmatmul::matmul_packed(x, m, p, bias),
-        _ => qmatmul::matmul(x, m, weight, bias, acts),
+    let residual = match then {
+        Then::Residual(r) if r.dims() == [m, n] && r.dtype() == DType::F32 => {
+            flex(r.as_ref().clone())
+        }
+        _ => None,
     };
-    Some(Tensor::from_data(TensorData::new(y.ok()?, [m, n]), &device))
+    // What the kernel does not do is left to burn's ops.
+    let (epilogue, rest) = match (then, &residual) {
+        (Then::Activation(Activation::QuickGelu), _) => (Epilogue::QuickGelu, Then::Nothing),
+        (Then::Residual(_), Some(r)) => (
+            Epilogue::Add(r.storage::<f32>().get(..m * n)?),
+            Then::Nothing,
+        ),
+        (then, _) => (Epilogue::None, then.clone()),
+    };
+    let y = match layer.packed_for(q) {
+        Some(p) if acts == Activations::I8 => qmatmul::matmul_packed(x, m, p, bias, epilogue),
+        _ => qmatmul::matmul(x, m, weight, bias, epilogue, acts),
+    };
+    let y = Tensor::from_data(TensorData::new(y.ok()?, [m, n]), &device);
+    Some(rest.apply(y))
 }
 
 /// A float tensor on the plain CPU backend as flex holds it, contiguous; `None` for one with
 /// autodiff.
-fn flex<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
+pub(crate) fn flex<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
     let t = t.try_into_primitive::<Flex>().ok()?;
     Some(if t.is_contiguous() && t.layout().start_offset() == 0 {
         t
@@ -226,7 +287,15 @@ mod tests {
     fn product(layer: &Linear, m: usize) -> Vec<f32> {
         let k = layer.weight.dims()[1];
         let x = Tensor::<2>::ones([m, k], &crate::device::cpu());
-        let y = int8(layer, &quantized(layer), &x, None, Activations::I8).unwrap();
+        let y = int8(
+            layer,
+            &quantized(layer),
+            &x,
+            None,
+            &Then::Nothing,
+            Activations::I8,
+        )
+        .unwrap();
         crate::device::read_f32(y).unwrap()
     }
 

@@ -2,6 +2,7 @@
 //! model as burn modules, the loader that builds it from weights, and prompts (templates or
 //! learned context vectors).
 
+pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod embed;

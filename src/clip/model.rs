@@ -6,13 +6,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm};
-use burn::tensor::activation::{gelu, sigmoid};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
+use crate::clip::attention::attention;
 use crate::clip::config::{Activation, ClipConfig};
-use crate::clip::linear::{forward as linear, forward3 as linear3, Linear};
+use crate::clip::linear::{forward as linear, forward3 as linear3, Linear, Then};
 use crate::error::{Error, Result};
 
 #[derive(Module, Debug)]
@@ -24,13 +22,11 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = linear3(&self.fc1, x);
-        let h = match self.activation {
-            Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
-            Activation::Gelu => gelu(h),
-        };
-        linear3(&self.fc2, h)
+    /// `residual + fc2(act(fc1(x)))`: the activation and the add follow their products
+    /// ([`Then`]).
+    pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let h = linear3(&self.fc1, x, Then::Activation(self.activation));
+        linear3(&self.fc2, h, Then::residual(residual))
     }
 }
 
@@ -44,21 +40,13 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let [b, n, d] = x.dims();
-        let (h, hd) = (self.n_heads, d / self.n_heads);
-        let heads = |t: Tensor<3>| t.reshape([b, n, h, hd]).swap_dims(1, 2);
-        let q = heads(linear3(&self.q_proj, x.clone()));
-        let k = heads(linear3(&self.k_proj, x.clone()));
-        let v = heads(linear3(&self.v_proj, x));
-        // Default scale is 1/sqrt(head_dim), the same as transformers' CLIPAttention.
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: causal,
-        };
-        let out = attention(q, k, v, None, None, options);
-        linear3(&self.out_proj, out.swap_dims(1, 2).reshape([b, n, d]))
+    /// `residual + out_proj(attention(x))`.
+    pub fn forward(&self, x: Tensor<3>, causal: bool, residual: Tensor<3>) -> Tensor<3> {
+        let q = linear3(&self.q_proj, x.clone(), Then::Nothing);
+        let k = linear3(&self.k_proj, x.clone(), Then::Nothing);
+        let v = linear3(&self.v_proj, x, Then::Nothing);
+        let out = attention(q, k, v, self.n_heads, causal);
+        linear3(&self.out_proj, out, Then::residual(residual))
     }
 }
 
@@ -73,8 +61,10 @@ pub struct EncoderLayer {
 
 impl EncoderLayer {
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), causal);
-        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+        let x = self
+            .self_attn
+            .forward(self.layer_norm1.forward(x.clone()), causal, x);
+        self.mlp.forward(self.layer_norm2.forward(x.clone()), x)
     }
 }
 
@@ -104,7 +94,7 @@ impl VisionTransformer {
             .reshape([b, c, gh, p, gw, p])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([b, gh * gw, c * p * p]);
-        let x = linear3(&self.patch_embedding, patches);
+        let x = linear3(&self.patch_embedding, patches, Then::Nothing);
         let [_, n, d] = x.dims();
         let cls = self
             .class_embedding

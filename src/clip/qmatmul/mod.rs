@@ -169,9 +169,36 @@ fn quantize_u8(x: &[f32], m: usize, k: usize) -> QRows<u8> {
     quantize_rows(x, m, k, Activations::I8.levels(), |v| (v + 128) as u8)
 }
 
-/// The zeroed output `y[m, n]` of a product, once the input `x` (`m × k`) and the bias (`n`)
-/// are seen to fit.
-fn output(x: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+/// What a product does to its outputs after the bias, in the task that wrote them (while they
+/// are in cache) rather than in passes of their own over the whole output.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Epilogue<'a> {
+    #[default]
+    None,
+    /// CLIP's QuickGELU, `y · σ(1.702 y)`.
+    QuickGelu,
+    /// `y + r`, `r` row-major as `y`: the residual stream.
+    Add(&'a [f32]),
+}
+
+/// The zeroed output `y[m, n]` of a product, once the input `x` (`m × k`), the bias (`n`) and
+/// the epilogue's operand (`m × n`) are seen to fit.
+fn output(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+    then: Epilogue,
+) -> Result<Vec<f32>> {
+    if let Epilogue::Add(r) = then {
+        if r.len() != m * n {
+            return Err(Error::Input(format!(
+                "matmul: the residual has {} values, expected {m} × {n}",
+                r.len()
+            )));
+        }
+    }
     if x.len() != m * k {
         return Err(Error::Input(format!(
             "matmul: input has {} values, expected {m} × {k}",
@@ -218,6 +245,25 @@ impl Out {
         *self.ptr.add(row * self.n + col) = v + b;
     }
 
+    /// Applies `then` to columns `first..first + cols` of the `m` rows, once they are written.
+    ///
+    /// SAFETY: as [`Out::set`] for every row and column given; `then`'s operand holds `m × n`.
+    // Out of line so that profiles (`tools/profile/perf-ops.sh`) show it apart from the kernel.
+    #[inline(never)]
+    unsafe fn finish(self, m: usize, first: usize, cols: usize, then: Epilogue) {
+        for r in 0..m {
+            let y = std::slice::from_raw_parts_mut(self.ptr.add(r * self.n + first), cols);
+            match then {
+                Epilogue::None => return,
+                Epilogue::QuickGelu => y.iter_mut().for_each(|v| *v = quick_gelu(*v)),
+                Epilogue::Add(res) => {
+                    let res = res.get_unchecked(r * self.n + first..r * self.n + first + cols);
+                    y.iter_mut().zip(res).for_each(|(v, r)| *v += r);
+                }
+            }
+        }
+    }
+
     /// Writes a tile's accumulators `acc[r][c]` to `y[r0 + r][j0 + c]`, each summed across its
     /// lanes by `sum` and multiplied by its row's scale: every kernel's last step.
     ///
@@ -238,6 +284,13 @@ impl Out {
             }
         }
     }
+}
+
+/// `y · σ(1.702 y)`, as `y / (1 + e^(−1.702 y))`: at large negative `y` the exponential
+/// overflows to infinity and the result is −0, the limit.
+#[inline(always)]
+fn quick_gelu(y: f32) -> f32 {
+    y / (1.0 + (-1.702 * y).exp())
 }
 
 /// Whether the int8 kernel beats f32 gemm on a transiently dequantized weight for `m` rows:
@@ -283,16 +336,17 @@ pub fn dequantize(w: QWeight) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, `x` row-major, the activations quantized to `acts`
-/// (the caller reads [`activations`] once per product).
+/// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, then `then`; `x` row-major, the activations quantized
+/// to `acts` (the caller reads [`activations`] once per product).
 pub fn matmul(
     x: &[f32],
     m: usize,
     w: QWeight,
     bias: Option<&[f32]>,
+    then: Epilogue,
     acts: Activations,
 ) -> Result<Vec<f32>> {
-    matmul_with(x, m, w, bias, acts, Kernel::detect(acts))
+    matmul_with(x, m, w, bias, then, acts, Kernel::detect(acts))
 }
 
 /// [`matmul`] with a given scheme and kernel (`kernel` must run on this CPU).
@@ -301,11 +355,12 @@ fn matmul_with(
     m: usize,
     w: QWeight,
     bias: Option<&[f32]>,
+    then: Epilogue,
     acts: Activations,
     kernel: Kernel,
 ) -> Result<Vec<f32>> {
     w.check()?;
-    let mut y = output(x, m, w.k, w.n, bias)?;
+    let mut y = output(x, m, w.k, w.n, bias, then)?;
     let out = Out::new(&mut y, w.n, bias);
     match kernel {
         #[cfg(target_arch = "x86_64")]
@@ -314,14 +369,16 @@ fn matmul_with(
             // SAFETY: `detect` chose it only where the CPU has the features; `columns` gives
             // tasks disjoint columns.
             columns(w.n, 16, |first, cols| unsafe {
-                avx512::run_vnni(&a, &w, first, cols, out)
+                avx512::run_vnni(&a, &w, first, cols, out);
+                out.finish(m, first, cols, then);
             });
         }
         _ => {
             let a = quantize_i16(x, m, w.k, acts);
             // SAFETY: as above.
             columns(w.n, 16, |first, cols| unsafe {
-                kernel.run(&a, &w, first, cols, out)
+                kernel.run(&a, &w, first, cols, out);
+                out.finish(m, first, cols, then);
             });
         }
     }

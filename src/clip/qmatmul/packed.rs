@@ -14,7 +14,7 @@
 //! The kernel gives the numbers of the unpacked kernels in the i8 scheme, up to f32 summation
 //! order.
 
-use super::{QWeight, BLOCK};
+use super::{Epilogue, QWeight, BLOCK};
 use crate::error::{Error, Result};
 
 /// Output columns a packed group holds.
@@ -80,9 +80,15 @@ fn packs() -> bool {
     false
 }
 
-/// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, the activations quantized to i8.
-pub fn matmul(x: &[f32], m: usize, p: &Packed, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    let y = super::output(x, m, p.k, p.n, bias)?;
+/// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, then `then`; the activations quantized to i8.
+pub fn matmul(
+    x: &[f32],
+    m: usize,
+    p: &Packed,
+    bias: Option<&[f32]>,
+    then: Epilogue,
+) -> Result<Vec<f32>> {
+    let y = super::output(x, m, p.k, p.n, bias, then)?;
     if !packs() {
         return Err(Error::Input(
             "this CPU has no kernel for packed weights".into(),
@@ -96,8 +102,10 @@ pub fn matmul(x: &[f32], m: usize, p: &Packed, bias: Option<&[f32]>) -> Result<V
         let groups = p.n.div_ceil(LANES);
         // SAFETY: `packs` checked the CPU; tasks get disjoint groups, so disjoint columns.
         super::columns(groups.div_ceil(2), 1, |first, count| unsafe {
-            let g0 = first * 2;
-            super::avx512::run_packed(&a, p, g0, (count * 2).min(groups - g0), out)
+            let (g0, count) = (first * 2, (count * 2).min(groups - first * 2));
+            super::avx512::run_packed(&a, p, g0, count, out);
+            let cols = (count * LANES).min(p.n - g0 * LANES);
+            out.finish(m, g0 * LANES, cols, then);
         });
         y
     };

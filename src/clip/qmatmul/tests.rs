@@ -76,7 +76,7 @@ fn equals_the_dequantized_f32_matmul() {
         let want = f32_matmul(&x, m, &deq, n, k, &bias);
         for acts in [Activations::I16, Activations::I8] {
             for kernel in kernels(acts) {
-                let got = matmul_with(&x, m, w, Some(&bias), acts, kernel).unwrap();
+                let got = matmul_with(&x, m, w, Some(&bias), Epilogue::None, acts, kernel).unwrap();
                 for i in 0..m {
                     for j in 0..n {
                         let (xr, wr) = (&x[i * k..(i + 1) * k], &deq[j * k..(j + 1) * k]);
@@ -112,9 +112,9 @@ fn kernels_agree() {
             k,
         };
         for acts in [Activations::I16, Activations::I8] {
-            let want = matmul_with(&x, m, w, None, acts, Kernel::Portable).unwrap();
+            let want = matmul_with(&x, m, w, None, Epilogue::None, acts, Kernel::Portable).unwrap();
             for kernel in kernels(acts) {
-                let got = matmul_with(&x, m, w, None, acts, kernel).unwrap();
+                let got = matmul_with(&x, m, w, None, Epilogue::None, acts, kernel).unwrap();
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (g - w).abs() <= 1e-5 * w.abs().max(1.0),
@@ -142,7 +142,7 @@ fn i8_activations_round_coarser() {
     x[0] = 1.0;
     let exact = 1.0 + 31.0 * 0.004;
     for kernel in kernels(Activations::I8) {
-        let y8 = matmul_with(&x, 1, w, None, Activations::I8, kernel).unwrap()[0];
+        let y8 = matmul_with(&x, 1, w, None, Epilogue::None, Activations::I8, kernel).unwrap()[0];
         // 0.004 · 127 = 0.508 rounds to 1 step of 1/127.
         assert!(
             (y8 - (1.0 + 31.0 / 127.0)).abs() < 1e-5,
@@ -150,7 +150,16 @@ fn i8_activations_round_coarser() {
             kernel.name()
         );
     }
-    let y16 = matmul_with(&x, 1, w, None, Activations::I16, Kernel::Portable).unwrap()[0];
+    let y16 = matmul_with(
+        &x,
+        1,
+        w,
+        None,
+        Epilogue::None,
+        Activations::I16,
+        Kernel::Portable,
+    )
+    .unwrap()[0];
     assert!((y16 - exact).abs() < 1e-3, "{y16}");
 }
 
@@ -204,13 +213,15 @@ fn speed() {
         let mut line = format!("{m}×{n}×{k}: f32 gemm {f32_ms:.2} ms, dequantize {deq_ms:.2} ms");
         for acts in [Activations::I16, Activations::I8] {
             for kernel in kernels(acts).into_iter().skip(1) {
-                let ms = time(&mut || drop(matmul_with(&x, m, w, None, acts, kernel).unwrap()));
+                let ms = time(&mut || {
+                    drop(matmul_with(&x, m, w, None, Epilogue::None, acts, kernel).unwrap())
+                });
                 line += &format!(", {acts:?} {} {ms:.2} ms", kernel.name());
             }
         }
         if Kernel::detect(Activations::I8) == Kernel::Vnni512 {
             let p = Packed::pack(w);
-            let ms = time(&mut || drop(matmul_packed(&x, m, &p, None).unwrap()));
+            let ms = time(&mut || drop(matmul_packed(&x, m, &p, None, Epilogue::None).unwrap()));
             line += &format!(", I8 avx512-vnni packed {ms:.2} ms");
         }
         eprintln!("{line}");
@@ -228,7 +239,7 @@ fn non_finite_input_gives_non_finite_output() {
     };
     let mut x = vec![1f32; 32];
     x[3] = f32::NAN;
-    assert!(!matmul(&x, 1, w, None, Activations::I16).unwrap()[0].is_finite());
+    assert!(!matmul(&x, 1, w, None, Epilogue::None, Activations::I16).unwrap()[0].is_finite());
 }
 
 #[test]
@@ -240,22 +251,30 @@ fn bad_shapes_are_errors() {
         n: 2,
         k: 32,
     };
-    assert!(matmul(&[0.0; 31], 1, w, None, Activations::I16).is_err());
-    assert!(matmul(&[0.0; 32], 1, w, Some(&[0.0]), Activations::I16).is_err());
+    assert!(matmul(&[0.0; 31], 1, w, None, Epilogue::None, Activations::I16).is_err());
+    assert!(matmul(
+        &[0.0; 32],
+        1,
+        w,
+        Some(&[0.0]),
+        Epilogue::None,
+        Activations::I16
+    )
+    .is_err());
     let w = QWeight {
         values: &values,
         scales: &scales[..1],
         n: 1,
         k: 64,
     };
-    assert!(matmul(&[0.0; 64], 1, w, None, Activations::I16).is_err());
+    assert!(matmul(&[0.0; 64], 1, w, None, Epilogue::None, Activations::I16).is_err());
     let w = QWeight {
         values: &values[..48],
         scales: &scales[..1],
         n: 1,
         k: 48,
     };
-    assert!(matmul(&[0.0; 48], 1, w, None, Activations::I16).is_err());
+    assert!(matmul(&[0.0; 48], 1, w, None, Epilogue::None, Activations::I16).is_err());
 }
 
 /// The packed kernel gives the portable kernel's numbers (on the weight as stored, i8 scheme) to
@@ -296,8 +315,17 @@ fn packed_kernel_equals_the_portable_one() {
         if Kernel::detect(Activations::I8) != Kernel::Vnni512 {
             continue;
         }
-        let want = matmul_with(&x, m, w, Some(&bias), Activations::I8, Kernel::Portable).unwrap();
-        let got = matmul_packed(&x, m, &packed, Some(&bias)).unwrap();
+        let want = matmul_with(
+            &x,
+            m,
+            w,
+            Some(&bias),
+            Epilogue::None,
+            Activations::I8,
+            Kernel::Portable,
+        )
+        .unwrap();
+        let got = matmul_packed(&x, m, &packed, Some(&bias), Epilogue::None).unwrap();
         assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
@@ -319,6 +347,56 @@ fn packed_bad_shapes_are_errors() {
     };
     assert!(Packed::new(QWeight { k: 48, ..w }).is_err());
     let packed = Packed::pack(w);
-    assert!(matmul_packed(&[0.0; 31], 1, &packed, None).is_err());
-    assert!(matmul_packed(&[0.0; 32], 1, &packed, Some(&[0.0])).is_err());
+    assert!(matmul_packed(&[0.0; 31], 1, &packed, None, Epilogue::None).is_err());
+    assert!(matmul_packed(&[0.0; 32], 1, &packed, Some(&[0.0]), Epilogue::None).is_err());
+}
+
+/// The epilogues, on every kernel and the packed one, equal the product without one followed by
+/// the operation written out here: every column of every row, on ragged column counts (a task's
+/// and a packed group's last columns) and rows past a tile's.
+#[test]
+fn epilogues_reach_every_output() {
+    let mut rng = Rng::new(12);
+    for &(m, n, k) in &[(7, 37, 64), (50, 70, 96)] {
+        let (values, scales, _) = weight(n, k, 8, &mut rng);
+        let x = random(m * k, &mut rng, 2.0);
+        let bias = random(n, &mut rng, 0.5);
+        let residual = random(m * n, &mut rng, 4.0);
+        let w = QWeight {
+            values: &values,
+            scales: &scales,
+            n,
+            k,
+        };
+        let gelu = |y: f32| y * (1.0 / (1.0 + (-1.702 * y).exp()));
+        let check = |plain: &[f32], then: Epilogue, got: &[f32], what: &str| {
+            for (i, (&p, &g)) in plain.iter().zip(got).enumerate() {
+                let want = match then {
+                    Epilogue::None => p,
+                    Epilogue::QuickGelu => gelu(p),
+                    Epilogue::Add(r) => p + r[i],
+                };
+                assert!(
+                    (g - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{what} {m}×{n}×{k} {then:?} output {i}: {g} vs {want}"
+                );
+            }
+        };
+        for then in [Epilogue::QuickGelu, Epilogue::Add(&residual)] {
+            for acts in [Activations::I16, Activations::I8] {
+                for kernel in kernels(acts) {
+                    let run = |then| matmul_with(&x, m, w, Some(&bias), then, acts, kernel);
+                    let (plain, got) = (run(Epilogue::None).unwrap(), run(then).unwrap());
+                    check(&plain, then, &got, kernel.name());
+                }
+            }
+            if let Some(p) = Packed::new(w).unwrap() {
+                let plain = matmul_packed(&x, m, &p, Some(&bias), Epilogue::None).unwrap();
+                let got = matmul_packed(&x, m, &p, Some(&bias), then).unwrap();
+                check(&plain, then, &got, "packed");
+            }
+        }
+        let short = vec![0f32; m * n - 1];
+        assert!(matmul(&x, m, w, None, Epilogue::Add(&short), Activations::I16).is_err());
+    }
 }

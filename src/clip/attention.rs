@@ -1,0 +1,231 @@
+//! CLIP's multi-head self-attention, `softmax(q·kᵀ / √d_head (+ causal mask)) · v`, on the
+//! projections `[B, N, D]` as the linear layers write them (head `h` is columns
+//! `h·d_head .. (h+1)·d_head`).
+//!
+//! On the CPU it runs in one pass per (sequence, head), reading each head where the projections
+//! wrote it and writing its output where `out_proj` reads it: CLIP's sequences are short (50
+//! image tokens, 77 text tokens), so a head's scores fit in a row buffer, and burn's path, made
+//! of head views, copies each of `q`, `k`, `v` and the output to make them contiguous.
+//! Everywhere else (wgpu, and inputs that carry gradients) it is burn's attention on head views,
+//! the reference the tests hold the CPU pass to.
+
+use burn::tensor::module::attention as burn_attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{DType, Tensor, TensorData};
+
+use crate::clip::linear::flex;
+
+/// `q`, `k`, `v` `[B, N, D]` → `[B, N, D]`, `heads` heads of `D / heads` columns, each token
+/// attending to every token or, `causal`, to itself and those before it.
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    causal: bool,
+) -> Tensor<3> {
+    match on_cpu(&q, &k, &v, heads, causal) {
+        Some(out) => out,
+        None => reference(q, k, v, heads, causal),
+    }
+}
+
+/// burn's attention on head views `[B, H, N, D / H]`.
+fn reference(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
+    let [b, n, d] = q.dims();
+    let split = |t: Tensor<3>| t.reshape([b, n, heads, d / heads]).swap_dims(1, 2);
+    // Default scale is 1/sqrt(head_dim), the same as transformers' CLIPAttention.
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: causal,
+    };
+    let out = burn_attention(split(q), split(k), split(v), None, None, options);
+    out.swap_dims(1, 2).reshape([b, n, d])
+}
+
+/// The one-pass attention, where all three are f32 on the plain CPU backend.
+fn on_cpu(
+    q: &Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    heads: usize,
+    causal: bool,
+) -> Option<Tensor<3>> {
+    let [b, n, d] = q.dims();
+    if heads == 0
+        || !d.is_multiple_of(heads)
+        || k.dims() != [b, n, d]
+        || v.dims() != [b, n, d]
+        || [q, k, v].iter().any(|t| t.dtype() != DType::F32)
+    {
+        return None;
+    }
+    let (qf, kf, vf) = (flex(q.clone())?, flex(k.clone())?, flex(v.clone())?);
+    let len = b * n * d;
+    let (qs, ks, vs) = (
+        qf.storage::<f32>().get(..len)?,
+        kf.storage::<f32>().get(..len)?,
+        vf.storage::<f32>().get(..len)?,
+    );
+    let mut out = vec![0f32; len];
+    let shape = Shape {
+        n,
+        d,
+        head_dim: d / heads,
+        causal,
+    };
+    let target = Target(out.as_mut_ptr());
+    let task = |t: usize| {
+        let (seq, head) = (t / heads, t % heads);
+        let at = seq * n * d + head * shape.head_dim;
+        // SAFETY: task `t` writes only its sequence's rows at its head's columns, which no other
+        // task writes; `out` outlives the tasks.
+        unsafe { one_head(&qs[at..], &ks[at..], &vs[at..], target.at(at), shape) }
+    };
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
+    {
+        use rayon::prelude::*;
+        (0..b * heads).into_par_iter().for_each(task);
+    }
+    #[cfg(all(target_family = "wasm", not(feature = "threads")))]
+    (0..b * heads).for_each(task);
+    Some(Tensor::from_data(
+        TensorData::new(out, [b, n, d]),
+        &q.device(),
+    ))
+}
+
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Tokens a sequence.
+    n: usize,
+    /// Columns a token (the row stride).
+    d: usize,
+    head_dim: usize,
+    causal: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Target(*mut f32);
+// SAFETY: tasks write disjoint parts of the output (`on_cpu`).
+unsafe impl Send for Target {}
+unsafe impl Sync for Target {}
+
+impl Target {
+    /// A method, not the field, so that closures capture the whole `Target` (which is `Sync`).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// One head of one sequence: `q`, `k`, `v` start at its first token's head columns, rows `d`
+/// apart, and so does `out`.
+///
+/// SAFETY: `out` is valid for writes at `i·d .. i·d + head_dim` for every token `i < n`, and
+/// nothing else accesses those values meanwhile.
+unsafe fn one_head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
+    let hd = s.head_dim;
+    let scale = 1.0 / (hd as f32).sqrt();
+    fn row(t: &[f32], i: usize, s: Shape) -> &[f32] {
+        &t[i * s.d..i * s.d + s.head_dim]
+    }
+    let mut p = vec![0f32; s.n];
+    for i in 0..s.n {
+        let seen = if s.causal { i + 1 } else { s.n };
+        let qi = row(q, i, s);
+        let mut max = f32::NEG_INFINITY;
+        for (j, p) in p[..seen].iter_mut().enumerate() {
+            *p = dot(qi, row(k, j, s)) * scale;
+            max = max.max(*p);
+        }
+        let mut sum = 0f32;
+        for p in &mut p[..seen] {
+            *p = (*p - max).exp();
+            sum += *p;
+        }
+        let o = std::slice::from_raw_parts_mut(out.add(i * s.d), hd);
+        o.fill(0.0);
+        for (j, &p) in p[..seen].iter().enumerate() {
+            for (o, &v) in o.iter_mut().zip(row(v, j, s)) {
+                *o += p * v;
+            }
+        }
+        let inv = 1.0 / sum;
+        o.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
+/// `a · b` with eight partial sums, which the compiler keeps in vector registers (a single
+/// running sum would be one long dependency chain).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn random(dims: [usize; 3], rng: &mut Rng, scale: f32) -> Tensor<3> {
+        let values: Vec<f32> = (0..dims.iter().product::<usize>())
+            .map(|_| (rng.uniform() * 2.0 - 1.0) * scale)
+            .collect();
+        Tensor::from_data(TensorData::new(values, dims), &crate::device::cpu())
+    }
+
+    /// The one-pass CPU attention equals burn's on head views, causal or not, on head sizes
+    /// with and without a tail past the dot product's eight lanes, several sequences and
+    /// scores large enough that softmax needs its max subtracted.
+    #[test]
+    fn one_pass_equals_burns_attention() {
+        let mut rng = Rng::new(3);
+        for &(b, n, d, heads, scale) in
+            &[(1, 50, 64, 4, 1.0), (3, 7, 12, 3, 3.0), (2, 77, 40, 2, 8.0)]
+        {
+            let (q, k, v) = (
+                random([b, n, d], &mut rng, scale),
+                random([b, n, d], &mut rng, scale),
+                random([b, n, d], &mut rng, 1.0),
+            );
+            for causal in [false, true] {
+                let got = on_cpu(&q, &k, &v, heads, causal).expect("f32 on the CPU");
+                let want = reference(q.clone(), k.clone(), v.clone(), heads, causal);
+                let (got, want) = (
+                    crate::device::read_f32(got).unwrap(),
+                    crate::device::read_f32(want).unwrap(),
+                );
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                        "{b}×{n}×{d}/{heads} causal {causal}, value {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Shapes the pass does not take go to burn's attention.
+    #[test]
+    fn other_shapes_are_left_to_burn() {
+        let mut rng = Rng::new(4);
+        let q = random([1, 5, 12], &mut rng, 1.0);
+        assert!(on_cpu(&q, &q, &q, 5, false).is_none());
+        let k = random([1, 6, 12], &mut rng, 1.0);
+        assert!(on_cpu(&q, &k, &k, 3, false).is_none());
+    }
+}
