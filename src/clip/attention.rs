@@ -13,6 +13,7 @@ use burn::tensor::module::attention as burn_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Tensor, TensorData};
 
+use crate::clip::exp::exp;
 use crate::clip::linear::flex;
 
 /// `q`, `k`, `v` `[B, N, D]` → `[B, N, D]`, `heads` heads of `D / heads` columns, each token
@@ -24,7 +25,7 @@ pub fn attention(
     heads: usize,
     causal: bool,
 ) -> Tensor<3> {
-    match on_cpu(&q, &k, &v, heads, causal) {
+    match on_cpu(&q, &k, &v, heads, causal, avx2()) {
         Some(out) => out,
         None => reference(q, k, v, heads, causal),
     }
@@ -44,13 +45,23 @@ fn reference(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, causal: boo
     out.swap_dims(1, 2).reshape([b, n, d])
 }
 
-/// The one-pass attention, where all three are f32 on the plain CPU backend.
+/// Whether this CPU runs [`head`] compiled for AVX2.
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The one-pass attention, where all three are f32 on the plain CPU backend; `avx2` only where
+/// [`avx2`] says so.
 fn on_cpu(
     q: &Tensor<3>,
     k: &Tensor<3>,
     v: &Tensor<3>,
     heads: usize,
     causal: bool,
+    avx2: bool,
 ) -> Option<Tensor<3>> {
     let [b, n, d] = q.dims();
     if heads == 0
@@ -81,7 +92,7 @@ fn on_cpu(
         let at = seq * n * d + head * shape.head_dim;
         // SAFETY: task `t` writes only its sequence's rows at its head's columns, which no other
         // task writes; `out` outlives the tasks.
-        unsafe { one_head(&qs[at..], &ks[at..], &vs[at..], target.at(at), shape) }
+        unsafe { one_head(&qs[at..], &ks[at..], &vs[at..], target.at(at), shape, avx2) }
     };
     #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     {
@@ -119,12 +130,34 @@ impl Target {
     }
 }
 
+/// [`head`], compiled for AVX2 where the CPU has it (twice the vector width of the x86-64
+/// baseline the crate is built for) and `avx2` says so.
+///
+/// SAFETY: as [`head`]; `avx2` only where the CPU has AVX2.
+// Out of line so that profiles (`tools/profile/perf-ops.sh`) show it apart from rayon's loop.
+#[inline(never)]
+unsafe fn one_head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape, avx2: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return head_avx2(q, k, v, out, s);
+    }
+    let _ = avx2;
+    head(q, k, v, out, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn head_avx2(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
+    head(q, k, v, out, s)
+}
+
 /// One head of one sequence: `q`, `k`, `v` start at its first token's head columns, rows `d`
 /// apart, and so does `out`.
 ///
 /// SAFETY: `out` is valid for writes at `i·d .. i·d + head_dim` for every token `i < n`, and
 /// nothing else accesses those values meanwhile.
-unsafe fn one_head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
+#[inline(always)]
+unsafe fn head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
     let hd = s.head_dim;
     let scale = 1.0 / (hd as f32).sqrt();
     fn row(t: &[f32], i: usize, s: Shape) -> &[f32] {
@@ -139,11 +172,9 @@ unsafe fn one_head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
             *p = dot(qi, row(k, j, s)) * scale;
             max = max.max(*p);
         }
-        let mut sum = 0f32;
-        for p in &mut p[..seen] {
-            *p = (*p - max).exp();
-            sum += *p;
-        }
+        // Two loops, so that the exponentials vectorize apart from the sum's dependency chain.
+        p[..seen].iter_mut().for_each(|p| *p = exp(*p - max));
+        let sum = sum(&p[..seen]);
         let o = std::slice::from_raw_parts_mut(out.add(i * s.d), hd);
         o.fill(0.0);
         for (j, &p) in p[..seen].iter().enumerate() {
@@ -154,6 +185,20 @@ unsafe fn one_head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
         let inv = 1.0 / sum;
         o.iter_mut().for_each(|o| *o *= inv);
     }
+}
+
+/// `Σ a` with eight partial sums, as [`dot`].
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let a8 = a.chunks_exact(8);
+    let tail: f32 = a8.remainder().iter().sum();
+    for x in a8 {
+        for l in 0..8 {
+            acc[l] += x[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `a · b` with eight partial sums, which the compiler keeps in vector registers (a single
@@ -188,7 +233,8 @@ mod tests {
         Tensor::from_data(TensorData::new(values, dims), &crate::device::cpu())
     }
 
-    /// The one-pass CPU attention equals burn's on head views, causal or not, on head sizes
+    /// The one-pass CPU attention equals burn's on head views, causal or not, with AVX2 (where the
+    /// CPU has it) and without, on head sizes
     /// with and without a tail past the dot product's eight lanes, several sequences and
     /// scores large enough that softmax needs its max subtracted.
     #[test]
@@ -202,8 +248,9 @@ mod tests {
                 random([b, n, d], &mut rng, scale),
                 random([b, n, d], &mut rng, 1.0),
             );
-            for causal in [false, true] {
-                let got = on_cpu(&q, &k, &v, heads, causal).expect("f32 on the CPU");
+            for (causal, wide) in [(false, false), (true, false), (false, true), (true, true)] {
+                let got =
+                    on_cpu(&q, &k, &v, heads, causal, wide && avx2()).expect("f32 on the CPU");
                 let want = reference(q.clone(), k.clone(), v.clone(), heads, causal);
                 let (got, want) = (
                     crate::device::read_f32(got).unwrap(),
@@ -212,7 +259,7 @@ mod tests {
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() <= 1e-5 * w.abs().max(1.0),
-                        "{b}×{n}×{d}/{heads} causal {causal}, value {i}: {g} vs {w}"
+                        "{b}×{n}×{d}/{heads} causal {causal} avx2 {wide}, value {i}: {g} vs {w}"
                     );
                 }
             }
@@ -224,8 +271,8 @@ mod tests {
     fn other_shapes_are_left_to_burn() {
         let mut rng = Rng::new(4);
         let q = random([1, 5, 12], &mut rng, 1.0);
-        assert!(on_cpu(&q, &q, &q, 5, false).is_none());
+        assert!(on_cpu(&q, &q, &q, 5, false, false).is_none());
         let k = random([1, 6, 12], &mut rng, 1.0);
-        assert!(on_cpu(&q, &k, &k, 3, false).is_none());
+        assert!(on_cpu(&q, &k, &k, 3, false, false).is_none());
     }
 }

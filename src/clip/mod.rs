@@ -6,6 +6,7 @@ pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod embed;
+pub mod exp;
 pub mod linear;
 pub mod loader;
 pub mod model;

@@ -18,7 +18,7 @@ trap 'rm -f "$out"' EXIT
 ours() {
   local name=$1 bundle=$2; shift 2
   "$bin" bench --model "$bundle" --backends cpu --towers "$towers" --batches 1,8 "$@" |
-    awk -v n="$name" '$1 == "cpu" { print n, $3, $4, $5 }'
+    awk -v n="$name" '$1 == "cpu" && $5 ~ /^[0-9.]+$/ { print n, $3, $4, $5 }'
 }
 for ((i = 1; i <= rounds; i++)); do
   echo "== round $i of $rounds" >&2

@@ -81,10 +81,11 @@ def main():
         import onnxruntime as ort
 
         # Defaults, as an application would run it: intra-op threads = physical cores.
-        for dtype, name in [("fp32", "vision_model.onnx"), ("q8", "vision_model_quantized.onnx")]:
-            path = Path(args.onnx) / name
-            if path.exists():
-                sessions[dtype] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for tower, prefix in [("image", "vision"), ("text", "text")]:
+            for dtype, name in [("fp32", f"{prefix}_model.onnx"), ("q8", f"{prefix}_model_quantized.onnx")]:
+                path = Path(args.onnx) / name
+                if tower in towers and path.exists():
+                    sessions[tower, dtype] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         versions = f", onnxruntime {ort.__version__}"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}{versions}; {source}; "
           f"{args.iters} timed runs, medians in ms")
@@ -104,9 +105,11 @@ def main():
                     tid = ids.to(dev)
                     text = timed(lambda: m.text_projection(m.text_model(input_ids=tid).pooler_output), args.iters, sync)
                     row(name, "text", b, *text)
-            feed = {"pixel_values": pixels.numpy()}
-            for dtype, session in sessions.items():
-                row(f"ort-{dtype}", "image", b, *timed(lambda: session.run(["image_embeds"], feed), args.iters))
+            feeds = {"image": (["image_embeds"], {"pixel_values": pixels.numpy()}),
+                     "text": (["text_embeds"], {"input_ids": ids.numpy()})}
+            for (tower, dtype), session in sessions.items():
+                outputs, feed = feeds[tower]
+                row(f"ort-{dtype}", tower, b, *timed(lambda: session.run(outputs, feed), args.iters))
 
 
 if __name__ == "__main__":

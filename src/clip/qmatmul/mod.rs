@@ -113,6 +113,29 @@ struct QRows<T> {
     k: usize,
 }
 
+/// A row's largest magnitude, and its poison: 0 when every value is finite, NaN otherwise
+/// (`max` skips NaN). Eight running lanes of each, which vectorize: one running value is a chain
+/// of dependent scalar ops, as float ops are not reassociated.
+#[inline(always)]
+fn max_abs(row: &[f32]) -> (f32, f32) {
+    let (mut max, mut poison) = ([0f32; 8], [0f32; 8]);
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for x in chunks {
+        for l in 0..8 {
+            max[l] = max[l].max(x[l].abs());
+            poison[l] += x[l] * 0.0;
+        }
+    }
+    let mut m = max.iter().fold(0f32, |a, &v| a.max(v));
+    let mut p = poison.iter().sum::<f32>();
+    for v in tail {
+        m = m.max(v.abs());
+        p += v * 0.0;
+    }
+    (m, p)
+}
+
 /// `x` quantized to `±levels` a row; `code` stores a quantized value.
 fn quantize_rows<T: Copy + Send + Sync>(
     x: &[f32],
@@ -124,9 +147,7 @@ fn quantize_rows<T: Copy + Send + Sync>(
     let mut q = vec![code(0); m * k];
     let mut scales = vec![0f32; m];
     let quantize = |((row, out), scale): ((&[f32], &mut [T]), &mut f32)| {
-        let max = row.iter().fold(0f32, |a, v| a.max(v.abs()));
-        // 0 when every value is finite, NaN otherwise (`max` skips NaN); vectorizes, unlike `all`.
-        let poison = row.iter().fold(0f32, |a, v| a + v * 0.0);
+        let (max, poison) = max_abs(row);
         if poison != 0.0 {
             // Inf or NaN in the input: the result is not finite, as the f32 product's would be.
             *scale = f32::NAN;
@@ -251,6 +272,25 @@ impl Out {
     // Out of line so that profiles (`tools/profile/perf-ops.sh`) show it apart from the kernel.
     #[inline(never)]
     unsafe fn finish(self, m: usize, first: usize, cols: usize, then: Epilogue) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            return self.finish_avx2(m, first, cols, then);
+        }
+        self.finish_rows(m, first, cols, then)
+    }
+
+    /// [`Out::finish`] compiled for AVX2: twice the vector width of the x86-64 baseline.
+    ///
+    /// SAFETY: as [`Out::finish`], on a CPU with AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn finish_avx2(self, m: usize, first: usize, cols: usize, then: Epilogue) {
+        self.finish_rows(m, first, cols, then)
+    }
+
+    /// SAFETY: as [`Out::finish`].
+    #[inline(always)]
+    unsafe fn finish_rows(self, m: usize, first: usize, cols: usize, then: Epilogue) {
         for r in 0..m {
             let y = std::slice::from_raw_parts_mut(self.ptr.add(r * self.n + first), cols);
             match then {
@@ -286,11 +326,11 @@ impl Out {
     }
 }
 
-/// `y · σ(1.702 y)`, as `y / (1 + e^(−1.702 y))`: at large negative `y` the exponential
-/// overflows to infinity and the result is −0, the limit.
+/// `y · σ(1.702 y)`, as `y / (1 + e^(−1.702 y))`, with the exponential that vectorizes: at large
+/// negative `y` it is clamped to 1.65e38 and the result is `y / 1.65e38`, about −0, the limit.
 #[inline(always)]
 fn quick_gelu(y: f32) -> f32 {
-    y / (1.0 + (-1.702 * y).exp())
+    y / (1.0 + crate::clip::exp::exp(-1.702 * y))
 }
 
 /// Whether the int8 kernel beats f32 gemm on a transiently dequantized weight for `m` rows:

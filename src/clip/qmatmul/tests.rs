@@ -242,6 +242,23 @@ fn non_finite_input_gives_non_finite_output() {
     assert!(!matmul(&x, 1, w, None, Epilogue::None, Activations::I16).unwrap()[0].is_finite());
 }
 
+/// The row range the activations are scaled by sees every value, in the eight lanes and in the
+/// tail past them: the largest magnitude wherever it is, and Inf or NaN anywhere.
+#[test]
+fn max_abs_sees_every_value() {
+    for len in [1, 8, 13, 32, 37] {
+        for at in 0..len {
+            let mut row: Vec<f32> = (0..len).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect();
+            row[at] = -7.5;
+            assert_eq!(super::max_abs(&row), (7.5, 0.0), "len {len}, at {at}");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                row[at] = bad;
+                assert!(super::max_abs(&row).1.is_nan(), "len {len}, {bad} at {at}");
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_shapes_are_errors() {
     let (values, scales) = (vec![0i8; 64], vec![0f32; 2]);
