@@ -39,12 +39,17 @@ fn main() -> ExitCode {
 /// burn's CPU backend allocates and frees every intermediate tensor, and glibc hands freed
 /// memory at the top of the heap back to the kernel at once, then faults it in again on the next
 /// step; keeping freed memory and growing the heap in large steps avoids that system time
-/// (measured on training: docs/PERFORMANCE.md).
+/// (measured on training: docs/PERFORMANCE.md). Outputs above glibc's mmap threshold are each
+/// a fresh mapping, faulted in page by page and unmapped on free; that threshold otherwise
+/// moves with what happened to be freed while loading, so a forward's outputs (a few MB at
+/// batch 8) are kept on the heap by a fixed one.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+        // 32 MiB, the most glibc takes on 64-bit (half its heap size).
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
     }
 }

@@ -64,9 +64,7 @@ fn on_cpu(
     avx2: bool,
 ) -> Option<Tensor<3>> {
     let [b, n, d] = q.dims();
-    if heads == 0
-        || !d.is_multiple_of(heads)
-        || k.dims() != [b, n, d]
+    if k.dims() != [b, n, d]
         || v.dims() != [b, n, d]
         || [q, k, v].iter().any(|t| t.dtype() != DType::F32)
     {
@@ -79,20 +77,86 @@ fn on_cpu(
         kf.storage::<f32>().get(..len)?,
         vf.storage::<f32>().get(..len)?,
     );
-    let mut out = vec![0f32; len];
+    let out = run([qs, ks, vs], d, [b, n, d], heads, causal, avx2)?;
+    Some(Tensor::from_data(
+        TensorData::new(out, [b, n, d]),
+        &q.device(),
+    ))
+}
+
+/// `qkv` `[B, N, 3·D]`, the three projections side by side as one product writes them
+/// ([`crate::clip::linear::Fused`]) → [`attention`] of them, `[B, N, D]`. On the CPU the pass
+/// reads them where they are; elsewhere they are taken apart for [`attention`].
+pub fn attention_qkv(qkv: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
+    match fused_on_cpu(&qkv, heads, causal, avx2()) {
+        Some(out) => out,
+        None => {
+            let d = qkv.dims()[2] / 3;
+            let part = |i: usize| qkv.clone().narrow(2, i * d, d);
+            attention(part(0), part(1), part(2), heads, causal)
+        }
+    }
+}
+
+fn fused_on_cpu(qkv: &Tensor<3>, heads: usize, causal: bool, avx2: bool) -> Option<Tensor<3>> {
+    let [b, n, d3] = qkv.dims();
+    if !d3.is_multiple_of(3) || qkv.dtype() != DType::F32 {
+        return None;
+    }
+    let d = d3 / 3;
+    let t = flex(qkv.clone())?;
+    let all = t.storage::<f32>().get(..b * n * d3)?;
+    let out = run(
+        [all, &all[d..], &all[2 * d..]],
+        d3,
+        [b, n, d],
+        heads,
+        causal,
+        avx2,
+    )?;
+    Some(Tensor::from_data(
+        TensorData::new(out, [b, n, d]),
+        &qkv.device(),
+    ))
+}
+
+/// The pass: `q`, `k`, `v` hold token `i` of sequence `s` at `(s·n + i)·stride`, `d` columns
+/// each, and the output `[b, n, d]` is returned; `None` for heads that do not divide `d`.
+fn run(
+    [qs, ks, vs]: [&[f32]; 3],
+    stride: usize,
+    [b, n, d]: [usize; 3],
+    heads: usize,
+    causal: bool,
+    avx2: bool,
+) -> Option<Vec<f32>> {
+    if heads == 0 || !d.is_multiple_of(heads) || stride < d {
+        return None;
+    }
+    let mut out = vec![0f32; b * n * d];
+    if b * n == 0 {
+        return Some(out);
+    }
+    // Every head's last row ends within each source.
+    let end = (b * n - 1) * stride + d;
+    if [qs, ks, vs].iter().any(|s| s.len() < end) {
+        return None;
+    }
     let shape = Shape {
         n,
-        d,
+        stride,
+        out_stride: d,
         head_dim: d / heads,
         causal,
     };
     let target = Target(out.as_mut_ptr());
     let task = |t: usize| {
         let (seq, head) = (t / heads, t % heads);
-        let at = seq * n * d + head * shape.head_dim;
+        let at = seq * n * stride + head * shape.head_dim;
+        let to = seq * n * d + head * shape.head_dim;
         // SAFETY: task `t` writes only its sequence's rows at its head's columns, which no other
         // task writes; `out` outlives the tasks.
-        unsafe { one_head(&qs[at..], &ks[at..], &vs[at..], target.at(at), shape, avx2) }
+        unsafe { one_head(&qs[at..], &ks[at..], &vs[at..], target.at(to), shape, avx2) }
     };
     #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     {
@@ -101,18 +165,16 @@ fn on_cpu(
     }
     #[cfg(all(target_family = "wasm", not(feature = "threads")))]
     (0..b * heads).for_each(task);
-    Some(Tensor::from_data(
-        TensorData::new(out, [b, n, d]),
-        &q.device(),
-    ))
+    Some(out)
 }
 
 #[derive(Clone, Copy)]
 struct Shape {
     /// Tokens a sequence.
     n: usize,
-    /// Columns a token (the row stride).
-    d: usize,
+    /// From one token's values to the next's, in the inputs and in the output.
+    stride: usize,
+    out_stride: usize,
     head_dim: usize,
     causal: bool,
 }
@@ -151,17 +213,17 @@ unsafe fn head_avx2(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
     head(q, k, v, out, s)
 }
 
-/// One head of one sequence: `q`, `k`, `v` start at its first token's head columns, rows `d`
-/// apart, and so does `out`.
+/// One head of one sequence: `q`, `k`, `v` start at its first token's head columns, rows
+/// `stride` apart, and `out` likewise, rows `out_stride` apart.
 ///
-/// SAFETY: `out` is valid for writes at `i·d .. i·d + head_dim` for every token `i < n`, and
-/// nothing else accesses those values meanwhile.
+/// SAFETY: `out` is valid for writes at `i·out_stride .. i·out_stride + head_dim` for every token
+/// `i < n`, and nothing else accesses those values meanwhile.
 #[inline(always)]
 unsafe fn head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
     let hd = s.head_dim;
     let scale = 1.0 / (hd as f32).sqrt();
     fn row(t: &[f32], i: usize, s: Shape) -> &[f32] {
-        &t[i * s.d..i * s.d + s.head_dim]
+        &t[i * s.stride..i * s.stride + s.head_dim]
     }
     let mut p = vec![0f32; s.n];
     for i in 0..s.n {
@@ -175,7 +237,7 @@ unsafe fn head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
         // Two loops, so that the exponentials vectorize apart from the sum's dependency chain.
         p[..seen].iter_mut().for_each(|p| *p = exp(*p - max));
         let sum = sum(&p[..seen]);
-        let o = std::slice::from_raw_parts_mut(out.add(i * s.d), hd);
+        let o = std::slice::from_raw_parts_mut(out.add(i * s.out_stride), hd);
         o.fill(0.0);
         for (j, &p) in p[..seen].iter().enumerate() {
             for (o, &v) in o.iter_mut().zip(row(v, j, s)) {
@@ -262,6 +324,25 @@ mod tests {
                         "{b}×{n}×{d}/{heads} causal {causal} avx2 {wide}, value {i}: {g} vs {w}"
                     );
                 }
+            }
+        }
+    }
+
+    /// The projections side by side in one buffer, read where they are, give the pass's numbers
+    /// on the three apart.
+    #[test]
+    fn one_buffer_equals_three() {
+        let mut rng = Rng::new(5);
+        for &(b, n, d, heads) in &[(2, 50, 64, 4), (3, 7, 12, 3)] {
+            let qkv = random([b, n, 3 * d], &mut rng, 2.0);
+            let part = |i: usize| qkv.clone().narrow(2, i * d, d);
+            for causal in [false, true] {
+                let want = on_cpu(&part(0), &part(1), &part(2), heads, causal, avx2()).unwrap();
+                let got = attention_qkv(qkv.clone(), heads, causal);
+                assert_eq!(
+                    crate::device::read_f32(got).unwrap(),
+                    crate::device::read_f32(want).unwrap()
+                );
             }
         }
     }

@@ -379,13 +379,13 @@ fn build_layer(
     };
     Ok(EncoderLayer {
         layer_norm1: layer_norm(src, &format!("{prefix}.layer_norm1"), d, eps, device)?,
-        self_attn: SelfAttention {
-            q_proj: attn("q_proj", src)?,
-            k_proj: attn("k_proj", src)?,
-            v_proj: attn("v_proj", src)?,
-            out_proj: attn("out_proj", src)?,
-            n_heads: heads,
-        },
+        self_attn: SelfAttention::new(
+            attn("q_proj", src)?,
+            attn("k_proj", src)?,
+            attn("v_proj", src)?,
+            attn("out_proj", src)?,
+            heads,
+        ),
         layer_norm2: layer_norm(src, &format!("{prefix}.layer_norm2"), d, eps, device)?,
         mlp: Mlp {
             fc1: linear(src, &format!("{prefix}.mlp.fc1"), d, hidden, true, device)?,

@@ -4,13 +4,15 @@
 //! says what the network computes. Tensors are batch-first: images `[B, C, H, W]`, token
 //! embeddings `[B, L, D]`.
 
+use std::sync::Arc;
+
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use crate::clip::attention::attention;
+use crate::clip::attention::{attention, attention_qkv};
 use crate::clip::config::{Activation, ClipConfig};
-use crate::clip::linear::{forward as linear, forward3 as linear3, Linear, Then};
+use crate::clip::linear::{forward as linear, forward3 as linear3, Fused, Linear, Then};
 use crate::error::{Error, Result};
 
 #[derive(Module, Debug)]
@@ -37,15 +39,48 @@ pub struct SelfAttention {
     pub v_proj: Linear,
     pub out_proj: Linear,
     pub n_heads: usize,
+    /// q, k and v as one product, where the CPU packs their weights ([`Fused`]).
+    #[module(skip)]
+    qkv: Option<Arc<Fused>>,
 }
 
 impl SelfAttention {
+    pub fn new(
+        mut q_proj: Linear,
+        mut k_proj: Linear,
+        mut v_proj: Linear,
+        out_proj: Linear,
+        n_heads: usize,
+    ) -> SelfAttention {
+        let qkv = Fused::take(&mut [&mut q_proj, &mut k_proj, &mut v_proj]);
+        SelfAttention {
+            q_proj,
+            k_proj,
+            v_proj,
+            out_proj,
+            n_heads,
+            qkv,
+        }
+    }
+
     /// `residual + out_proj(attention(x))`.
     pub fn forward(&self, x: Tensor<3>, causal: bool, residual: Tensor<3>) -> Tensor<3> {
-        let q = linear3(&self.q_proj, x.clone(), Then::Nothing);
-        let k = linear3(&self.k_proj, x.clone(), Then::Nothing);
-        let v = linear3(&self.v_proj, x, Then::Nothing);
-        let out = attention(q, k, v, self.n_heads, causal);
+        let [b, n, d] = x.dims();
+        let layers = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let fused = self.qkv.as_deref().and_then(|f| {
+            let qkv = f.forward(&layers, &x.clone().reshape([b * n, d]))?;
+            let width = qkv.dims()[1];
+            Some(qkv.reshape([b, n, width]))
+        });
+        let out = match fused {
+            Some(qkv) => attention_qkv(qkv, self.n_heads, causal),
+            None => {
+                let q = linear3(&self.q_proj, x.clone(), Then::Nothing);
+                let k = linear3(&self.k_proj, x.clone(), Then::Nothing);
+                let v = linear3(&self.v_proj, x, Then::Nothing);
+                attention(q, k, v, self.n_heads, causal)
+            }
+        };
         linear3(&self.out_proj, out, Then::residual(residual))
     }
 }

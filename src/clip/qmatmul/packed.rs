@@ -43,6 +43,42 @@ impl Packed {
         Ok(packs().then(|| Self::pack(w)))
     }
 
+    /// Packed weights side by side, for layers that read the same input: one product gives
+    /// their outputs in order, `[m, Σ n]`. `None` unless they share `k` and each fills its
+    /// groups (`n` a multiple of 16), so that every group stays one layer's.
+    pub fn concat(parts: &[&Packed]) -> Option<Packed> {
+        let k = parts.first()?.k;
+        if parts.iter().any(|p| p.k != k || !p.n.is_multiple_of(LANES)) {
+            return None;
+        }
+        Some(Packed {
+            values: parts
+                .iter()
+                .flat_map(|p| p.values.iter().copied())
+                .collect(),
+            scales: parts
+                .iter()
+                .flat_map(|p| p.scales.iter().copied())
+                .collect(),
+            offsets: parts
+                .iter()
+                .flat_map(|p| p.offsets.iter().copied())
+                .collect(),
+            n: parts.iter().map(|p| p.n).sum(),
+            k,
+        })
+    }
+
+    /// Output columns, `n`.
+    pub fn columns(&self) -> usize {
+        self.n
+    }
+
+    /// Inputs a column, `k`.
+    pub fn inputs(&self) -> usize {
+        self.k
+    }
+
     pub(super) fn pack(w: QWeight) -> Packed {
         let (n, k) = (w.n, w.k);
         let (groups, quads, blocks) = (n.div_ceil(LANES), k / 4, k / BLOCK);

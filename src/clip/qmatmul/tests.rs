@@ -417,3 +417,66 @@ fn epilogues_reach_every_output() {
         assert!(matmul(&x, m, w, None, Epilogue::Add(&short), Activations::I16).is_err());
     }
 }
+
+/// Packed weights side by side give each part's product in its columns, with its bias: the same
+/// numbers as the parts apart (each column's sums do not depend on its neighbours). Parts whose
+/// groups are not whole, or whose `k` differ, are not joined.
+#[test]
+fn concatenated_packings_equal_their_parts() {
+    let mut rng = Rng::new(13);
+    let (m, k) = (9, 96);
+    let parts: Vec<_> = [32, 16, 48]
+        .iter()
+        .map(|&n| {
+            let (values, scales, _) = weight(n, k, 8, &mut rng);
+            (values, scales, random(n, &mut rng, 0.1), n)
+        })
+        .collect();
+    let packed: Vec<Packed> = parts
+        .iter()
+        .map(|(values, scales, _, n)| {
+            Packed::pack(QWeight {
+                values,
+                scales,
+                n: *n,
+                k,
+            })
+        })
+        .collect();
+    let joined = Packed::concat(&packed.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!(joined.columns(), 96);
+    let (values, scales) = (vec![1i8; 20 * k], vec![1f32; 20 * k / BLOCK]);
+    let ragged = Packed::pack(QWeight {
+        values: &values,
+        scales: &scales,
+        n: 20,
+        k,
+    });
+    assert!(Packed::concat(&[&packed[0], &ragged]).is_none());
+    let (values, scales) = (vec![1i8; 16 * 64], vec![1f32; 16 * 64 / BLOCK]);
+    let narrow = Packed::pack(QWeight {
+        values: &values,
+        scales: &scales,
+        n: 16,
+        k: 64,
+    });
+    assert!(Packed::concat(&[&packed[0], &narrow]).is_none());
+    if Kernel::detect(Activations::I8) != Kernel::Vnni512 {
+        return;
+    }
+    let x = random(m * k, &mut rng, 1.0);
+    let bias: Vec<f32> = parts.iter().flat_map(|p| p.2.iter().copied()).collect();
+    let got = matmul_packed(&x, m, &joined, Some(&bias), Epilogue::None).unwrap();
+    let mut first = 0;
+    for (p, part) in packed.iter().zip(&parts) {
+        let want = matmul_packed(&x, m, p, Some(&part.2), Epilogue::None).unwrap();
+        for r in 0..m {
+            assert_eq!(
+                got[r * 96 + first..][..part.3],
+                want[r * part.3..][..part.3],
+                "row {r}, columns from {first}"
+            );
+        }
+        first += part.3;
+    }
+}
