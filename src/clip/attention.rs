@@ -181,7 +181,7 @@ struct Shape {
 
 #[derive(Clone, Copy)]
 struct Target(*mut f32);
-// SAFETY: tasks write disjoint parts of the output (`on_cpu`).
+// SAFETY: tasks write disjoint parts of the output (`run`).
 unsafe impl Send for Target {}
 unsafe impl Sync for Target {}
 
@@ -296,9 +296,9 @@ mod tests {
     }
 
     /// The one-pass CPU attention equals burn's on head views, causal or not, with AVX2 (where the
-    /// CPU has it) and without, on head sizes
-    /// with and without a tail past the dot product's eight lanes, several sequences and
-    /// scores large enough that softmax needs its max subtracted.
+    /// CPU has it) and without, on head sizes with and without a tail past the dot product's
+    /// eight lanes, several sequences and scores large enough that softmax needs its max
+    /// subtracted.
     #[test]
     fn one_pass_equals_burns_attention() {
         let mut rng = Rng::new(3);

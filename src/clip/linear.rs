@@ -78,8 +78,14 @@ impl Linear {
     /// The packed weight, if it was packed from `q`'s values.
     fn packed_for(&self, q: &FlexQTensor) -> Option<&Packed> {
         let p = self.packed.as_deref()?;
-        (p.from.bytes().as_ptr() == q.tensor().bytes().as_ptr()).then_some(&p.packed)
+        packed_from(&p.from, q).then_some(&p.packed)
     }
+}
+
+/// Whether `q` holds the values a packing was made `from`: the same bytes, not equal ones, so a
+/// weight replaced since (a record loaded, a map over the parameters) is told apart.
+fn packed_from(from: &FlexTensor, q: &FlexQTensor) -> bool {
+    from.bytes().as_ptr() == q.tensor().bytes().as_ptr()
 }
 
 /// Layers that read the same input (attention's q, k and v) as one product on the CPU: their
@@ -133,8 +139,7 @@ impl Fused {
             let w = layer.weight.val();
             let out = w.dims()[0];
             match w.into_dispatch().kind {
-                DispatchTensorKind::Flex(BackendTensor::Quantized(q))
-                    if q.tensor().bytes().as_ptr() == from.bytes().as_ptr() => {}
+                DispatchTensorKind::Flex(BackendTensor::Quantized(q)) if packed_from(from, &q) => {}
                 _ => return None,
             }
             match &layer.bias {
