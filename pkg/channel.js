@@ -11,8 +11,6 @@ export class WorkerChannel {
   /** @type {Promise<void>} */ #booted = Promise.resolve();
   /** @type {Map<number, {resolve: Function, reject: Function, onProgress?: Function}>} */ #pending = new Map();
   #nextId = 1;
-  /** The wasm scorer's version, once booted. */
-  version = '';
 
   /**
    * Starts the worker at `url`; every progress event goes to `onEvent` as well as to the
@@ -39,11 +37,7 @@ export class WorkerChannel {
       /** @type {import('./protocol.js').Reply} */
       const m = event.data ?? {};
       if (m.kind === 'boot') {
-        if ('error' in m) booted.reject(new ScorerError(m.error.message, m.error.name));
-        else {
-          this.version = m.version ?? '';
-          booted.resolve();
-        }
+        booted.resolve();
         return;
       }
       const p = this.#pending.get(m.id);

@@ -99,9 +99,9 @@ export class DeltaEnergyScorer {
     return this.#state?.info ?? null;
   }
 
-  /** The version of the wasm scorer. */
+  /** The version of deltaenergy that loaded the model ("" before one is loaded). */
   get version() {
-    return this.#channel.version;
+    return this.#state?.info.version ?? '';
   }
 
   /**

@@ -65,3 +65,8 @@ export function threadedBuild(threads, note) {
     });
   return threaded;
 }
+
+/** The threaded build if it was asked for and started, else null; starts nothing. */
+export async function startedThreadedBuild() {
+  return threaded ? threaded : null;
+}

@@ -42,8 +42,7 @@
  * @typedef {{id: number, kind: 'ok', value: any}
  *   | {id: number, kind: 'error', error: {name: import('./errors.js').ErrorName, message: string}}
  *   | {id: number, kind: 'progress', event: import('./types.js').ProgressEvent}
- *   | {kind: 'boot', ok: true, version: string}
- *   | {kind: 'boot', ok: false, error: {name: import('./errors.js').ErrorName, message: string}}} Reply
+ *   | {kind: 'boot', ok: true}} Reply
  */
 
 /** @typedef {Request['op']} Op */

@@ -95,6 +95,7 @@
  * @property {'f32' | 'f16'} precision the image tower's activations: f16 on WebGPU adapters that
  *   offer `shader-f16` (see `PrecisionRequest`), else f32; the text tower is always f32
  * @property {Adapter | null} adapter the WebGPU adapter, null on the CPU
+ * @property {string} version the version of deltaenergy that loaded it
  */
 
 /**

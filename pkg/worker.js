@@ -10,7 +10,7 @@ import { convert as convertCheckpoint, fromFiles, fromHub } from './checkpoint.j
 import { browserMayDecode, bitmapPixels, decodeInBrowser } from './decode.js';
 import { isCommit, revisionInfo } from './hub.js';
 import { deleteModel, findModel, findSavedHubModel, findText, keepModel, keepText, listModels, modelId, tunedModelId } from './models.js';
-import { threadedBuild } from './pool.js';
+import { anyBuild, pickBuild } from './builds.js';
 
 /** @typedef {import('./types.js').ProgressEvent} ProgressEvent */
 /** @typedef {import('./protocol.js').Request} Request */
@@ -26,24 +26,14 @@ console.error = (...args) => {
 };
 const explain = (e) => describe(e, Date.now() - lastPanic.at < 10_000 ? lastPanic.text : '');
 
-/** @type {any} the wasm-bindgen module: WebGPU and the CPU on this worker's thread */
-let wasm = null;
 /** The loaded model (a wasm `Scorer`), the one piece of state the worker owns. */
 let current = null;
 
 /** @param {Reply} message @param {Transferable[]} [transfer] */
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
-const booted = (async () => {
-  try {
-    wasm = await import('./deltaenergy.js');
-    await wasm.default();
-    post({ kind: 'boot', ok: true, version: wasm.version() });
-  } catch (e) {
-    const message = `could not start the scorer: loading deltaenergy.js and its .wasm failed (${explain(e).message})`;
-    post({ kind: 'boot', ok: false, error: { name: 'IoError', message } });
-  }
-})();
+// The wasm builds load with the first request that needs one (builds.js).
+post({ kind: 'boot', ok: true });
 
 let queue = Promise.resolve();
 function serially(task) {
@@ -58,8 +48,6 @@ self.onmessage = (/** @type {MessageEvent<Request>} */ event) => {
   /** @param {ProgressEvent} e */
   const progress = (e) => post({ id, kind: 'progress', event: e });
   const task = async () => {
-    await booted;
-    if (!wasm) throw new ScorerError('the scorer did not start', 'IoError');
     switch (msg.op) {
       case 'load':
         return load(msg, progress);
@@ -105,7 +93,7 @@ self.onmessage = (/** @type {MessageEvent<Request>} */ event) => {
     post({ id, kind: 'ok', value: Boolean(tuning) });
     return;
   }
-  (msg.op === 'judge' || msg.op === 'cachedModels' ? booted.then(task) : serially(task)).then(
+  (msg.op === 'judge' || msg.op === 'cachedModels' ? task() : serially(task)).then(
     // A bundle made here goes to the page without a copy.
     (value) => {
       const bundle = value instanceof Uint8Array ? value : value?.bundle instanceof Uint8Array ? value.bundle : null;
@@ -122,22 +110,14 @@ function requireScorer() {
 
 /**
  * Builds and warms up a scorer; frees it again if the warm-up fails. The CPU runs in the
- * threaded build when there is one; "auto" asks this build for WebGPU first, as it would itself.
+ * threaded build when there is one; "auto" looks for WebGPU first (builds.js).
  */
 async function start(bytes, device, progress, threads, precision = 'auto') {
   const note = (message) => progress({ status: 'note', message });
-  let build = wasm;
-  let reason = null;
-  if (device === 'cpu') {
-    build = (await threadedBuild(threads, note)) ?? wasm;
-  } else if (device === 'auto') {
-    const noGpu = await wasm.probeWebgpu();
-    const cpu = noGpu && (await threadedBuild(threads, note));
-    if (cpu) [build, reason] = [cpu, noGpu];
-  }
+  const { build, device: on, reason } = await pickBuild(device, threads, note);
   progress({ status: 'load' });
   const t0 = performance.now();
-  const scorer = await build.Scorer.load(bytes, build === wasm ? device : 'cpu', precision);
+  const scorer = await build.Scorer.load(bytes, on, precision);
   const loadMs = performance.now() - t0;
   try {
     progress({ status: 'warmup', device: scorer.device });
@@ -349,7 +329,7 @@ async function importCheckpoint(msg, progress) {
           return keepModel(modelId(source, quant, b.checkpointSha256), b, meta, (message) => progress({ status: 'note', message }));
         }
       : null;
-    const { bundle } = await convertCheckpoint(wasm, ckpt, msg, progress, keep);
+    const { bundle } = await convertCheckpoint(await anyBuild(), ckpt, msg, progress, keep);
     return bundle;
   } finally {
     if (importing === controller) importing = null;

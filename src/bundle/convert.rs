@@ -135,8 +135,8 @@ pub struct Rebundle {
 /// A new bundle from `bundle` with `changes` (what `tune` writes): the weights are copied
 /// unchanged at their stored precision, with `text_features` (the new classes' unit rows under
 /// the new prompt, as the tuner's caller computed them on the same weights) precomputed.
-pub fn rebundle(
-    bundle: &crate::bundle::Bundle,
+pub fn rebundle<'a, B: crate::bundle::BundleBytes<'a>>(
+    bundle: &crate::bundle::Bundle<'a, B>,
     changes: Rebundle,
     text_features: &[Vec<f32>],
 ) -> Result<Vec<u8>> {

@@ -16,7 +16,8 @@
 //! Reading checks, in this order and before allocating anything sized by the file: length,
 //! magic, version, header length against the file, checksum, header JSON, and that every
 //! section lies inside the file with the length its dtype and shape imply. Reading works on
-//! bytes in memory (no filesystem) and decodes one tensor at a time.
+//! bytes in memory or on any `BundleBytes` that copies out a range at a time (the page's
+//! JavaScript buffer; no filesystem), and decodes one tensor at a time.
 
 mod format;
 mod read;
@@ -31,5 +32,5 @@ pub use format::{
     hex, quant_cols, ContextEntry, FeaturesEntry, Header, Provenance, Section, StoredDtype,
     TensorEntry, Threshold, FORMAT_VERSION, MAGIC, MAX_HEADER_BYTES,
 };
-pub use read::{Bundle, BundleSource};
+pub use read::{Bundle, BundleBytes, BundleSource};
 pub use write::BundleWriter;

@@ -1,53 +1,92 @@
-//! Reading a bundle: parse and verify bytes in memory, then hand tensors to the model builder
-//! one at a time.
+//! Reading a bundle: parse and verify its bytes, then hand tensors to the model builder one at a
+//! time.
+
+use std::borrow::Cow;
+use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
 use super::format::*;
 use crate::error::{Error, Result};
 
-/// A parsed, verified bundle borrowing the file's bytes.
-pub struct Bundle<'a> {
+/// Where a bundle's bytes are. In memory a range is a borrow; the browser's scorer reads the
+/// JavaScript buffer it is given a range at a time instead, because wasm memory never shrinks:
+/// a copy of the whole file made there to load from would stay as long as the page.
+pub trait BundleBytes<'a> {
+    /// The file's length in bytes.
+    fn size(&self) -> usize;
+    /// The bytes in `range`, which lies inside `0..size()`.
+    fn get(&self, range: Range<usize>) -> Cow<'a, [u8]>;
+}
+
+impl<'a> BundleBytes<'a> for &'a [u8] {
+    fn size(&self) -> usize {
+        self.len()
+    }
+    fn get(&self, range: Range<usize>) -> Cow<'a, [u8]> {
+        Cow::Borrowed(&self[range])
+    }
+}
+
+/// How much of the file the checksum reads at a time from a source that copies.
+const HASH_CHUNK: usize = 4 << 20;
+
+/// A parsed, verified bundle over its bytes (by default a slice of the file in memory).
+pub struct Bundle<'a, B: BundleBytes<'a> = &'a [u8]> {
     pub header: Header,
-    data: &'a [u8],
+    bytes: B,
+    data_start: usize,
     pub sha256: [u8; 32],
     pub file_len: usize,
+    _file: std::marker::PhantomData<&'a [u8]>,
 }
 
 impl<'a> Bundle<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
-        if bytes.len() < PREAMBLE {
+        Bundle::read(bytes)
+    }
+}
+
+impl<'a, B: BundleBytes<'a>> Bundle<'a, B> {
+    /// Parses and verifies the bundle in `bytes`, reading only its preamble and header into
+    /// memory of its own (and the rest a chunk at a time for the checksum).
+    pub fn read(bytes: B) -> Result<Self> {
+        let len = bytes.size();
+        if len < PREAMBLE {
             return Err(bad(format!(
-                "truncated: {} bytes is shorter than the {PREAMBLE}-byte preamble",
-                bytes.len()
+                "truncated: {len} bytes is shorter than the {PREAMBLE}-byte preamble"
             )));
         }
-        if bytes[..8] != MAGIC {
+        let preamble = bytes.get(0..PREAMBLE);
+        if preamble[..8] != MAGIC {
             return Err(bad("not a deltaenergy bundle (wrong magic bytes)"));
         }
-        let version = read_u32(bytes, 8);
+        let version = read_u32(&preamble, 8);
         if version == 0 || version > FORMAT_VERSION {
             return Err(bad(format!(
                 "bundle format version {version} is not supported by this build (it reads version \
                  {FORMAT_VERSION}); a newer deltaenergy may read it"
             )));
         }
-        let header_len = read_u32(bytes, 12) as usize;
+        let header_len = read_u32(&preamble, 12) as usize;
         if header_len > MAX_HEADER_BYTES {
             return Err(bad(format!(
                 "header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit"
             )));
         }
         let data_start = align(PREAMBLE + header_len);
-        if data_start > bytes.len() {
+        if data_start > len {
             return Err(bad(format!(
-                "truncated: the header needs {data_start} bytes, the file has {}",
-                bytes.len()
+                "truncated: the header needs {data_start} bytes, the file has {len}"
             )));
         }
         let mut stored = [0u8; 32];
-        stored.copy_from_slice(&bytes[16..48]);
-        let actual: [u8; 32] = Sha256::digest(&bytes[PREAMBLE..]).into();
+        stored.copy_from_slice(&preamble[16..48]);
+        let mut hasher = Sha256::new();
+        for start in (PREAMBLE..len).step_by(HASH_CHUNK) {
+            hasher.update(bytes.get(start..len.min(start + HASH_CHUNK)));
+        }
+        let actual: [u8; 32] = hasher.finalize().into();
         if actual != stored {
             return Err(bad(format!(
                 "checksum mismatch: the file is damaged or incomplete (SHA-256 {} expected, {} found)",
@@ -55,16 +94,22 @@ impl<'a> Bundle<'a> {
                 hex(&actual)
             )));
         }
-        let header: Header = serde_json::from_slice(&bytes[PREAMBLE..PREAMBLE + header_len])
+        let header: Header = serde_json::from_slice(&bytes.get(PREAMBLE..PREAMBLE + header_len))
             .map_err(|e| bad(format!("unreadable header: {e}")))?;
         let bundle = Bundle {
             header,
-            data: &bytes[data_start..],
+            bytes,
+            data_start,
             sha256: stored,
-            file_len: bytes.len(),
+            file_len: len,
+            _file: std::marker::PhantomData,
         };
         bundle.validate()?;
         Ok(bundle)
+    }
+
+    fn data_len(&self) -> usize {
+        self.file_len - self.data_start
     }
 
     /// Every range inside the data region and of the length its description implies.
@@ -144,13 +189,13 @@ impl<'a> Bundle<'a> {
         let end = s
             .offset
             .checked_add(s.length)
-            .filter(|&e| e <= self.data.len() as u64);
+            .filter(|&e| e <= self.data_len() as u64);
         if end.is_none() {
             return Err(bad(format!(
                 "{what}: bytes {}..+{} lie outside the {}-byte data region",
                 s.offset,
                 s.length,
-                self.data.len()
+                self.data_len()
             )));
         }
         if let Some(want) = expected_len {
@@ -165,8 +210,9 @@ impl<'a> Bundle<'a> {
     }
 
     /// The bytes of a section (validated at parse time).
-    pub fn bytes(&self, s: Section) -> &'a [u8] {
-        &self.data[s.offset as usize..(s.offset + s.length) as usize]
+    pub fn bytes(&self, s: Section) -> Cow<'a, [u8]> {
+        let start = self.data_start + s.offset as usize;
+        self.bytes.get(start..start + s.length as usize)
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
@@ -175,7 +221,7 @@ impl<'a> Bundle<'a> {
 
     pub fn tokenizer(&self) -> Result<crate::clip::tokenizer::ClipTokenizer> {
         Ok(crate::clip::tokenizer::ClipTokenizer::from_bpe_gz(
-            self.bytes(self.header.tokenizer),
+            &self.bytes(self.header.tokenizer),
         )?)
     }
 
@@ -183,12 +229,12 @@ impl<'a> Bundle<'a> {
         self.header
             .context
             .as_ref()
-            .map(|c| crate::clip::loader::le_f32s(self.bytes(c.data)))
+            .map(|c| crate::clip::loader::le_f32s(&self.bytes(c.data)))
     }
 
     pub fn text_features(&self) -> Option<Vec<Vec<f32>>> {
         self.header.text_features.as_ref().map(|f| {
-            crate::clip::loader::le_f32s(self.bytes(f.data))
+            crate::clip::loader::le_f32s(&self.bytes(f.data))
                 .chunks(f.dim)
                 .map(<[f32]>::to_vec)
                 .collect()
@@ -203,7 +249,7 @@ impl<'a> Bundle<'a> {
             Some((_, v)) => *v += n,
             None => sizes.push((name.to_string(), n)),
         };
-        add("header", (self.file_len - self.data.len()) as u64);
+        add("header", self.data_start as u64);
         for t in &h.tensors {
             let group = if t.name.starts_with("vision_model")
                 || t.name.starts_with("visual_projection")
@@ -239,12 +285,12 @@ impl<'a> Bundle<'a> {
 }
 
 /// Supplies the bundle's tensors to the model builder, one at a time.
-pub struct BundleSource<'b, 'a> {
-    bundle: &'b Bundle<'a>,
+pub struct BundleSource<'b, 'a, B: BundleBytes<'a> = &'a [u8]> {
+    bundle: &'b Bundle<'a, B>,
 }
 
-impl<'b, 'a> BundleSource<'b, 'a> {
-    pub fn new(bundle: &'b Bundle<'a>) -> Self {
+impl<'b, 'a, B: BundleBytes<'a>> BundleSource<'b, 'a, B> {
+    pub fn new(bundle: &'b Bundle<'a, B>) -> Self {
         Self { bundle }
     }
 
@@ -263,9 +309,9 @@ impl<'b, 'a> BundleSource<'b, 'a> {
     fn quantized(&self, t: &TensorEntry) -> Result<(Vec<i8>, Vec<f32>, u32, usize)> {
         let bits = if t.dtype == StoredDtype::Q8 { 8 } else { 4 };
         let n = t.shape.iter().product();
-        let values = crate::bundle::quant::unpack(self.bundle.bytes(t.data), n, bits);
+        let values = crate::bundle::quant::unpack(&self.bundle.bytes(t.data), n, bits);
         // validate() guaranteed both are present and sized.
-        let scales = crate::clip::loader::le_f16s(self.bundle.bytes(t.scales.expect("validated")));
+        let scales = crate::clip::loader::le_f16s(&self.bundle.bytes(t.scales.expect("validated")));
         if scales.iter().any(|s| !s.is_finite() || *s < 0.0) {
             return Err(Error::NonFinite {
                 key: format!("{} (scales)", t.name),
@@ -275,7 +321,7 @@ impl<'b, 'a> BundleSource<'b, 'a> {
     }
 }
 
-impl crate::clip::loader::WeightSource for BundleSource<'_, '_> {
+impl<'a, B: BundleBytes<'a>> crate::clip::loader::WeightSource for BundleSource<'_, 'a, B> {
     fn take(
         &mut self,
         key: &str,
@@ -285,8 +331,8 @@ impl crate::clip::loader::WeightSource for BundleSource<'_, '_> {
         let t = self.entry(key, shape)?;
         let raw = self.bundle.bytes(t.data);
         let values = match t.dtype {
-            StoredDtype::F32 => crate::clip::loader::le_f32s(raw),
-            StoredDtype::F16 => crate::clip::loader::le_f16s(raw),
+            StoredDtype::F32 => crate::clip::loader::le_f32s(&raw),
+            StoredDtype::F16 => crate::clip::loader::le_f16s(&raw),
             StoredDtype::Q8 | StoredDtype::Q4 => {
                 let (q, s, _, block) = self.quantized(t)?;
                 crate::bundle::quant::dequantize(&q, &s, block)
@@ -320,14 +366,14 @@ impl crate::clip::loader::WeightSource for BundleSource<'_, '_> {
     }
 }
 
-impl Bundle<'_> {
+impl<'a, B: BundleBytes<'a>> Bundle<'a, B> {
     /// Builds the model the bundle carries.
     pub fn model(&self, device: &burn::tensor::Device) -> Result<crate::clip::model::Clip> {
         crate::clip::loader::build_clip(&self.header.config, &mut BundleSource::new(self), device)
     }
 }
 
-impl Bundle<'_> {
+impl<'a, B: BundleBytes<'a>> Bundle<'a, B> {
     /// SHA-256 of everything the image tower is made of (its config and stored tensors): equal
     /// for bundles that differ only in text side, prompt or settings, so image features cached
     /// for one serve the others.

@@ -126,7 +126,7 @@ impl Clip {
     }
 }
 
-impl crate::bundle::Bundle<'_> {
+impl<'a, B: crate::bundle::BundleBytes<'a>> crate::bundle::Bundle<'a, B> {
     /// The prompt the bundle's classes are encoded with: its learned context if it has one.
     pub fn prompt(&self) -> Prompt {
         match (&self.header.context, self.context()) {

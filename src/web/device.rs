@@ -58,6 +58,14 @@ pub(super) fn no_webgpu(detail: String) -> DeviceReason {
     }
 }
 
+/// The reason "auto" gives for the CPU when the browser itself offers no adapter (`detail`: what
+/// it said). The package's worker asks the browser before loading the WebGPU build at all, and
+/// then asks whichever build it loaded for the sentence, so that it is written once.
+#[wasm_bindgen(js_name = noWebgpu)]
+pub fn no_webgpu_reason(detail: String) -> Result<JsValue, JsValue> {
+    to_js(&no_webgpu(detail))
+}
+
 /// Whether "auto" would run on WebGPU: null if it would, else why not (the reason "auto" would
 /// give). The package's worker asks before it chooses the threaded CPU build for "auto".
 #[wasm_bindgen(js_name = probeWebgpu)]

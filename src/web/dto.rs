@@ -68,6 +68,8 @@ pub(super) struct Info<'a> {
     pub(super) precision: Precision,
     /// The WebGPU adapter, or null on the CPU.
     pub(super) adapter: Option<&'a Adapter>,
+    /// The version of deltaenergy that loaded it.
+    pub(super) version: &'static str,
 }
 
 #[derive(Serialize)]

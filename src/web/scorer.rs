@@ -1,12 +1,14 @@
 //! `Scorer`, the low-level scorer the package's worker drives: a bundle loaded on a device, its
 //! classes' text features, the threshold, and images classified one at a time or in batches.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::ops::Range;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::bundle::{hex, Bundle, Header};
+use crate::bundle::{hex, Bundle, BundleBytes, Header};
 use crate::clip::embed::clean_classes;
 use crate::clip::model::Clip;
 use crate::clip::preprocess::{preprocess_bytes, preprocess_rgb, rgba_to_rgb};
@@ -42,6 +44,23 @@ pub(super) struct State {
     pub(super) sha256: String,
 }
 
+/// A bundle in a JavaScript buffer, copied into wasm memory a range at a time.
+pub(super) struct JsBytes(pub(super) js_sys::Uint8Array);
+
+impl BundleBytes<'static> for JsBytes {
+    fn size(&self) -> usize {
+        self.0.length() as usize
+    }
+    fn get(&self, range: Range<usize>) -> Cow<'static, [u8]> {
+        // Bundles are under 4 GiB: wasm32 addresses no more, and the length came from here.
+        Cow::Owned(
+            self.0
+                .subarray(range.start as u32, range.end as u32)
+                .to_vec(),
+        )
+    }
+}
+
 pub(super) fn info(s: &State) -> Result<JsValue, JsValue> {
     to_js(&Info {
         classes: &s.classes,
@@ -74,6 +93,7 @@ pub(super) fn info(s: &State) -> Result<JsValue, JsValue> {
         ),
         precision: s.model.precision(),
         adapter: s.adapter.as_ref(),
+        version: env!("CARGO_PKG_VERSION"),
     })
 }
 
@@ -88,15 +108,16 @@ impl Scorer {
     /// Parses and verifies a bundle, builds the model on the chosen device ("auto" tries WebGPU
     /// and falls back to the CPU) and prepares the text features of its classes.
     /// `precision` ("auto", "f32" or "f16"; none: "auto") is the image tower's on WebGPU.
+    /// The bundle is read where it is, a tensor at a time: the caller may drop it afterwards.
     pub async fn load(
-        bytes: Vec<u8>,
+        bytes: js_sys::Uint8Array,
         device: String,
         precision: Option<String>,
     ) -> Result<Scorer, JsValue> {
         console_error_panic_hook::set_once();
         let (device, name, adapter, reason) = pick_device(&device).await?;
         let precision = pick_precision(precision.as_deref().unwrap_or("auto"), adapter.as_ref())?;
-        let bundle = Bundle::parse(&bytes)?;
+        let bundle = Bundle::read(JsBytes(bytes))?;
         let model = bundle
             .model(&device)
             .and_then(|m| m.with_precision(precision))?;
@@ -128,7 +149,7 @@ impl Scorer {
                 device: name,
                 adapter,
                 reason,
-                bytes: bytes.len(),
+                bytes: bundle.file_len,
                 sha256,
             })),
         })

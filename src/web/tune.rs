@@ -19,7 +19,7 @@ use crate::Error;
 
 use super::classes::{next_task, text_features};
 use super::dto::{JsHeld, JsTuneOptions, JsTuneProgress, JsTuneReport};
-use super::scorer::{info, Scorer};
+use super::scorer::{info, JsBytes, Scorer};
 use super::{js, now_ms, to_js};
 
 /// Pictures through the image tower at a time.
@@ -153,7 +153,8 @@ impl Scorer {
     /// Learns context vectors for the classes named by `labels` (one per picture in `images`,
     /// encoded bytes) as the command line's `tune` does, and resolves to `{report, info,
     /// bundle}`: what tuning changed, the model's info, the tuned bundle's bytes. `bundle` must
-    /// be the bytes of the model in use (its weights are copied into the tuned one). The classes
+    /// be the bytes of the model in use (its weights are copied into the tuned one, a tensor at
+    /// a time). The classes
     /// are `options.classes`, else the distinct labels in name order, as `tune` takes them from
     /// class folders; per class, the first
     /// `shots` pictures tune and the next `calibration` judge and calibrate; `ood` (encoded
@@ -162,7 +163,7 @@ impl Scorer {
     /// error. The model in use changes only on success and with `apply` (the default).
     pub fn tune(
         &self,
-        bundle: Vec<u8>,
+        bundle: js_sys::Uint8Array,
         images: js_sys::Array,
         labels: Vec<String>,
         ood: js_sys::Array,
@@ -181,7 +182,7 @@ impl Scorer {
                     labels.len()
                 ))));
             }
-            let parsed = Bundle::parse(&bundle)?;
+            let parsed = Bundle::read(JsBytes(bundle))?;
             let (model, tok, sha256) = {
                 let s = state.borrow();
                 (s.model.clone(), s.tokenizer.clone(), s.sha256.clone())

@@ -115,6 +115,17 @@ async function runBackend(which, server, expected) {
       return engine;
     });
 
+    // A module once instantiated stays for the worker's life: the CPU on threads must not have
+    // loaded the WebGPU build on the way (pkg/builds.js).
+    if (which === 'cpu') {
+      await check('one .wasm: the threaded CPU build, not the WebGPU one', async () => {
+        const wasm = requests.map((r) => new URL(r.url).pathname).filter((p) => p.endsWith('.wasm'));
+        assert(wasm.some((p) => p.endsWith('/pkg/threads/deltaenergy_bg.wasm')), `.wasm requested: ${wasm.join(', ')}`);
+        assert(!wasm.some((p) => p.endsWith('/pkg/deltaenergy_bg.wasm')), `.wasm requested: ${wasm.join(', ')}`);
+        return wasm.join(', ');
+      });
+    }
+
     // 2. the two images, compared with the CLI
     const images = [env.E2E_ID_IMAGE, env.E2E_OOD_IMAGE].filter(Boolean);
     const scored = new Map();

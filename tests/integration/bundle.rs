@@ -5,12 +5,16 @@
 use crate::common::{self, *};
 use burn::tensor::Device;
 use deltaenergy::bundle::convert::{convert, ConvertOptions, Quant};
-use deltaenergy::bundle::{Bundle, BundleWriter, Header, Provenance, Section, StoredDtype};
+use deltaenergy::bundle::{
+    Bundle, BundleBytes, BundleWriter, Header, Provenance, Section, StoredDtype,
+};
 use deltaenergy::clip::checkpoint::CheckpointSource;
 use deltaenergy::clip::loader::load_hf_dir;
 use deltaenergy::clip::prompt::{class_features, Prompt};
 use deltaenergy::device::{read_f32, rows};
 use deltaenergy::{ClipConfig, Error};
+use std::borrow::Cow;
+use std::cell::RefCell;
 
 const NAME: &str = "tiny-quickgelu-p8";
 const CLASSES: [&str; 5] = ["airplane", "cat", "dog", "frog", "truck"];
@@ -213,14 +217,88 @@ on_every_backend!(
 
 // ---- damage -------------------------------------------------------------------------------
 
+/// The error a damaged bundle gives, the same whether it is read from memory or a range at a
+/// time.
 fn err(bytes: &[u8]) -> String {
-    match Bundle::parse(bytes) {
-        Ok(b) => match b.model(&deltaenergy::device::cpu()) {
-            Ok(_) => panic!("a damaged bundle loaded"),
+    fn load<'a, B: BundleBytes<'a>>(b: Result<Bundle<'a, B>, Error>) -> String {
+        match b {
+            Ok(b) => match b.model(&deltaenergy::device::cpu()) {
+                Ok(_) => panic!("a damaged bundle loaded"),
+                Err(e) => e.to_string(),
+            },
             Err(e) => e.to_string(),
-        },
-        Err(e) => e.to_string(),
+        }
     }
+    let message = load(Bundle::parse(bytes));
+    let ranges = Ranges::new(bytes);
+    assert_eq!(load(Bundle::read(&ranges)), message);
+    message
+}
+
+/// A bundle kept elsewhere, as the page keeps it in a JavaScript buffer: each range asked for
+/// is copied out, and logged.
+struct Ranges<'f> {
+    file: &'f [u8],
+    asked: RefCell<Vec<std::ops::Range<usize>>>,
+}
+
+impl<'f> Ranges<'f> {
+    fn new(file: &'f [u8]) -> Self {
+        Self {
+            file,
+            asked: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl BundleBytes<'static> for &Ranges<'_> {
+    fn size(&self) -> usize {
+        self.file.len()
+    }
+    fn get(&self, range: std::ops::Range<usize>) -> Cow<'static, [u8]> {
+        self.asked.borrow_mut().push(range.clone());
+        Cow::Owned(self.file[range].to_vec())
+    }
+}
+
+/// The page's way of loading: the bundle read where it is, a section at a time once verified
+/// (never the whole file into memory of its own), gives the model that reading it from memory
+/// gives.
+#[test]
+fn a_bundle_read_a_section_at_a_time_is_the_same_model() {
+    let bytes = make(NAME, &options(Quant::Q8));
+    let whole = Bundle::parse(&bytes).unwrap();
+    let source = Ranges::new(&bytes);
+    let ranged = Bundle::read(&source).unwrap();
+    assert_eq!(ranged.sha256, whole.sha256);
+    assert_eq!(
+        serde_json::to_string(&ranged.header).unwrap(),
+        serde_json::to_string(&whole.header).unwrap()
+    );
+    // Once verified, every read is one section the header names: a tensor's values or scales.
+    source.asked.borrow_mut().clear();
+    let device = deltaenergy::device::cpu();
+    let model = ranged.model(&device).unwrap();
+    // Sections are placed from the first multiple of 64 after the header (ARCHITECTURE.md).
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let data_start = (48 + header_len).div_ceil(64) * 64;
+    let sections: Vec<std::ops::Range<usize>> = whole
+        .header
+        .tensors
+        .iter()
+        .flat_map(|t| std::iter::once(t.data).chain(t.scales))
+        .map(|s| data_start + s.offset as usize..data_start + (s.offset + s.length) as usize)
+        .collect();
+    let asked = source.asked.borrow().clone();
+    assert!(asked.len() >= whole.header.tensors.len());
+    for r in &asked {
+        assert!(sections.contains(r), "{r:?} is not one section");
+    }
+    let r = reference(NAME);
+    let pixels: Vec<Vec<f32>> = r.images.iter().map(|i| i.pixel_values.clone()).collect();
+    let got = read_f32(model.embed_pixels(&pixels).unwrap()).unwrap();
+    let want = read_f32(whole.model(&device).unwrap().embed_pixels(&pixels).unwrap()).unwrap();
+    assert_eq!(got, want);
 }
 
 /// Re-signs a bundle after an edit, so the checks behind the checksum are reached.
@@ -237,11 +315,11 @@ fn forge(fill: impl FnOnce(&mut BundleWriter, &mut Header)) -> Vec<u8> {
     let b = Bundle::parse(&good).unwrap();
     let mut writer = BundleWriter::new();
     let mut header = b.header.clone();
-    header.tokenizer = writer.section(b.bytes(b.header.tokenizer));
+    header.tokenizer = writer.section(&b.bytes(b.header.tokenizer));
     header.text_features = None;
     for t in &b.header.tensors {
-        let data = writer.section(b.bytes(t.data));
-        let scales = t.scales.map(|s| writer.section(b.bytes(s)));
+        let data = writer.section(&b.bytes(t.data));
+        let scales = t.scales.map(|s| writer.section(&b.bytes(s)));
         writer.tensors.push(deltaenergy::bundle::TensorEntry {
             data,
             scales,
