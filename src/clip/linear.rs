@@ -255,9 +255,8 @@ fn stored(q: &FlexQTensor) -> Option<QWeight<'_>> {
 
 /// The CPU's product with a block-quantized weight, activations quantized to `acts`, then
 /// `then`: the int8 kernel (on the packed weight where the layer has one for these values and
-/// `acts` is i8) with `then` as its epilogue where it has one, or f32 gemm on the weight
-/// dequantized for this call where that is faster ([`qmatmul::int8_pays`]); `None` when the
-/// weight is not in the layout [`stored`] reads.
+/// `acts` is i8) with `then` as its epilogue where it has one; `None` when the weight is not in
+/// the layout [`stored`] reads.
 fn int8(
     layer: &Linear,
     q: &FlexQTensor,
@@ -274,13 +273,6 @@ fn int8(
     let m = x.dims()[0];
     let device = x.device();
     let input = flex(x.clone())?;
-    if !qmatmul::int8_pays(m) {
-        let w = qmatmul::dequantize(weight).ok()?;
-        let w = Tensor::<2>::from_data(TensorData::new(w, [n, k]), &device);
-        let x = Tensor::from_primitive::<Flex>(input);
-        let y = burn::tensor::module::linear(x, w.transpose(), bias);
-        return Some(then.clone().apply(y));
-    }
     let bias = match bias {
         Some(b) => Some(flex(b)?),
         None => None,

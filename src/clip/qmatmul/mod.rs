@@ -333,49 +333,6 @@ fn quick_gelu(y: f32) -> f32 {
     y / (1.0 + crate::clip::exp::exp(-1.702 * y))
 }
 
-/// Whether the int8 kernel beats f32 gemm on a transiently dequantized weight for `m` rows:
-/// always in wasm and with AVX-512; with AVX2 alone, up to a couple of hundred rows, past which
-/// gemm's FMA kernel is compute-bound and converting every block's sum costs more. `cargo test
-/// --release --lib qmatmul::tests::speed -- --ignored --nocapture` measures where (figures in
-/// docs/PERFORMANCE.md).
-pub fn int8_pays(m: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(
-        Kernel::detect(activations()),
-        Kernel::Avx512 | Kernel::Vnni512
-    ) {
-        return true;
-    }
-    cfg!(target_family = "wasm") || m < 256
-}
-
-/// The f32 weight `[n, k]` (`q · scale`), for products where [`int8_pays`] says no; the caller
-/// drops it after the product, so only one layer's f32 copy ever exists.
-pub fn dequantize(w: QWeight) -> Result<Vec<f32>> {
-    w.check()?;
-    let mut out = vec![0f32; w.n * w.k];
-    let rows = |(j, row): (usize, &mut [f32])| {
-        let (values, scales) = (&w.values[j * w.k..], &w.scales[j * (w.k / BLOCK)..]);
-        for ((o, v), s) in row
-            .chunks_exact_mut(BLOCK)
-            .zip(values.chunks_exact(BLOCK))
-            .zip(scales)
-        {
-            for (o, &v) in o.iter_mut().zip(v) {
-                *o = v as f32 * s;
-            }
-        }
-    };
-    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(w.k).enumerate().for_each(rows);
-    }
-    #[cfg(all(target_family = "wasm", not(feature = "threads")))]
-    out.chunks_mut(w.k).enumerate().for_each(rows);
-    Ok(out)
-}
-
 /// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, then `then`; `x` row-major, the activations quantized
 /// to `acts` (the caller reads [`activations`] once per product).
 pub fn matmul(

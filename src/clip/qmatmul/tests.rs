@@ -7,6 +7,15 @@ fn random(n: usize, rng: &mut Rng, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The f32 weight `[n, k]` (`q · scale`), the kernels' reference.
+fn dequantize(w: QWeight) -> Result<Vec<f32>> {
+    w.check()?;
+    let blocks = w.k / BLOCK;
+    Ok((0..w.n * w.k)
+        .map(|i| w.values[i] as f32 * w.scales[i / w.k * blocks + i % w.k / BLOCK])
+        .collect())
+}
+
 /// A weight quantized as the converter does, its dequantized f32 copy `[n, k]`.
 fn weight(n: usize, k: usize, bits: u32, rng: &mut Rng) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
     let w = random(n * k, rng, 0.05);
@@ -176,8 +185,8 @@ fn dequantize_is_values_times_scales() {
     assert_eq!(dequantize(w).unwrap(), deq);
 }
 
-/// Figures, not a check: the kernel against f32 gemm (burn's CPU matmul) on ViT-B/32 shapes,
-/// for [`int8_pays`]. Ignored by default; run it as its doc above says.
+/// Figures, not a check: the kernels against f32 gemm (burn's CPU matmul) on ViT-B/32 shapes:
+/// `cargo test --release --lib qmatmul::tests::speed -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn speed() {
@@ -209,8 +218,7 @@ fn speed() {
             t.elapsed().as_secs_f64() * 100.0
         };
         let f32_ms = time(&mut || drop(xt.clone().matmul(wt.clone()).into_data()));
-        let deq_ms = time(&mut || drop(dequantize(w).unwrap()));
-        let mut line = format!("{m}×{n}×{k}: f32 gemm {f32_ms:.2} ms, dequantize {deq_ms:.2} ms");
+        let mut line = format!("{m}×{n}×{k}: f32 gemm {f32_ms:.2} ms");
         for acts in [Activations::I16, Activations::I8] {
             for kernel in kernels(acts).into_iter().skip(1) {
                 let ms = time(&mut || {
