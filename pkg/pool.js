@@ -67,6 +67,6 @@ export function threadedBuild(threads, note) {
 }
 
 /** The threaded build if it was asked for and started, else null; starts nothing. */
-export async function startedThreadedBuild() {
-  return threaded ? threaded : null;
+export function startedThreadedBuild() {
+  return threaded ?? Promise.resolve(null);
 }
