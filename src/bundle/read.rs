@@ -329,10 +329,9 @@ impl<'a, B: BundleBytes<'a>> crate::clip::loader::WeightSource for BundleSource<
         _init: crate::clip::loader::Init,
     ) -> Result<Vec<f32>> {
         let t = self.entry(key, shape)?;
-        let raw = self.bundle.bytes(t.data);
         let values = match t.dtype {
-            StoredDtype::F32 => crate::clip::loader::le_f32s(&raw),
-            StoredDtype::F16 => crate::clip::loader::le_f16s(&raw),
+            StoredDtype::F32 => crate::clip::loader::le_f32s(&self.bundle.bytes(t.data)),
+            StoredDtype::F16 => crate::clip::loader::le_f16s(&self.bundle.bytes(t.data)),
             StoredDtype::Q8 | StoredDtype::Q4 => {
                 let (q, s, _, block) = self.quantized(t)?;
                 crate::bundle::quant::dequantize(&q, &s, block)

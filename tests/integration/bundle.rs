@@ -275,7 +275,8 @@ fn a_bundle_read_a_section_at_a_time_is_the_same_model() {
         serde_json::to_string(&ranged.header).unwrap(),
         serde_json::to_string(&whole.header).unwrap()
     );
-    // Once verified, every read is one section the header names: a tensor's values or scales.
+    // Once verified, every read is one section the header names, a tensor's values or scales,
+    // and none is read twice.
     source.asked.borrow_mut().clear();
     let device = deltaenergy::device::cpu();
     let model = ranged.model(&device).unwrap();
@@ -291,8 +292,9 @@ fn a_bundle_read_a_section_at_a_time_is_the_same_model() {
         .collect();
     let asked = source.asked.borrow().clone();
     assert!(asked.len() >= whole.header.tensors.len());
-    for r in &asked {
+    for (i, r) in asked.iter().enumerate() {
         assert!(sections.contains(r), "{r:?} is not one section");
+        assert!(!asked[..i].contains(r), "{r:?} is read twice");
     }
     let r = reference(NAME);
     let pixels: Vec<Vec<f32>> = r.images.iter().map(|i| i.pixel_values.clone()).collect();

@@ -7,15 +7,6 @@ fn random(n: usize, rng: &mut Rng, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-/// The f32 weight `[n, k]` (`q · scale`), the kernels' reference.
-fn dequantize(w: QWeight) -> Result<Vec<f32>> {
-    w.check()?;
-    let blocks = w.k / BLOCK;
-    Ok((0..w.n * w.k)
-        .map(|i| w.values[i] as f32 * w.scales[i / w.k * blocks + i % w.k / BLOCK])
-        .collect())
-}
-
 /// A weight quantized as the converter does, its dequantized f32 copy `[n, k]`.
 fn weight(n: usize, k: usize, bits: u32, rng: &mut Rng) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
     let w = random(n * k, rng, 0.05);
@@ -170,19 +161,6 @@ fn i8_activations_round_coarser() {
     )
     .unwrap()[0];
     assert!((y16 - exact).abs() < 1e-3, "{y16}");
-}
-
-#[test]
-fn dequantize_is_values_times_scales() {
-    let mut rng = Rng::new(9);
-    let (values, scales, deq) = weight(6, 96, 8, &mut rng);
-    let w = QWeight {
-        values: &values,
-        scales: &scales,
-        n: 6,
-        k: 96,
-    };
-    assert_eq!(dequantize(w).unwrap(), deq);
 }
 
 /// Figures, not a check: the kernels against f32 gemm (burn's CPU matmul) on ViT-B/32 shapes:
