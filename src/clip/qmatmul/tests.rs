@@ -205,6 +205,15 @@ fn speed() {
                 line += &format!(", {acts:?} {} {ms:.2} ms", kernel.name());
             }
         }
+        line += &rten(
+            &x,
+            m,
+            &wt_rows(&values, &scales, n, k),
+            &values,
+            n,
+            k,
+            &time,
+        );
         if Kernel::detect(Activations::I8) == Kernel::Vnni512 {
             let p = Packed::pack(w);
             let ms = time(&mut || drop(matmul_packed(&x, m, &p, None, Epilogue::None).unwrap()));
@@ -212,6 +221,83 @@ fn speed() {
         }
         eprintln!("{line}");
     }
+}
+
+/// The weight dequantized and transposed to `[k, n]`, as a GEMM's B.
+fn wt_rows(values: &[i8], scales: &[f32], n: usize, k: usize) -> Vec<f32> {
+    let deq = crate::bundle::quant::dequantize(values, scales, BLOCK);
+    let mut t = vec![0f32; k * n];
+    for j in 0..n {
+        for i in 0..k {
+            t[i * n + j] = deq[j * k + i];
+        }
+    }
+    t
+}
+
+/// rten-gemm on the same shapes: f32 with B packed per call and packed once, and its u8×i8
+/// product (one zero point a row and a column, no block scales; on AVX2 without VNNI its
+/// `vpmaddubsw` may saturate, which it reports).
+fn rten(
+    x: &[f32],
+    m: usize,
+    b: &[f32],
+    values: &[i8],
+    n: usize,
+    k: usize,
+    time: &dyn Fn(&mut dyn FnMut()) -> f64,
+) -> String {
+    use rten_gemm::{GemmExecutor, GemmInputA, GemmInputB, GemmOptions};
+    use rten_tensor::NdTensorView;
+    let f = GemmExecutor::<f32>::new();
+    let a = NdTensorView::from_data([m, k], x);
+    let bm = NdTensorView::from_data([k, n], b);
+    let mut out = vec![0f32; m * n];
+    let unpacked = time(&mut || {
+        f.gemm(
+            &mut out,
+            GemmInputA::Unpacked(a),
+            GemmInputB::Unpacked(bm),
+            GemmOptions::default(),
+        )
+        .unwrap()
+    });
+    let pb = f.prepack_b(bm);
+    let packed = time(&mut || {
+        f.gemm(
+            &mut out,
+            GemmInputA::Unpacked(a),
+            GemmInputB::Packed(&pb),
+            GemmOptions::default(),
+        )
+        .unwrap()
+    });
+    let q = GemmExecutor::<u8, i8, i32>::new();
+    let xq: Vec<u8> = x.iter().map(|v| (v * 127.0 + 128.0) as u8).collect();
+    let mut wq = vec![0i8; k * n];
+    for j in 0..n {
+        for i in 0..k {
+            wq[i * n + j] = values[j * k + i];
+        }
+    }
+    let qa = NdTensorView::from_data([m, k], &xq[..]);
+    let qb = q.prepack_b(NdTensorView::from_data([k, n], &wq[..]));
+    let mut qout = vec![0i32; m * n];
+    let int8 = time(&mut || {
+        q.gemm(
+            &mut qout,
+            GemmInputA::Unpacked(qa),
+            GemmInputB::Packed(&qb),
+            GemmOptions::default(),
+        )
+        .unwrap()
+    });
+    format!(
+        ", rten f32 ({}) {unpacked:.2} ms, packed at load {packed:.2} ms, rten u8×i8 ({}{}) packed {int8:.2} ms",
+        f.kernel_name(),
+        q.kernel_name(),
+        if q.may_saturate() { ", may saturate" } else { "" },
+    )
 }
 
 #[test]
