@@ -19,7 +19,7 @@ FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
 FIXTURE_F16 := tests/fixtures/models/tiny-gelu-p16
 TIMED := tools/timed
 
-.PHONY: all build setup-demo setup-test lint test test-native test-wasm test-e2e web package demo demo-model demo-bundle study bench bench-web quant-report fuzz fixtures fmt clippy clean
+.PHONY: all build setup-demo setup-test lint test test-aarch64 test-native test-wasm test-e2e web package demo demo-model demo-bundle study bench bench-web quant-report fuzz fixtures fmt clippy clean
 
 all: build
 
@@ -44,6 +44,20 @@ lint:
 	# The threaded build's code (web/pool.rs) on stable: its atomics and build-std only change codegen.
 	$(TIMED) "cargo clippy (the threaded wasm build's code)" cargo clippy --profile wasm --lib --target wasm32-unknown-unknown \
 	  --no-default-features --features threads -- -D warnings
+	# The NEON kernel (src/clip/qmatmul/neon.rs) compiles only for AArch64; `make test-aarch64` runs it.
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	$(TIMED) "cargo clippy (AArch64: the NEON kernel and its tests)" cargo clippy --release --lib --tests \
+	  --target aarch64-unknown-linux-gnu -- -D warnings
+
+# The int8 kernels' tests on AArch64, under qemu (not in `make test`: cross-building the crate
+# takes about 6 minutes here). Needs Debian's qemu-user, gcc-aarch64-linux-gnu and
+# libc6-dev-arm64-cross.
+AARCH64 := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+test-aarch64:
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	$(TIMED) "qmatmul's tests on AArch64 (qemu)" env $(AARCH64) cargo test --release \
+	  --target aarch64-unknown-linux-gnu --no-default-features --lib clip::qmatmul
 
 test-native:
 	$(TIMED) "native tests (cargo test --release)" cargo test --release

@@ -16,8 +16,8 @@
 //! the weight's block scale and added in f32; the row's scale multiplies the total. So every
 //! kernel gives the same numbers for a scheme, up to f32 summation order; the i8 scheme on a
 //! kernel without an 8-bit product runs the i16 kernels on values that are in ±127. Kernels,
-//! chosen at run time: AVX-512 VNNI (i8), AVX-512BW and AVX2+FMA (x86-64), SIMD128 (wasm32), and
-//! a portable one that is also the reference in the tests.
+//! chosen at run time: AVX-512 VNNI (i8), AVX-512BW and AVX2+FMA (x86-64), SIMD128 (wasm32),
+//! NEON (AArch64), and a portable one that is also the reference in the tests.
 
 use crate::error::{Error, Result};
 
@@ -414,6 +414,8 @@ pub enum Kernel {
     Vnni512,
     #[cfg(target_arch = "wasm32")]
     Simd128,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Kernel {
@@ -437,6 +439,8 @@ impl Kernel {
         // Safari 16.4); a module with SIMD instructions does not load at all in older ones.
         #[cfg(target_arch = "wasm32")]
         return Kernel::Simd128;
+        #[cfg(target_arch = "aarch64")]
+        return Kernel::Neon;
         #[allow(unreachable_code)]
         Kernel::Portable
     }
@@ -452,6 +456,8 @@ impl Kernel {
             Kernel::Vnni512 => "avx512-vnni",
             #[cfg(target_arch = "wasm32")]
             Kernel::Simd128 => "simd128",
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => "neon",
         }
     }
 
@@ -469,6 +475,8 @@ impl Kernel {
             Kernel::Avx512 | Kernel::Vnni512 => avx512::run(a, w, first, cols, out),
             #[cfg(target_arch = "wasm32")]
             Kernel::Simd128 => simd128::run(a, w, first, cols, out),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => neon::run(a, w, first, cols, out),
         }
     }
 }
@@ -551,6 +559,8 @@ pub use packed::{matmul as matmul_packed, Packed};
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 #[cfg(target_arch = "wasm32")]
 mod simd128;
 

@@ -109,7 +109,7 @@ impl Packed {
 }
 
 /// Whether this CPU runs the packed kernel.
-fn packs() -> bool {
+pub(super) fn packs() -> bool {
     #[cfg(target_arch = "x86_64")]
     return super::Kernel::detect(super::Activations::I8) == super::Kernel::Vnni512;
     #[allow(unreachable_code)]

@@ -214,7 +214,7 @@ fn speed() {
             k,
             &time,
         );
-        if Kernel::detect(Activations::I8) == Kernel::Vnni512 {
+        if packed::packs() {
             let p = Packed::pack(w);
             let ms = time(&mut || drop(matmul_packed(&x, m, &p, None, Epilogue::None).unwrap()));
             line += &format!(", I8 avx512-vnni packed {ms:.2} ms");
@@ -401,7 +401,7 @@ fn packed_kernel_equals_the_portable_one() {
             .map(|&v| v as i32)
             .sum();
         assert_eq!(packed.offsets[last * 16 + 3], -128 * sum);
-        if Kernel::detect(Activations::I8) != Kernel::Vnni512 {
+        if !packed::packs() {
             continue;
         }
         let want = matmul_with(
@@ -533,7 +533,7 @@ fn concatenated_packings_equal_their_parts() {
         k: 64,
     });
     assert!(Packed::concat(&[&packed[0], &narrow]).is_none());
-    if Kernel::detect(Activations::I8) != Kernel::Vnni512 {
+    if !packed::packs() {
         return;
     }
     let x = random(m * k, &mut rng, 1.0);
