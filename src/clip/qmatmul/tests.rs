@@ -223,16 +223,24 @@ fn speed() {
     }
 }
 
-/// The weight dequantized and transposed to `[k, n]`, as a GEMM's B.
-fn wt_rows(values: &[i8], scales: &[f32], n: usize, k: usize) -> Vec<f32> {
-    let deq = crate::bundle::quant::dequantize(values, scales, BLOCK);
-    let mut t = vec![0f32; k * n];
+/// `[n, k]` row-major → `[k, n]`: a weight as a GEMM's B.
+fn transposed<T: Copy + Default>(v: &[T], n: usize, k: usize) -> Vec<T> {
+    let mut t = vec![T::default(); k * n];
     for j in 0..n {
         for i in 0..k {
-            t[i * n + j] = deq[j * k + i];
+            t[i * n + j] = v[j * k + i];
         }
     }
     t
+}
+
+/// The weight dequantized and transposed to `[k, n]`.
+fn wt_rows(values: &[i8], scales: &[f32], n: usize, k: usize) -> Vec<f32> {
+    transposed(
+        &crate::bundle::quant::dequantize(values, scales, BLOCK),
+        n,
+        k,
+    )
 }
 
 /// rten-gemm on the same shapes: f32 with B packed per call and packed once, and its u8×i8
@@ -253,33 +261,16 @@ fn rten(
     let a = NdTensorView::from_data([m, k], x);
     let bm = NdTensorView::from_data([k, n], b);
     let mut out = vec![0f32; m * n];
-    let unpacked = time(&mut || {
-        f.gemm(
-            &mut out,
-            GemmInputA::Unpacked(a),
-            GemmInputB::Unpacked(bm),
-            GemmOptions::default(),
-        )
-        .unwrap()
-    });
+    let mut gemm = |b: GemmInputB<f32>| {
+        f.gemm(&mut out, GemmInputA::Unpacked(a), b, GemmOptions::default())
+            .unwrap()
+    };
+    let unpacked = time(&mut || gemm(GemmInputB::Unpacked(bm)));
     let pb = f.prepack_b(bm);
-    let packed = time(&mut || {
-        f.gemm(
-            &mut out,
-            GemmInputA::Unpacked(a),
-            GemmInputB::Packed(&pb),
-            GemmOptions::default(),
-        )
-        .unwrap()
-    });
+    let packed = time(&mut || gemm(GemmInputB::Packed(&pb)));
     let q = GemmExecutor::<u8, i8, i32>::new();
     let xq: Vec<u8> = x.iter().map(|v| (v * 127.0 + 128.0) as u8).collect();
-    let mut wq = vec![0i8; k * n];
-    for j in 0..n {
-        for i in 0..k {
-            wq[i * n + j] = values[j * k + i];
-        }
-    }
+    let wq = transposed(values, n, k);
     let qa = NdTensorView::from_data([m, k], &xq[..]);
     let qb = q.prepack_b(NdTensorView::from_data([k, n], &wq[..]));
     let mut qout = vec![0i32; m * n];
