@@ -186,6 +186,7 @@ fn speed() {
             k,
         };
         let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), &dev);
+        let b = transposed(&deq, n, k);
         let wt = Tensor::<2>::from_data(TensorData::new(deq, [n, k]), &dev).transpose();
         let time = |f: &mut dyn FnMut()| {
             f();
@@ -205,15 +206,7 @@ fn speed() {
                 line += &format!(", {acts:?} {} {ms:.2} ms", kernel.name());
             }
         }
-        line += &rten(
-            &x,
-            m,
-            &wt_rows(&values, &scales, n, k),
-            &values,
-            n,
-            k,
-            &time,
-        );
+        line += &rten(&x, m, &b, &values, n, k, &time);
         if packed::packs() {
             let p = Packed::pack(w);
             let ms = time(&mut || drop(matmul_packed(&x, m, &p, None, Epilogue::None).unwrap()));
@@ -232,15 +225,6 @@ fn transposed<T: Copy + Default>(v: &[T], n: usize, k: usize) -> Vec<T> {
         }
     }
     t
-}
-
-/// The weight dequantized and transposed to `[k, n]`.
-fn wt_rows(values: &[i8], scales: &[f32], n: usize, k: usize) -> Vec<f32> {
-    transposed(
-        &crate::bundle::quant::dequantize(values, scales, BLOCK),
-        n,
-        k,
-    )
 }
 
 /// rten-gemm on the same shapes: f32 with B packed per call and packed once, and its u8×i8
