@@ -19,7 +19,7 @@ FIXTURE := tests/fixtures/models/tiny-quickgelu-p8
 FIXTURE_F16 := tests/fixtures/models/tiny-gelu-p16
 TIMED := tools/timed
 
-.PHONY: all build setup-demo setup-test lint test test-aarch64 test-native test-wasm test-e2e web package demo demo-model demo-bundle study bench bench-web quant-report fuzz fixtures fmt clippy clean
+.PHONY: all build setup-demo setup-test lint test test-aarch64 test-native test-wasm-kernels test-wasm test-e2e web package demo demo-model demo-bundle study bench bench-web quant-report fuzz fixtures fmt clippy clean
 
 all: build
 
@@ -33,7 +33,7 @@ setup-test:
 	@tools/setup.sh test
 
 # Tests run in release: the flex CPU backend is ~100x slower unoptimised.
-test: setup-test lint test-native test-e2e
+test: setup-test lint test-native test-wasm-kernels test-e2e
 
 # Formatting and lints hold the line (warnings are errors).
 lint:
@@ -48,6 +48,10 @@ lint:
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	$(TIMED) "cargo clippy (AArch64: the NEON kernel and its tests)" cargo clippy --release --lib --tests \
 	  --target aarch64-unknown-linux-gnu -- -D warnings
+	# The wasm32 kernels on their own, with and without relaxed SIMD (tools/wasm-kernels).
+	cargo fmt --check --manifest-path $(KERNELS)/Cargo.toml
+	$(TIMED) "cargo clippy (wasm32 int8 kernels, relaxed SIMD)" env $(KERNELS_ENV) cargo clippy \
+	  --manifest-path $(KERNELS)/Cargo.toml --release --target wasm32-unknown-unknown --features relaxed-simd -- -D warnings
 
 # The int8 kernels' tests on AArch64, under qemu (not in `make test`: cross-building the crate
 # takes about 6 minutes here). Needs Debian's qemu-user, gcc-aarch64-linux-gnu and
@@ -61,6 +65,21 @@ test-aarch64:
 
 test-native:
 	$(TIMED) "native tests (cargo test --release)" cargo test --release
+
+# The wasm32 int8 kernels against the portable one under node, in a module of their own built
+# twice: plain SIMD128 and relaxed SIMD (tools/wasm-kernels).
+KERNELS := tools/wasm-kernels
+KERNELS_ENV := CARGO_TARGET_DIR=target/wasm-kernels RUSTFLAGS=-Ctarget-feature=+simd128
+KERNELS_WASM := target/wasm-kernels/wasm32-unknown-unknown/release/wasm_kernels.wasm
+test-wasm-kernels:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	env $(KERNELS_ENV) cargo build -q --manifest-path $(KERNELS)/Cargo.toml --release --target wasm32-unknown-unknown
+	cp $(KERNELS_WASM) target/wasm-kernels/simd128.wasm
+	env $(KERNELS_ENV) cargo build -q --manifest-path $(KERNELS)/Cargo.toml --release --target wasm32-unknown-unknown \
+	  --features relaxed-simd
+	cp $(KERNELS_WASM) target/wasm-kernels/relaxed.wasm
+	$(TIMED) "wasm32 int8 kernels against the portable one (node)" node --experimental-wasm-relaxed-simd \
+	  $(KERNELS)/check.mjs target/wasm-kernels/simd128.wasm target/wasm-kernels/relaxed.wasm
 
 # The library must keep compiling for the browser.
 test-wasm:
@@ -220,7 +239,7 @@ $(BENCH)/ours.%.bundle: $(BENCH)/hf/model.safetensors | build
 	$(BIN) convert --hf $(BENCH)/hf --tokenizer $(DATA)/clip-tokenizer --quant $* --classes $(BENCH_CLASSES) --out $@
 
 # The CPU image and text towers natively at batch 1 and 8: ours at f32 and q8 (activations i16,
-# then i8), then PyTorch and ONNX Runtime (fp32, q8) on the same weights, in one run; then the
+# i8, then u7), then PyTorch and ONNX Runtime (fp32, q8) on the same weights, in one run; then the
 # image tower against ONNX Runtime in rounds, each ratio within a round (tools/profile/
 # bench-rounds.sh, ROUNDS=3); then where our q8 image tower's time goes, by operation
 # (tools/profile/perf-ops.sh, where perf is).
@@ -228,9 +247,10 @@ bench: build $(BENCH)/ours.f32.bundle $(BENCH)/ours.q8.bundle
 	$(BIN) bench --model $(BENCH)/ours.f32.bundle --backends cpu
 	$(BIN) bench --model $(BENCH)/ours.q8.bundle --backends cpu
 	$(BIN) bench --model $(BENCH)/ours.q8.bundle --backends cpu --activations i8
+	$(BIN) bench --model $(BENCH)/ours.q8.bundle --backends cpu --activations u7
 	tools/reference/run.sh bench_ref.py --hf $(BENCH)/hf --onnx $(BENCH)/tjs/onnx
 	tools/profile/bench-rounds.sh $(BENCH)
-	@if command -v perf >/dev/null; then for a in i16 i8; do \
+	@if command -v perf >/dev/null; then for a in i16 i8 u7; do \
 	  echo "== where the q8 image tower's time goes, batch 1, activations $$a (perf)"; \
 	  ITERS=10 tools/profile/perf-ops.sh $(BENCH)/ours.q8.bundle image 1 --activations $$a; done; \
 	else echo "perf is not installed: no per-operation breakdown"; fi
@@ -243,7 +263,7 @@ bench-web: web $(BENCH)/ours.q8.bundle
 
 # Bundle sizes and accuracy at every precision for the full-size configs (seeded random
 # weights), against the f32 bundle on a few hundred real images; q8-a8 and q4-a8 are the int8
-# bundles with the CPU's activations in i8 (W8A8). Writes to $(REPORT).
+# bundles with the CPU's activations in i8 (W8A8), q8-a7 with them in u7. Writes to $(REPORT).
 REPORT ?= /tmp/deltaenergy-report
 CLASSES := airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck
 quant-report: build
@@ -251,9 +271,9 @@ quant-report: build
 	for cfg in config config-b16; do for q in f32 f16 q8 q4; do \
 	  $(BIN) convert --random $(DATA)/clip-tokenizer/$$cfg.json --tokenizer $(DATA)/clip-tokenizer \
 	    --quant $$q --classes $(CLASSES) --out $(REPORT)/$$cfg-$$q.bundle | head -1; done; done
-	for q in f16 q8 q4 q8-a8 q4-a8; do echo "== ViT-B/32 $$q against f32"; \
-	  $(BIN) compare --base $(REPORT)/config-f32.bundle --model $(REPORT)/config-$${q%-a8}.bundle --classes $(CLASSES) \
-	    $$(case $$q in *-a8) echo --activations i8;; esac) \
+	for q in f16 q8 q4 q8-a8 q4-a8 q8-a7; do echo "== ViT-B/32 $$q against f32"; \
+	  $(BIN) compare --base $(REPORT)/config-f32.bundle --model $(REPORT)/config-$${q%-a?}.bundle --classes $(CLASSES) \
+	    $$(case $$q in *-a8) echo --activations i8;; *-a7) echo --activations u7;; esac) \
 	    --per-dir 60 $(DATA)/cifar10/test $(DATA)/imagenet-samples $(DATA)/dtd $(DATA)/mnist-test $(DATA)/gallery; done
 
 # Fuzz what a stranger's file reaches: the bundle reader, and the checkpoint import's readers

@@ -23,8 +23,9 @@ use deltaenergy::Result;
 #[command(name = "deltaenergy", version, about = "ΔEnergy OOD scoring for CLIP")]
 struct Cli {
     /// How the CPU quantizes activations for int8 weights (q8/q4 bundles): i16 (W8A16, the f32
-    /// product's numbers to about 1e-5) or i8 (W8A8: faster on CPUs with AVX-512 VNNI, twice
-    /// the rounding error; docs/PERFORMANCE.md gives its accuracy).
+    /// product's numbers to about 1e-5), i8 (W8A8: faster on CPUs with AVX-512 VNNI, twice
+    /// the rounding error) or u7 (128 levels over each row's range and the block scales on a
+    /// grid: faster on CPUs with AVX2). docs/PERFORMANCE.md gives their accuracy.
     #[arg(long, global = true, default_value = "i16")]
     activations: deltaenergy::clip::qmatmul::Activations,
     #[command(subcommand)]

@@ -7,9 +7,10 @@
 //! - block-quantized on the CPU, `[out, in]` as stored: [`crate::clip::qmatmul`], the weight one byte
 //!   a value. The CPU backend cannot transpose a block-quantized tensor without requantizing it
 //!   along the other axis, so here the weight keeps the bundle's layout; the loader decides both
-//!   layouts ([`crate::clip::loader`]) and only this file multiplies by them. Where the CPU has
-//!   AVX-512 VNNI and the activations are i8, the layer also keeps the weight packed for that
-//!   kernel ([`qmatmul::Packed`]), made once here at load.
+//!   layouts ([`crate::clip::loader`]) and only this file multiplies by them. What a scheme's
+//!   kernel reads besides is made once here at load: where the CPU has AVX-512 VNNI and the
+//!   activations are i8, the weight packed for that kernel ([`qmatmul::Packed`]); with u7
+//!   activations, its block scales on a grid ([`qmatmul::Grid`]).
 //!
 //! What follows a product in the model (its activation, the residual add) is a [`Then`]: the
 //! CPU kernel does it as it writes its outputs, and burn's ops do it everywhere else, the
@@ -24,10 +25,10 @@ use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::clip::config::Activation;
-use crate::clip::qmatmul::{self, Activations, Epilogue, Packed, QWeight};
+use crate::clip::qmatmul::{self, Activations, Epilogue, Grid, Packed, QWeight};
 
 /// burn's `nn::Linear` (the same parameters under the same names, so records and exports are
-/// unchanged) plus the CPU kernel's packed copy of a quantized weight.
+/// unchanged) plus what the CPU kernel makes of a quantized weight at load.
 #[derive(Module, Debug)]
 pub struct Linear {
     /// `[in, out]`, or `[out, in]` block-quantized on the CPU (see the module's doc).
@@ -37,35 +38,46 @@ pub struct Linear {
     packed: Option<Arc<Packing>>,
 }
 
-/// A packed weight and the stored values it was packed from. Holding those (a reference to the
-/// same bytes, not a copy) keeps their address unique to them, so a layer whose weight was
-/// replaced since (a record loaded, a map over its parameters) is seen and uses the new weight.
+/// What a scheme's kernel reads besides the stored weight, and the stored values it was made
+/// from. Holding those (a reference to the same bytes, not a copy) keeps their address unique to
+/// them, so a layer whose weight was replaced since (a record loaded, a map over its parameters)
+/// is seen and uses the new weight.
 #[derive(Debug)]
 struct Packing {
     from: FlexTensor,
-    packed: Packed,
+    made: Made,
+}
+
+#[derive(Debug)]
+enum Made {
+    /// The i8 scheme's packed weight.
+    Packed(Packed),
+    /// The u7 scheme's grid.
+    Grid(Grid),
 }
 
 impl Linear {
-    /// A layer from its weight (as [`Linear::weight`] says) and bias. A quantized weight on the
-    /// CPU is also packed where the CPU has the packed kernel and the activations in force are
-    /// i8 (the command line sets them before it loads a model), so the default scheme holds no
-    /// second copy.
+    /// A layer from its weight (as [`Linear::weight`] says) and bias. For a quantized weight on
+    /// the CPU, what the activations in force need is made here (the command line sets them
+    /// before it loads a model): the packed weight where the CPU has the packed kernel and they
+    /// are i8, the grid where they are u7, nothing for the default scheme.
     pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
-        Self::build(weight, bias, qmatmul::activations() == Activations::I8)
+        Self::build(weight, bias, qmatmul::activations())
     }
 
-    fn build(weight: Tensor<2>, bias: Option<Tensor<1>>, pack: bool) -> Linear {
+    fn build(weight: Tensor<2>, bias: Option<Tensor<1>>, acts: Activations) -> Linear {
         let packed = match weight.clone().into_dispatch().kind {
-            DispatchTensorKind::Flex(BackendTensor::Quantized(q)) if pack => {
-                stored(&q).and_then(|w| {
-                    let packed = Packed::new(w).ok()??;
-                    Some(Arc::new(Packing {
-                        from: q.tensor().clone(),
-                        packed,
-                    }))
-                })
-            }
+            DispatchTensorKind::Flex(BackendTensor::Quantized(q)) => stored(&q).and_then(|w| {
+                let made = match acts {
+                    Activations::I8 => Made::Packed(Packed::new(w).ok()??),
+                    Activations::U7 => Made::Grid(Grid::new(w).ok()?),
+                    Activations::I16 => return None,
+                };
+                Some(Arc::new(Packing {
+                    from: q.tensor().clone(),
+                    made,
+                }))
+            }),
             _ => None,
         };
         Linear {
@@ -75,10 +87,10 @@ impl Linear {
         }
     }
 
-    /// The packed weight, if it was packed from `q`'s values.
-    fn packed_for(&self, q: &FlexQTensor) -> Option<&Packed> {
+    /// What was made at load, if it was made from `q`'s values.
+    fn made_for(&self, q: &FlexQTensor) -> Option<&Made> {
         let p = self.packed.as_deref()?;
-        packed_from(&p.from, q).then_some(&p.packed)
+        packed_from(&p.from, q).then_some(&p.made)
     }
 }
 
@@ -106,7 +118,14 @@ impl Fused {
             .iter()
             .map(|l| l.packed.as_deref())
             .collect::<Option<_>>()?;
-        let packed = Packed::concat(&packings.iter().map(|p| &p.packed).collect::<Vec<_>>())?;
+        let parts = packings
+            .iter()
+            .map(|p| match &p.made {
+                Made::Packed(packed) => Some(packed),
+                Made::Grid(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let packed = Packed::concat(&parts)?;
         let from = packings.iter().map(|p| p.from.clone()).collect();
         for layer in layers.iter_mut() {
             layer.packed = None;
@@ -297,8 +316,11 @@ fn int8(
         ),
         (then, _) => (Epilogue::None, then.clone()),
     };
-    let y = match layer.packed_for(q) {
-        Some(p) if acts == Activations::I8 => qmatmul::matmul_packed(x, m, p, bias, epilogue),
+    let y = match (layer.made_for(q), acts) {
+        (Some(Made::Packed(p)), Activations::I8) => qmatmul::matmul_packed(x, m, p, bias, epilogue),
+        (Some(Made::Grid(g)), Activations::U7) => {
+            qmatmul::matmul_gridded(x, m, weight, g, bias, epilogue)
+        }
         _ => qmatmul::matmul(x, m, weight, bias, epilogue, acts),
     };
     let y = Tensor::from_data(TensorData::new(y.ok()?, [m, n]), &device);
@@ -351,17 +373,13 @@ mod tests {
 
     /// `layer`'s product with ones through the int8 path in the i8 scheme.
     fn product(layer: &Linear, m: usize) -> Vec<f32> {
+        product_in(layer, m, Activations::I8)
+    }
+
+    fn product_in(layer: &Linear, m: usize, acts: Activations) -> Vec<f32> {
         let k = layer.weight.dims()[1];
         let x = Tensor::<2>::ones([m, k], &crate::device::cpu());
-        let y = int8(
-            layer,
-            &quantized(layer),
-            &x,
-            None,
-            &Then::Nothing,
-            Activations::I8,
-        )
-        .unwrap();
+        let y = int8(layer, &quantized(layer), &x, None, &Then::Nothing, acts).unwrap();
         crate::device::read_f32(y).unwrap()
     }
 
@@ -374,7 +392,7 @@ mod tests {
         let device = crate::device::cpu();
         let layer = |v: i8, b: f32| {
             let bias = Tensor::<1>::from_data(TensorData::new(vec![b; 32], [32]), &device);
-            Linear::build(weight(32, k, v), Some(bias), true)
+            Linear::build(weight(32, k, v), Some(bias), Activations::I8)
         };
         let (mut q, mut kk, mut v) = (layer(64, 1.0), layer(-32, 2.0), layer(16, 3.0));
         let apart: Vec<Vec<f32>> = [&q, &kk, &v].iter().map(|l| product(l, m)).collect();
@@ -413,19 +431,45 @@ mod tests {
     #[test]
     fn a_replaced_weight_is_not_read_from_the_old_packing() {
         let (n, k) = (20, 64);
-        let mut layer = Linear::build(weight(n, k, 64), None, true);
+        let mut layer = Linear::build(weight(n, k, 64), None, Activations::I8);
         let q = quantized(&layer);
         let packs = Packed::new(stored(&q).unwrap()).unwrap().is_some();
-        assert_eq!(layer.packed_for(&q).is_some(), packs);
+        assert_eq!(layer.made_for(&q).is_some(), packs);
         let y = product(&layer, 3);
         assert!(y.iter().all(|&v| (v - k as f32).abs() < 1e-3), "{y:?}");
 
         layer.weight = Param::from_tensor(weight(n, k, -32));
-        assert!(layer.packed_for(&quantized(&layer)).is_none());
+        assert!(layer.made_for(&quantized(&layer)).is_none());
         let y = product(&layer, 3);
         assert!(
             y.iter().all(|&v| (v + k as f32 / 2.0).abs() < 1e-3),
             "{y:?}"
         );
+    }
+
+    /// With u7 activations a layer keeps its weight's grid, and reads it only while the weight
+    /// is the one it was made from. (Ones are code 127 of a 0..1 row, and the grid of one scale
+    /// is that scale: both paths exact.)
+    #[test]
+    fn a_u7_layer_reads_its_grid_while_its_weight_is_the_same() {
+        let (n, k) = (20, 64);
+        let mut layer = Linear::build(weight(n, k, 64), None, Activations::U7);
+        assert!(matches!(
+            layer.made_for(&quantized(&layer)),
+            Some(Made::Grid(_))
+        ));
+        let y = product_in(&layer, 3, Activations::U7);
+        assert!(y.iter().all(|&v| (v - k as f32).abs() < 1e-3), "{y:?}");
+
+        layer.weight = Param::from_tensor(weight(n, k, -32));
+        assert!(layer.made_for(&quantized(&layer)).is_none());
+        let y = product_in(&layer, 3, Activations::U7);
+        assert!(
+            y.iter().all(|&v| (v + k as f32 / 2.0).abs() < 1e-3),
+            "{y:?}"
+        );
+        assert!(Linear::build(weight(n, k, 1), None, Activations::I16)
+            .packed
+            .is_none());
     }
 }

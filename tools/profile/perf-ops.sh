@@ -29,7 +29,7 @@ perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null | awk '
     # the q8 image tower counts the same 144,820 for 10 and 110 iterations): they are loading.
     else if (kern && sym ~ /clear_page|page_fault|anonymous_page|mm_fault|_pages|memcg|lru/) op = "loading the model (not the forward)"
     else if (sym ~ /memset|malloc|free|alloc|page|clear_page|mmap/) op = "allocation, zeroing"
-    else if (sym ~ /sha2|loader|bundle|from_iter|WeightSource|quantized|Packed::(new|pack)/) op = "loading the model (not the forward)"
+    else if (sym ~ /sha2|loader|bundle|from_iter|WeightSource|quantized|Packed::(new|pack)|Grid::new/) op = "loading the model (not the forward)"
     else if (kern || sym ~ /rayon|futex|sched_yield/) op = "threads (rayon wake-ups, kernel)"
     t[op] += pct
     if (op == "other" && pct >= 0.3) others = others sprintf("%.1f%% %s; ", pct, substr(sym, 1, 60))

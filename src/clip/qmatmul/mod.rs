@@ -7,17 +7,21 @@
 //! The activations are quantized on the fly with one scale per row, to the [`Activations`] in
 //! force: **i16** by default (W8A16), whose rounding error (≤ 1/65534 of the row's largest value)
 //! is far below the weights' own, so the result equals the dequantized f32 matmul to about 1e-5
-//! relative; or **i8** (W8A8, opt-in), which doubles the quantization error and lets CPUs with
-//! an 8-bit dot product (AVX-512 VNNI's `vpdpbusd`) do twice the products an instruction. One
-//! scale a row, not a block, leaves the kernel one weight scale to apply per block and the row's
-//! scale once per output.
+//! relative; **i8** (W8A8, opt-in), which doubles the quantization error and lets CPUs with
+//! an 8-bit dot product (AVX-512 VNNI's `vpdpbusd`) do twice the products an instruction; or
+//! **u7** (opt-in, [`grid`]), 128 levels between the row's least and greatest value, with the
+//! weight's block scales put on an integer grid per output so that the blocks' sums add up in
+//! i32 and AVX2's `vpmaddubsw` (u8 × i8, exact for 7-bit operands) does the products. One scale a
+//! row, not a block, leaves the kernel one weight scale to apply per block and the row's scale
+//! once per output.
 //!
 //! Each block's products are summed exactly in i32 (at most 32 of ±32767·127), then scaled by
 //! the weight's block scale and added in f32; the row's scale multiplies the total. So every
 //! kernel gives the same numbers for a scheme, up to f32 summation order; the i8 scheme on a
-//! kernel without an 8-bit product runs the i16 kernels on values that are in ±127. Kernels,
-//! chosen at run time: AVX-512 VNNI (i8), AVX-512BW and AVX2+FMA (x86-64), SIMD128 (wasm32),
-//! NEON (AArch64), and a portable one that is also the reference in the tests.
+//! kernel without an 8-bit product runs the i16 kernels on values that are in ±127, and the u7
+//! scheme runs them on `q − zero` with the grid's scales. Kernels, chosen at run time: AVX-512
+//! VNNI (i8), AVX-512BW and AVX2+FMA (x86-64), SIMD128 (wasm32), NEON (AArch64), and a portable
+//! one that is also the reference in the tests.
 
 use crate::error::{Error, Result};
 
@@ -63,14 +67,17 @@ pub enum Activations {
     I16,
     /// W8A8: twice the quantization error, the fastest product on CPUs with VNNI.
     I8,
+    /// W8A7 on a grid of block scales ([`grid`]): the fastest product on AVX2.
+    U7,
 }
 
 impl Activations {
-    /// The largest quantized magnitude.
+    /// The largest quantized magnitude of the symmetric schemes.
     fn levels(self) -> f32 {
         match self {
             Activations::I16 => 32767.0,
             Activations::I8 => 127.0,
+            Activations::U7 => grid::LEVELS as f32,
         }
     }
 }
@@ -81,34 +88,37 @@ impl std::str::FromStr for Activations {
         match s {
             "i16" => Ok(Activations::I16),
             "i8" => Ok(Activations::I8),
+            "u7" => Ok(Activations::U7),
             _ => Err(Error::Input(format!(
-                "activations must be i16 or i8, got `{s}`"
+                "activations must be i16, i8 or u7, got `{s}`"
             ))),
         }
     }
 }
 
-/// The scheme [`matmul`] uses; the command line's `--activations` and the page's scorer set it
-/// before any product, like a thread count.
-static EIGHT_BIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The scheme [`matmul`] uses; the command line's `--activations` sets it before any product,
+/// like a thread count.
+static SCHEME: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 pub fn set_activations(a: Activations) {
-    EIGHT_BIT.store(a == Activations::I8, std::sync::atomic::Ordering::Relaxed);
+    SCHEME.store(a as u8, std::sync::atomic::Ordering::Relaxed);
 }
 
 pub fn activations() -> Activations {
-    if EIGHT_BIT.load(std::sync::atomic::Ordering::Relaxed) {
-        Activations::I8
-    } else {
-        Activations::I16
+    match SCHEME.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Activations::I8,
+        2 => Activations::U7,
+        _ => Activations::I16,
     }
 }
 
-/// Activations quantized per row: `x ≈ q · scale[row]`. `T` is `i16` (both schemes: i8 values
-/// lie in ±127) or, for the VNNI kernel, `u8` holding `q + 128`.
+/// Activations quantized per row: `x ≈ (q − zeros[row]) · scales[row]`. `T` is `i16` (every
+/// scheme: i8 values lie in ±127, u7 ones are stored as `q − zero`), `u8` holding `q + 128` for
+/// the VNNI kernel, or `u8` holding `q` for the u7 kernels. `zeros` is 0 but in the u7 scheme.
 struct QRows<T> {
     q: Vec<T>,
     scales: Vec<f32>,
+    zeros: Vec<f32>,
     m: usize,
     k: usize,
 }
@@ -118,49 +128,58 @@ struct QRows<T> {
 /// of dependent scalar ops, as float ops are not reassociated.
 #[inline(always)]
 fn max_abs(row: &[f32]) -> (f32, f32) {
-    let (mut max, mut poison) = ([0f32; 8], [0f32; 8]);
+    let (lo, hi, poison) = range(row, f32::abs);
+    debug_assert!(lo >= 0.0);
+    (hi, poison)
+}
+
+/// The least and greatest of `f(v)` over a row, with 0 among them, and the poison of
+/// [`max_abs`].
+#[inline(always)]
+fn range(row: &[f32], f: impl Fn(f32) -> f32) -> (f32, f32, f32) {
+    let (mut lo, mut hi, mut poison) = ([0f32; 8], [0f32; 8], [0f32; 8]);
     let chunks = row.chunks_exact(8);
     let tail = chunks.remainder();
     for x in chunks {
         for l in 0..8 {
-            max[l] = max[l].max(x[l].abs());
+            lo[l] = lo[l].min(f(x[l]));
+            hi[l] = hi[l].max(f(x[l]));
             poison[l] += x[l] * 0.0;
         }
     }
-    let mut m = max.iter().fold(0f32, |a, &v| a.max(v));
+    let mut l = lo.iter().fold(0f32, |a, &v| a.min(v));
+    let mut h = hi.iter().fold(0f32, |a, &v| a.max(v));
     let mut p = poison.iter().sum::<f32>();
-    for v in tail {
-        m = m.max(v.abs());
+    for &v in tail {
+        l = l.min(f(v));
+        h = h.max(f(v));
         p += v * 0.0;
     }
-    (m, p)
+    (l, h, p)
 }
 
-/// `x` quantized to `±levels` a row; `code` stores a quantized value.
+/// `y` rounded half away from zero, as `f32::round`, which is a libm call without SSE4.1.
+///
+/// SAFETY: `y` is finite and within i32's range.
+#[inline(always)]
+unsafe fn round(y: f32) -> i32 {
+    (y + 0.5f32.copysign(y)).to_int_unchecked::<i32>()
+}
+
+/// `x` (`m` rows of `k`) quantized a row at a time by `quantize`, which fills the row's codes
+/// and gives its scale and zero point.
 fn quantize_rows<T: Copy + Send + Sync>(
     x: &[f32],
     m: usize,
     k: usize,
-    levels: f32,
-    code: impl Fn(i32) -> T + Sync,
+    fill: T,
+    quantize: impl Fn(&[f32], &mut [T]) -> (f32, f32) + Sync,
 ) -> QRows<T> {
-    let mut q = vec![code(0); m * k];
+    let mut q = vec![fill; m * k];
     let mut scales = vec![0f32; m];
-    let quantize = |((row, out), scale): ((&[f32], &mut [T]), &mut f32)| {
-        let (max, poison) = max_abs(row);
-        if poison != 0.0 {
-            // Inf or NaN in the input: the result is not finite, as the f32 product's would be.
-            *scale = f32::NAN;
-        } else if max > 0.0 {
-            *scale = max / levels;
-            let inv = levels / max;
-            for (o, v) in out.iter_mut().zip(row) {
-                // Half away from zero, as `f32::round`, which is a libm call without SSE4.1.
-                let y = v * inv;
-                // SAFETY: |y| ≤ levels (plus rounding), finite: in range of i32.
-                *o = code(unsafe { (y + 0.5f32.copysign(y)).to_int_unchecked::<i32>() });
-            }
-        }
+    let mut zeros = vec![0f32; m];
+    let each = |row: &[f32], out: &mut [T], scale: &mut f32, zero: &mut f32| {
+        (*scale, *zero) = quantize(row, out);
     };
     // Rows are independent: on the threads there are, as the product that follows.
     #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
@@ -168,26 +187,88 @@ fn quantize_rows<T: Copy + Send + Sync>(
         use rayon::prelude::*;
         x.par_chunks_exact(k)
             .zip(q.par_chunks_exact_mut(k))
-            .zip(scales.par_iter_mut())
+            .zip(scales.par_iter_mut().zip(zeros.par_iter_mut()))
             .with_min_len(8)
-            .for_each(quantize);
+            .for_each(|((row, out), (scale, zero))| each(row, out, scale, zero));
     }
     #[cfg(all(target_family = "wasm", not(feature = "threads")))]
     x.chunks_exact(k)
         .zip(q.chunks_exact_mut(k))
-        .zip(&mut scales)
-        .for_each(quantize);
-    QRows { q, scales, m, k }
+        .zip(scales.iter_mut().zip(zeros.iter_mut()))
+        .for_each(|((row, out), (scale, zero))| each(row, out, scale, zero));
+    QRows {
+        q,
+        scales,
+        zeros,
+        m,
+        k,
+    }
+}
+
+/// A row to `±levels` (zero point 0); `code` stores a quantized value.
+#[inline(always)]
+fn symmetric<T>(row: &[f32], out: &mut [T], levels: f32, code: impl Fn(i32) -> T) -> (f32, f32) {
+    let (max, poison) = max_abs(row);
+    if poison != 0.0 {
+        // Inf or NaN in the input: the result is not finite, as the f32 product's would be.
+        return (f32::NAN, 0.0);
+    }
+    if max > 0.0 {
+        let inv = levels / max;
+        for (o, v) in out.iter_mut().zip(row) {
+            // SAFETY: |v · inv| ≤ levels (plus rounding), finite.
+            *o = code(unsafe { round(v * inv) });
+        }
+        return (max / levels, 0.0);
+    }
+    (0.0, 0.0)
+}
+
+/// A row to `0..=grid::LEVELS` over its range with 0 in it, so that 0 is a code (`zero`);
+/// `code(q, zero)` stores a quantized value.
+#[inline(always)]
+fn asymmetric<T>(row: &[f32], out: &mut [T], code: impl Fn(i32, i32) -> T) -> (f32, f32) {
+    let levels = grid::LEVELS as f32;
+    let (lo, hi, poison) = range(row, |v| v);
+    if poison != 0.0 {
+        return (f32::NAN, 0.0);
+    }
+    if hi > lo {
+        let inv = levels / (hi - lo);
+        // SAFETY: −lo · inv is in 0..=levels, and each v · inv in ±levels (plus rounding).
+        let zero = unsafe { round(-lo * inv) };
+        for (o, v) in out.iter_mut().zip(row) {
+            let q = unsafe { round(v * inv) } + zero;
+            *o = code(q.clamp(0, grid::LEVELS), zero);
+        }
+        return ((hi - lo) / levels, zero as f32);
+    }
+    (0.0, 0.0)
 }
 
 fn quantize_i16(x: &[f32], m: usize, k: usize, a: Activations) -> QRows<i16> {
-    quantize_rows(x, m, k, a.levels(), |v| v as i16)
+    match a {
+        Activations::U7 => quantize_rows(x, m, k, 0, |row, out| {
+            let (scale, _) = asymmetric(row, out, |q, zero| (q - zero) as i16);
+            (scale, 0.0)
+        }),
+        _ => quantize_rows(x, m, k, 0, |row, out| {
+            symmetric(row, out, a.levels(), |v| v as i16)
+        }),
+    }
 }
 
 /// The i8 scheme for `vpdpbusd`, which multiplies u8 by i8: each value stored as `q + 128`.
 #[cfg(target_arch = "x86_64")]
 fn quantize_u8(x: &[f32], m: usize, k: usize) -> QRows<u8> {
-    quantize_rows(x, m, k, Activations::I8.levels(), |v| (v + 128) as u8)
+    quantize_rows(x, m, k, 128, |row, out| {
+        symmetric(row, out, Activations::I8.levels(), |v| (v + 128) as u8)
+    })
+}
+
+/// The u7 scheme for its own kernels: `q` as it is, the zero point beside.
+fn quantize_u7(x: &[f32], m: usize, k: usize) -> QRows<u8> {
+    quantize_rows(x, m, k, 0, |row, out| asymmetric(row, out, |q, _| q as u8))
 }
 
 /// What a product does to its outputs after the bias, in the task that wrote them (while they
@@ -326,6 +407,40 @@ impl Out {
     }
 }
 
+// Only the kernels with a u7 product of their own write through it.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", feature = "relaxed-simd")),
+    allow(dead_code)
+)]
+impl Out {
+    /// [`Out::tile`] for the u7 scheme: each output is `(Σ lanes − zero · offset) · unit`, then
+    /// its row's scale.
+    ///
+    /// SAFETY: as [`Out::tile`].
+    #[inline(always)]
+    unsafe fn tile_gridded<V: Copy, const R: usize, const C: usize>(
+        self,
+        acc: &[[V; C]; R],
+        a: &QRows<u8>,
+        g: &Grid,
+        r0: usize,
+        j0: usize,
+        sum: impl Fn(V) -> f32,
+    ) {
+        for (r, acc) in acc.iter().enumerate() {
+            let (xs, zero) = (
+                *a.scales.get_unchecked(r0 + r),
+                *a.zeros.get_unchecked(r0 + r),
+            );
+            for (c, &v) in acc.iter().enumerate() {
+                let j = j0 + c;
+                let total = sum(v) - zero * *g.offset.get_unchecked(j);
+                self.set(r0 + r, j, total * *g.unit.get_unchecked(j) * xs);
+            }
+        }
+    }
+}
+
 /// `y · σ(1.702 y)`, as `y / (1 + e^(−1.702 y))`, with the exponential that vectorizes: at large
 /// negative `y` it is clamped to 1.65e38 and the result is `y / 1.65e38`, about −0, the limit.
 #[inline(always)]
@@ -346,8 +461,9 @@ pub fn matmul(
     matmul_with(x, m, w, bias, then, acts, Kernel::detect(acts))
 }
 
-/// [`matmul`] with a given scheme and kernel (`kernel` must run on this CPU).
-fn matmul_with(
+/// [`matmul`] with a given scheme and kernel (`kernel` must run on this CPU); crate-visible for
+/// the wasm kernels' check (`tools/wasm-kernels`).
+pub(crate) fn matmul_with(
     x: &[f32],
     m: usize,
     w: QWeight,
@@ -357,6 +473,11 @@ fn matmul_with(
     kernel: Kernel,
 ) -> Result<Vec<f32>> {
     w.check()?;
+    if acts == Activations::U7 {
+        let g = Grid::new(w)?;
+        let own = kernel.multiplies_u7();
+        return gridded_with(x, m, Gridded { w, g: &g }, bias, then, kernel, own);
+    }
     let mut y = output(x, m, w.k, w.n, bias, then)?;
     let out = Out::new(&mut y, w.n, bias);
     match kernel {
@@ -378,6 +499,67 @@ fn matmul_with(
                 out.finish(m, first, cols, then);
             });
         }
+    }
+    Ok(y)
+}
+
+/// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, then `then`, in the u7 scheme on `w`'s grid `g`
+/// (made once, at load: [`Grid::new`]).
+pub fn matmul_gridded(
+    x: &[f32],
+    m: usize,
+    w: QWeight,
+    g: &Grid,
+    bias: Option<&[f32]>,
+    then: Epilogue,
+) -> Result<Vec<f32>> {
+    w.check()?;
+    g.fits(&w)?;
+    let kernel = Kernel::detect(Activations::U7);
+    gridded_with(
+        x,
+        m,
+        Gridded { w, g },
+        bias,
+        then,
+        kernel,
+        kernel.multiplies_u7(),
+    )
+}
+
+/// The u7 scheme through `kernel`'s own u7 product (`own`, where it has one), or through its i16
+/// product on `q − zero` and the grid's scales, the same sums.
+fn gridded_with(
+    x: &[f32],
+    m: usize,
+    gw: Gridded,
+    bias: Option<&[f32]>,
+    then: Epilogue,
+    kernel: Kernel,
+    own: bool,
+) -> Result<Vec<f32>> {
+    let w = gw.w;
+    let mut y = output(x, m, w.k, w.n, bias, then)?;
+    let out = Out::new(&mut y, w.n, bias);
+    if own {
+        let a = quantize_u7(x, m, w.k);
+        // SAFETY: as in `matmul_with`.
+        columns(w.n, 16, |first, cols| unsafe {
+            kernel.run_u7(&a, gw, first, cols, out);
+            out.finish(m, first, cols, then);
+        });
+    } else {
+        let a = quantize_i16(x, m, w.k, Activations::U7);
+        let scales = gw.g.scales();
+        let w = QWeight {
+            scales: &scales,
+            ..w
+        };
+        // SAFETY: as above.
+        columns(w.n, 16, |first, cols| unsafe {
+            kernel.run(&a, &w, first, cols, out);
+            out.finish(m, first, cols, then);
+        });
     }
     Ok(y)
 }
@@ -424,7 +606,8 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            if has!("avx512f") && has!("avx512bw") {
+            // The u7 scheme's product is AVX2's, which AVX-512 CPUs have too.
+            if has!("avx512f") && has!("avx512bw") && acts != Activations::U7 {
                 if acts == Activations::I8 && has!("avx512vnni") {
                     return Kernel::Vnni512;
                 }
@@ -458,6 +641,34 @@ impl Kernel {
             Kernel::Simd128 => "simd128",
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => "neon",
+        }
+    }
+
+    /// Whether the kernel has a u7 product of its own ([`Kernel::run_u7`]); the others run the
+    /// u7 scheme through their i16 product.
+    fn multiplies_u7(self) -> bool {
+        // In the relaxed-SIMD module every wasm32 kernel does.
+        #[allow(unreachable_patterns)]
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => true,
+            #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+            Kernel::Simd128 => true,
+            _ => false,
+        }
+    }
+
+    /// Columns `first..first + cols` of `y`, every row, from u7 activations on a grid.
+    ///
+    /// SAFETY: as [`Kernel::run`], and [`Kernel::multiplies_u7`].
+    unsafe fn run_u7(self, a: &QRows<u8>, w: Gridded, first: usize, cols: usize, out: Out) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::run_u7(a, w, first, cols, out),
+            #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+            Kernel::Simd128 => simd128::run_u7(a, w, first, cols, out),
+            _ => portable_u7(a, w, first, cols, out),
         }
     }
 
@@ -507,6 +718,33 @@ unsafe fn portable(a: &QRows<i16>, w: &QWeight, first: usize, cols: usize, out: 
     }
 }
 
+/// The u7 scheme's reference: every sum exact in i64, one rounding at the end.
+///
+/// SAFETY: as [`Kernel::run`].
+unsafe fn portable_u7(a: &QRows<u8>, gw: Gridded, first: usize, cols: usize, out: Out) {
+    let (w, g) = (gw.w, gw.g);
+    let k = a.k;
+    let blocks = k / BLOCK;
+    for j in first..first + cols {
+        let wrow = &w.values[j * k..(j + 1) * k];
+        let steps = &g.steps[j * blocks..(j + 1) * blocks];
+        for (r, arow) in a.q.chunks_exact(k).enumerate() {
+            let mut sum = 0i64;
+            for (b, &step) in steps.iter().enumerate() {
+                let span = b * BLOCK..(b + 1) * BLOCK;
+                let dot: i64 = arow[span.clone()]
+                    .iter()
+                    .zip(&wrow[span])
+                    .map(|(&x, &v)| x as i64 * v as i64)
+                    .sum();
+                sum += dot * step as i64;
+            }
+            let total = sum as f64 - a.zeros[r] as f64 * g.offset[j] as f64;
+            out.set(r, j, (total * g.unit[j] as f64 * a.scales[r] as f64) as f32);
+        }
+    }
+}
+
 /// Weight bytes kept hot while every row passes over them (about half a typical L2).
 const PANEL_BYTES: usize = 128 * 1024;
 
@@ -516,8 +754,7 @@ const PANEL_BYTES: usize = 128 * 1024;
 /// `tile::<R, C>(a, w, j0, r0, out)` computes `y[r0 .. + R][j0 .. + C]`.
 macro_rules! tiled {
     ($a:expr, $w:expr, $first:expr, $cols:expr, $out:expr, $tile:ident, $ROWS:ident, $COLS:ident) => {{
-        let (a, w, first, cols, out): (_, &QWeight, usize, usize, Out) =
-            ($a, $w, $first, $cols, $out);
+        let (a, w, first, cols, out): (_, _, usize, usize, Out) = ($a, $w, $first, $cols, $out);
         let m = a.m;
         let end = first + cols;
         let panel = (PANEL_BYTES / a.k).max($COLS) / $COLS * $COLS;
@@ -552,7 +789,10 @@ macro_rules! tiled {
     }};
 }
 
+pub mod grid;
 mod packed;
+pub use grid::Grid;
+use grid::Gridded;
 pub use packed::{matmul as matmul_packed, Packed};
 
 #[cfg(target_arch = "x86_64")]

@@ -74,14 +74,31 @@ fn equals_the_dequantized_f32_matmul() {
             k,
         };
         let want = f32_matmul(&x, m, &deq, n, k, &bias);
-        for acts in [Activations::I16, Activations::I8] {
+        let grid = Grid::new(w).unwrap();
+        for acts in [Activations::I16, Activations::I8, Activations::U7] {
             for kernel in kernels(acts) {
                 let got = matmul_with(&x, m, w, Some(&bias), Epilogue::None, acts, kernel).unwrap();
                 for i in 0..m {
                     for j in 0..n {
                         let (xr, wr) = (&x[i * k..(i + 1) * k], &deq[j * k..(j + 1) * k]);
-                        let step = xr.iter().fold(0f32, |a, v| a.max(v.abs())) / acts.levels();
-                        let bound = step / 2.0 * wr.iter().map(|v| v.abs()).sum::<f32>();
+                        let (lo, hi) = xr
+                            .iter()
+                            .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+                        let step = match acts {
+                            Activations::U7 => (hi - lo) / acts.levels(),
+                            _ => hi.max(-lo) / acts.levels(),
+                        };
+                        let mut bound = step / 2.0 * wr.iter().map(|v| v.abs()).sum::<f32>();
+                        if acts == Activations::U7 {
+                            // Each block's scale moved by at most half the grid's unit.
+                            let values = &values[j * k..(j + 1) * k];
+                            let moved: f32 = xr
+                                .iter()
+                                .zip(values)
+                                .map(|(a, &v)| (a * v as f32).abs())
+                                .sum();
+                            bound += moved * grid.unit[j] / 2.0 * (1.0 + step);
+                        }
                         let magnitude: f32 = xr.iter().zip(wr).map(|(a, b)| (a * b).abs()).sum();
                         let bound = bound + 1e-6 * magnitude + 1e-6;
                         let err = (got[i * n + j] - want[i * n + j]).abs();
@@ -111,7 +128,7 @@ fn kernels_agree() {
             n,
             k,
         };
-        for acts in [Activations::I16, Activations::I8] {
+        for acts in [Activations::I16, Activations::I8, Activations::U7] {
             let want = matmul_with(&x, m, w, None, Epilogue::None, acts, Kernel::Portable).unwrap();
             for kernel in kernels(acts) {
                 let got = matmul_with(&x, m, w, None, Epilogue::None, acts, kernel).unwrap();
@@ -163,6 +180,123 @@ fn i8_activations_round_coarser() {
     assert!((y16 - exact).abs() < 1e-3, "{y16}");
 }
 
+/// The u7 scheme by hand: codes over the row's range with its zero point, block scales on the
+/// grid, and the i16 kernels' route (`q − zero`, the grid's scales) giving the same numbers.
+#[test]
+fn u7_by_hand() {
+    // Scales 1, 0.5 and 0.3 on a grid of 1/1023: 1023, 511.5 → 512 and 306.9 → 307 steps.
+    let (values, scales) = (vec![1i8; 96], vec![1.0f32, 0.5, 0.3]);
+    let w = QWeight {
+        values: &values,
+        scales: &scales,
+        n: 1,
+        k: 96,
+    };
+    let grid = Grid::new(w).unwrap();
+    assert_eq!(grid.steps, [1023, 512, 307]);
+    assert_eq!(grid.offset, [32.0 * (1023.0 + 512.0 + 307.0)]);
+    // The row spans −1..1: a step of 2/127 and zero at code 64 (63.5 rounded away from 0);
+    // −1 → 0, 1 → 128 clamped to 127, 0.25 → 15.875 → 16 steps above zero.
+    let mut x = vec![0.25f32; 96];
+    (x[0], x[1]) = (-1.0, 1.0);
+    let s = 2.0 / 127.0;
+    let unit = 1.0 / 1023.0;
+    let deq = |v: f32| v * s;
+    let want = (deq(-64.0) + deq(63.0) + 30.0 * deq(16.0)) * 1023.0 * unit
+        + 32.0 * deq(16.0) * 512.0 * unit
+        + 32.0 * deq(16.0) * 307.0 * unit;
+    let mut routes: Vec<(String, f32)> = kernels(Activations::U7)
+        .into_iter()
+        .map(|kernel| {
+            let y = matmul_with(&x, 1, w, None, Epilogue::None, Activations::U7, kernel);
+            (kernel.name().to_string(), y.unwrap()[0])
+        })
+        .collect();
+    let via_i16 = gridded_with(
+        &x,
+        1,
+        Gridded { w, g: &grid },
+        None,
+        Epilogue::None,
+        Kernel::Portable,
+        false,
+    );
+    routes.push(("portable through i16".into(), via_i16.unwrap()[0]));
+    for (name, y) in routes {
+        assert!((y - want).abs() < 1e-5, "{name}: {y} against {want}");
+    }
+    // The f32 product is 7.5 + 16 · 0.25 · 0.8 = 10.7; the scheme's rounding is visible.
+    assert!((want - 10.7).abs() > 1e-2);
+}
+
+/// The u7 kernels' i32 sums do not overflow at the codes' and the grid's extremes, over more
+/// blocks than a window holds.
+#[test]
+fn u7_sums_hold_at_the_extremes() {
+    // Four windows: AVX2's lanes add half the products a block that relaxed SIMD's do.
+    let k = BLOCK * (grid::WINDOW * 4 + 3);
+    let n = 3;
+    let values: Vec<i8> = (0..n * k)
+        .map(|i| if i % 97 == 0 { 127 } else { -128 })
+        .collect();
+    let scales = vec![0.01f32; n * k / BLOCK];
+    let w = QWeight {
+        values: &values,
+        scales: &scales,
+        n,
+        k,
+    };
+    // Every code 127 (the row 0..1 with 0 at code 0).
+    let x = vec![1.0f32; 5 * k];
+    let grid = Grid::new(w).unwrap();
+    assert!(grid.steps.iter().all(|&s| s as i32 == grid::STEPS));
+    for kernel in kernels(Activations::U7) {
+        let y = matmul_with(&x, 5, w, None, Epilogue::None, Activations::U7, kernel).unwrap();
+        for (j, y) in y.iter().enumerate() {
+            let col = &values[(j % n) * k..(j % n + 1) * k];
+            let want = col.iter().map(|&v| v as f64).sum::<f64>() * 0.01;
+            assert!(
+                ((*y as f64) - want).abs() < 1e-4 * want.abs(),
+                "{}: {y} against {want}",
+                kernel.name()
+            );
+        }
+    }
+}
+
+/// A grid cannot be made from a scale that is negative or not finite, nor used for a weight of
+/// another shape.
+#[test]
+fn grid_bad_input_is_an_error() {
+    let values = vec![1i8; 64];
+    for bad in [f32::NAN, f32::INFINITY, -1.0] {
+        let scales = vec![1.0, bad];
+        let w = QWeight {
+            values: &values,
+            scales: &scales,
+            n: 1,
+            k: 64,
+        };
+        assert!(Grid::new(w).is_err(), "{bad}");
+    }
+    let scales = vec![1.0f32; 2];
+    let w = QWeight {
+        values: &values,
+        scales: &scales,
+        n: 1,
+        k: 64,
+    };
+    let g = Grid::new(w).unwrap();
+    let other = QWeight {
+        values: &values[..32],
+        scales: &scales[..1],
+        n: 1,
+        k: 32,
+    };
+    assert!(matmul_gridded(&[0.0; 32], 1, other, &g, None, Epilogue::None).is_err());
+    assert!(matmul_gridded(&[0.0; 64], 1, w, &g, None, Epilogue::None).is_ok());
+}
+
 /// Figures, not a check: the kernels against f32 gemm (burn's CPU matmul) on ViT-B/32 shapes:
 /// `cargo test --release --lib qmatmul::tests::speed -- --ignored --nocapture`.
 #[test]
@@ -198,7 +332,7 @@ fn speed() {
         };
         let f32_ms = time(&mut || drop(xt.clone().matmul(wt.clone()).into_data()));
         let mut line = format!("{m}×{n}×{k}: f32 gemm {f32_ms:.2} ms");
-        for acts in [Activations::I16, Activations::I8] {
+        for acts in [Activations::I16, Activations::I8, Activations::U7] {
             for kernel in kernels(acts).into_iter().skip(1) {
                 let ms = time(&mut || {
                     drop(matmul_with(&x, m, w, None, Epilogue::None, acts, kernel).unwrap())
@@ -206,6 +340,10 @@ fn speed() {
                 line += &format!(", {acts:?} {} {ms:.2} ms", kernel.name());
             }
         }
+        let g = Grid::new(w).unwrap();
+        let ms = time(&mut || drop(matmul_gridded(&x, m, w, &g, None, Epilogue::None).unwrap()));
+        let u7 = Kernel::detect(Activations::U7).name();
+        line += &format!(", U7 {u7} on a grid made at load {ms:.2} ms");
         line += &rten(&x, m, &b, &values, n, k, &time);
         if packed::packs() {
             let p = Packed::pack(w);
