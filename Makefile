@@ -113,6 +113,8 @@ IMPORT := target/e2e-import
 test-e2e: build package
 	$(BIN) score --json --model www/models/default.bundle www/samples/cat.jpg www/samples/blotchy.jpg \
 	  | node $(E2E)/expected.mjs > $(E2E)/expected.json
+	$(BIN) score --json --activations u7 --model www/models/default.bundle www/samples/cat.jpg \
+	  | node $(E2E)/expected.mjs > $(E2E)/expected-u7.json
 	# A Hugging Face checkpoint for the page's import (the random-weight fixture, the demo
 	# bundle's tokenizer), and what the CLI makes of it.
 	rm -rf $(IMPORT) && mkdir -p $(IMPORT)/checkpoint $(IMPORT)/checkpoint-bin
@@ -166,6 +168,7 @@ test-e2e: build package
 	# One file a concern, one at a time (Chromium on two cores); NAME=… runs the tests whose name
 	# matches (node:test's --test-name-pattern), e.g. make test-e2e NAME=Hub.
 	E2E_ID_IMAGE=www/samples/cat.jpg E2E_OOD_IMAGE=www/samples/blotchy.jpg E2E_IMPORT=$(IMPORT) \
+	  E2E_EXPECTED_U7=$(E2E)/expected-u7.json \
 	  E2E_EXPECTED=$(E2E)/expected.json E2E_PACKAGE=$(PACKAGE) \
 	  $(TIMED) "browser tests (node:test, Chromium: the page on WebGPU and the CPU, imports, the Hub, presets, the package)" \
 	  node --test --test-concurrency=1 --test-reporter=spec $(if $(NAME),--test-name-pattern='$(NAME)') $(E2E)/*.test.mjs

@@ -466,7 +466,8 @@ export class DeltaEnergyScorer {
   /** The `load` request for a model source. */
   async #loadMessage(source, device, precision) {
     const { message, transfer } = await source.source();
-    return { payload: { source: message, device, precision, threads: this.#options.threads ?? 'auto' }, transfer };
+    const { threads = 'auto', activations = 'i16' } = this.#options;
+    return { payload: { source: message, device, precision, threads, activations }, transfer };
   }
 
   /**

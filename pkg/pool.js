@@ -1,4 +1,4 @@
-// The threaded CPU build (`threads/`): its module loaded once, and its rayon pool started on
+// The threaded CPU build (`threads/`, or `threads-relaxed/`): its module loaded once, and its rayon pool started on
 // `pool-worker.js` workers sharing the wasm memory (src/web/pool.rs). Only the worker uses it.
 
 import { ScorerError } from './errors.js';
@@ -25,9 +25,9 @@ function poolSize(threads) {
   return Math.min(n, 64);
 }
 
-/** Loads the threaded build and starts its pool of `n` workers. */
-async function startPool(n) {
-  const moduleUrl = new URL('./threads/deltaenergy.js', import.meta.url).href;
+/** Loads the threaded build from `dir` and starts its pool of `n` workers. */
+async function startPool(n, dir) {
+  const moduleUrl = new URL(`./${dir}/deltaenergy.js`, import.meta.url).href;
   const threads = await import(moduleUrl);
   await threads.default();
   const init = { moduleUrl, module: threads.poolModule(), memory: threads.poolMemory() };
@@ -48,17 +48,19 @@ async function startPool(n) {
 }
 
 /**
- * The threaded build, started on first use with the first `threads` asked for (later values
- * are ignored: a pool starts once a worker); `note` says why when it cannot start.
+ * The threaded build, started on first use with the first `threads` asked for, from `dir`
+ * (`threads` or `threads-relaxed`; later values are ignored: a pool starts once a worker);
+ * `note` says why when it cannot start.
  * @param {'auto' | number} threads
+ * @param {'threads' | 'threads-relaxed'} dir
  * @param {(message: string) => void} note
  * @returns {Promise<any | null>}
  */
-export function threadedBuild(threads, note) {
+export function threadedBuild(threads, dir, note) {
   const n = poolSize(threads);
   threaded ??= n < 2
     ? Promise.resolve(null)
-    : startPool(n).catch((e) => {
+    : startPool(n, dir).catch((e) => {
       for (const w of poolWorkers.splice(0)) w.terminate();
       note(`The CPU runs on one thread: its thread pool did not start (${e instanceof Error ? e.message : e}).`);
       return null;

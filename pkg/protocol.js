@@ -18,7 +18,8 @@
  * replies before it. Requests that use the model run one at a time, in order; `judge`,
  * `cachedModels` and the `cancel…` requests do not wait in line.
  * @typedef {{id: number} & (
- *   {op: 'load', source: ModelMessage, device: import('./types.js').DeviceRequest, precision: import('./types.js').PrecisionRequest, threads: 'auto' | number}
+ *   {op: 'load', source: ModelMessage, device: import('./types.js').DeviceRequest, precision: import('./types.js').PrecisionRequest, threads: 'auto' | number,
+ *      activations: import('./types.js').ActivationsRequest}
  *   | {op: 'classify', image: ImageMessage, topK: number}
  *   | {op: 'classifyMany', images: ImageMessage[], topK: number, batchSize: number}
  *   | {op: 'setClasses', classes: string[], templates: string[] | null}

@@ -16,6 +16,15 @@
  */
 
 /**
+ * How the CPU path quantizes activations for q8 and q4 weights: `i16` keeps the f32 model's
+ * numbers to about 1e-5; `u7` quantizes each row to 128 levels over its range and puts the
+ * weights' block scales on a grid, which is faster (in browsers with WebAssembly's relaxed SIMD,
+ * the package then loads its relaxed-SIMD build) and coarser: on ViT-B/32 its image features
+ * keep a cosine of 0.9995 or better with f32's (docs/PERFORMANCE.md). WebGPU ignores it.
+ * @typedef {'i16' | 'u7'} ActivationsRequest
+ */
+
+/**
  * Where the model runs: WebGPU, or the CPU (burn's `flex` backend in WebAssembly).
  * @typedef {'webgpu' | 'cpu'} Device
  */
@@ -304,6 +313,8 @@
  * @property {ModelSource} model the bundle to load
  * @property {DeviceRequest} [device] default `auto`
  * @property {PrecisionRequest} [precision] the image tower's precision on WebGPU (default `auto`)
+ * @property {ActivationsRequest} [activations] the CPU's int8 scheme (default `i16`). Which
+ *   build it loads is fixed by the first load.
  * @property {(event: ProgressEvent) => void} [onProgress] progress and state changes
  * @property {string[]} [allowedOrigins] origins besides the page's own that models may be
  *   fetched from (none by default)

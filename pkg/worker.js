@@ -111,13 +111,14 @@ function requireScorer() {
 /**
  * Builds and warms up a scorer; frees it again if the warm-up fails. The CPU runs in the
  * threaded build when there is one; "auto" looks for WebGPU first (builds.js).
+ * @param {import('./types.js').ActivationsRequest} [activations]
  */
-async function start(bytes, device, progress, threads, precision = 'auto') {
+async function start(bytes, device, progress, threads, precision = 'auto', activations = 'i16') {
   const note = (message) => progress({ status: 'note', message });
-  const { build, device: on, reason } = await pickBuild(device, threads, note);
+  const { build, device: on, reason } = await pickBuild(device, threads, activations, note);
   progress({ status: 'load' });
   const t0 = performance.now();
-  const scorer = await build.Scorer.load(bytes, on, precision);
+  const scorer = await build.Scorer.load(bytes, on, precision, activations);
   const loadMs = performance.now() - t0;
   try {
     progress({ status: 'warmup', device: scorer.device });
@@ -146,13 +147,13 @@ async function load(msg, progress) {
   let started;
   let reason = null;
   try {
-    started = await start(bytes, device, progress, threads, msg.precision ?? 'auto');
+    started = await start(bytes, device, progress, threads, msg.precision ?? 'auto', msg.activations ?? 'i16');
   } catch (e) {
     if (fetched?.cached) await forgetBundle(fetched.href);
     // WebGPU came up but could not run the model: the CPU before giving up.
     if (device === 'cpu' || !isGpuFailure(explain(e))) throw e;
     reason = { code: 'webgpu-failed', message: 'WebGPU failed while loading the model, so the model now runs on the CPU.', detail: explain(e).message };
-    started = await start(bytes, 'cpu', progress, threads);
+    started = await start(bytes, 'cpu', progress, threads, 'auto', msg.activations ?? 'i16');
   }
   if (current && current !== started.scorer) current.free();
   current = started.scorer;

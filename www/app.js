@@ -3,7 +3,7 @@
 
 import { $ } from './ui/dom.js';
 import { setStatus, showError } from './ui/status.js';
-import { initModelPanel, loadModel, setDeviceRequest, setPrecisionRequest, setThreadsRequest } from './ui/model-panel.js';
+import { initModelPanel, loadModel, setActivationsRequest, setDeviceRequest, setPrecisionRequest, setThreadsRequest } from './ui/model-panel.js';
 import { initClassEditor } from './ui/classes.js';
 import { initThresholdControls } from './ui/threshold.js';
 import { initResults, updateControls } from './ui/results.js';
@@ -26,6 +26,7 @@ const params = new URLSearchParams(location.search);
 setDeviceRequest(params.get('backend'));
 setThreadsRequest(params.get('threads'));
 setPrecisionRequest(params.get('precision'));
+setActivationsRequest(params.get('activations'));
 const model = params.get('model') || DEFAULT_MODEL;
 $('bundle-url').value = model;
 initModelPanel();

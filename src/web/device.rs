@@ -9,6 +9,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::clip::precision::Precision;
+use crate::clip::qmatmul::Activations;
 use crate::device::Adapter;
 
 use super::{js, to_js};
@@ -79,6 +80,17 @@ pub async fn probe_webgpu() -> Result<JsValue, JsValue> {
 /// Whether this build autotunes its matmul, reduction and attention kernels on WebGPU (burn
 /// decides it at compile time; the page's build does not: docs/PERFORMANCE.md, "On the GPU").
 pub(super) const AUTOTUNED: bool = cfg!(feature = "autotune");
+
+/// The CPU's int8 scheme for "i16" (the default: the f32 model's numbers to about 1e-5) or "u7"
+/// (faster, coarser; the relaxed-SIMD build has its own kernel for it).
+pub(super) fn pick_activations(name: &str) -> Result<Activations, JsValue> {
+    match name.parse() {
+        Ok(a @ (Activations::I16 | Activations::U7)) => Ok(a),
+        _ => Err(js(crate::Error::Input(format!(
+            "activations must be i16 or u7, got `{name}`"
+        )))),
+    }
+}
 
 /// The image tower's precision for "auto", "f32" or "f16" on `adapter` (None: the CPU).
 pub(super) fn pick_precision(
@@ -174,9 +186,12 @@ pub(super) fn engine(
         let kernels = if AUTOTUNED { "autotuned" } else { "untuned" };
         return format!("burn wgpu (WGSL kernels, {kernels}) on {on}, {matmul}");
     }
-    let simd = crate::clip::qmatmul::Kernel::detect(crate::clip::qmatmul::activations()).name();
+    let acts = crate::clip::qmatmul::activations();
+    let simd = crate::clip::qmatmul::Kernel::detect(acts).name();
+    let relaxed = if cfg!(feature = "relaxed-simd") { ", relaxed" } else { "" };
+    let acts = format!("{acts:?}").to_lowercase();
     let matmul = if quantized {
-        format!("{quant} weights one byte each, int8 matmul ({simd})")
+        format!("{quant} weights one byte each, int8 matmul ({simd}{relaxed}, {acts} activations)")
     } else {
         "f32 gemm".to_string()
     };

@@ -19,7 +19,7 @@ use crate::ood::score::{ScoreKind, ScoreParams, Threshold};
 
 use super::batch::{run, score_batch};
 use super::classes::{prompt_for, templates_of, text_features};
-use super::device::{engine, pick_device, pick_precision, DeviceReason};
+use super::device::{engine, pick_activations, pick_device, pick_precision, DeviceReason};
 use super::dto::{scores_of, Info, ItemError, ItemErrorBody, JsScoreSettings, JsThreshold};
 use super::{js, now_ms, to_js};
 
@@ -107,14 +107,19 @@ pub struct Scorer {
 impl Scorer {
     /// Parses and verifies a bundle, builds the model on the chosen device ("auto" tries WebGPU
     /// and falls back to the CPU) and prepares the text features of its classes.
-    /// `precision` ("auto", "f32" or "f16"; none: "auto") is the image tower's on WebGPU.
+    /// `precision` ("auto", "f32" or "f16"; none: "auto") is the image tower's on WebGPU;
+    /// `activations` ("i16" or "u7"; none: "i16") the CPU's int8 scheme
+    /// ([`crate::clip::qmatmul::Activations`]), set for this module before the model is built.
     /// The bundle is read where it is, a tensor at a time: the caller may drop it afterwards.
     pub async fn load(
         bytes: js_sys::Uint8Array,
         device: String,
         precision: Option<String>,
+        activations: Option<String>,
     ) -> Result<Scorer, JsValue> {
         console_error_panic_hook::set_once();
+        let activations = pick_activations(activations.as_deref().unwrap_or("i16"))?;
+        crate::clip::qmatmul::set_activations(activations);
         let (device, name, adapter, reason) = pick_device(&device).await?;
         let precision = pick_precision(precision.as_deref().unwrap_or("auto"), adapter.as_ref())?;
         let bundle = Bundle::read(JsBytes(bytes))?;

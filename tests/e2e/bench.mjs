@@ -2,7 +2,7 @@
 // itself, and per-image latency, for a bundle on WebGPU (SwiftShader here) and on the CPU.
 //
 //   node tests/e2e/bench.mjs --model models/b32.bundle --images a.jpg,b.jpg [--runs 3] [--backends webgpu,cpu]
-//                            [--threads auto|N]
+//                            [--threads auto|N] [--activations i16|u7]
 //
 // `--model` is a URL relative to www/; `--threads` is the page's `?threads=` (the CPU's pool;
 // the engine line it got is printed). Prints one line per backend; medians over runs × images.
@@ -23,6 +23,7 @@ const runs = Number(arg('runs', '3'));
 const backends = arg('backends', 'webgpu,cpu').split(',');
 const timeout = Number(arg('timeout-ms', String(30 * 60_000)));
 const threads = arg('threads', 'auto');
+const activations = arg('activations', 'i16');
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 const server = await startServer({ root: path.join(here, '../../www'), port: 0 });
@@ -34,7 +35,7 @@ try {
     try {
       const page = context.pages()[0] ?? (await context.newPage());
       const t0 = Date.now();
-      await page.goto(`${server.url}?${new URLSearchParams({ model, backend: 'auto', threads })}`);
+      await page.goto(`${server.url}?${new URLSearchParams({ model, backend: 'auto', threads, activations })}`);
       await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout });
       const ready = page.locator('[data-testid=ready]');
       if (!(await ready.count())) throw new Error(await page.locator('[data-testid=error]').textContent());

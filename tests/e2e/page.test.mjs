@@ -42,6 +42,7 @@ test('the server sends the security headers', async () => {
 test('the page on WebGPU (SwiftShader)', (t) => within(t, () => runBackend('webgpu', site.server, expected)));
 test('the page on the CPU, two threads', (t) => within(t, () => runBackend('cpu', site.server, expected)));
 test('the page without cross-origin isolation (CPU, one thread)', (t) => within(t, () => runUnisolated(expected)));
+test('the page with u7 activations on the CPU (relaxed SIMD), one thread and two', (t) => within(t, () => runU7()));
 
 async function runBackend(which, server, expected) {
   const { context, userDataDir } = await launchChromium(which, { acceptDownloads: true });
@@ -439,6 +440,52 @@ async function runBackend(which, server, expected) {
  * the CPU runs the one-thread build whatever `?threads=` asks, the engine line says why, and the
  * scores still equal the CLI's.
  */
+/**
+ * `?activations=u7`: the relaxed-SIMD build (Chromium validates relaxed SIMD), its engine line,
+ * and the CLI's u7 scores (E2E_EXPECTED_U7: `deltaenergy score --json --activations u7`). The
+ * scheme rounds each row to 128 levels, so the few values whose rounding the page's and the CLI's
+ * summation orders decide differently move ΔE by more than in the i16 scheme: `TOLERANCE_U7`.
+ */
+async function runU7() {
+  const TOLERANCE_U7 = 1e-2;
+  const expectedU7 = env.E2E_EXPECTED_U7 ? JSON.parse(await readFile(env.E2E_EXPECTED_U7, 'utf8')) : null;
+  for (const threads of [1, Math.max(2, THREADS)]) {
+    const { context, userDataDir } = await launchChromium('cpu');
+    const consoleLines = [];
+    const wasm = [];
+    context.on('request', (req) => req.url().endsWith('.wasm') && wasm.push(new URL(req.url()).pathname));
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      page.on('worker', (w) => w.on('console', (m) => consoleLines.push(`worker ${m.type()}: ${m.text()}`)));
+      const params = new URLSearchParams({ backend: 'cpu', threads: String(threads), activations: 'u7' });
+      if (env.E2E_MODEL) params.set('model', env.E2E_MODEL);
+      await page.goto(`${site.server.url}?${params}`);
+      const ready = await check(`u7, ${threads} thread(s): the model loads on the relaxed-SIMD build`, async () => {
+        await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout: READY_TIMEOUT });
+        const error = await page.locator('[data-testid=error]').textContent().catch(() => '');
+        assert(await page.locator('[data-testid=ready]').count(), `error before ready: ${error}`);
+        const dir = threads > 1 ? 'threads-relaxed' : 'relaxed';
+        assert(wasm.length === 1 && wasm[0].endsWith(`/pkg/${dir}/deltaenergy_bg.wasm`), `.wasm requested: ${wasm.join(', ')}`);
+        return wasm[0];
+      });
+      if (!ready) continue;
+      await check(`u7, ${threads} thread(s): the engine line says the scheme and the kernel`, async () => {
+        const engine = (await page.locator('[data-testid=engine]').textContent()).trim();
+        assert(/int8 matmul \(simd128, relaxed, u7 activations\)$/.test(engine), `engine line: "${engine}"`);
+        return engine;
+      });
+      const name = path.basename(env.E2E_ID_IMAGE ?? '');
+      const want = expectedU7?.[name];
+      if (want) await check(`u7, ${threads} thread(s): scores like the CLI's u7`, () => scoresLikeCli(page, name, want, TOLERANCE_U7));
+      else skip(`u7, ${threads} thread(s): scores like the CLI's u7`, 'E2E_ID_IMAGE or E2E_EXPECTED_U7 not set');
+    } catch (e) {
+      fail(`u7 run, ${threads} thread(s)`, e.message.split('\n')[0]);
+    } finally {
+      await endRun(context, userDataDir, consoleLines);
+    }
+  }
+}
+
 async function runUnisolated(expected) {
   const server = await startServer({ root: WWW, port: 0, isolated: false });
   const { context, userDataDir } = await launchChromium('cpu');

@@ -2,7 +2,8 @@
 # `make bench-web`: our page and transformers.js on the same seeded ViT-B/32 weights (DIR, from
 # tools/reference/export_onnx.py, and DIR/ours.q8.bundle converted from DIR/hf), the same images
 # and the same headless Chromium, one after the other: per-image medians and our/their ratio, at
-# one thread, at each side's default thread count and at two threads (SETTINGS to change).
+# one thread, at each side's default thread count and at two threads (SETTINGS to change). Ours
+# runs twice a round: i16 activations (the default) and u7 (the relaxed-SIMD build).
 #
 #   tools/web/bench-web.sh DIR [IMAGES]     (IMAGES: comma-separated; default three from $DATA)
 set -euo pipefail
@@ -26,12 +27,15 @@ settings=(${SETTINGS:-1 default 2})
 # This machine's speed drifts by tens of percent from minute to minute: ROUNDS rounds, each
 # running every setting of both sides one after the other, and each ratio taken within a round.
 rounds=${ROUNDS:-3}
-declare -A ours theirs
+declare -A ours ours7 theirs
 for ((i = 1; i <= rounds; i++)); do
   for t in "${settings[@]}"; do
     echo "== round $i, threads $t: ours (q8 bundle, CPU in wasm)" >&2
     ours[$t,$i]=$(node tests/e2e/bench.mjs --model models/bench-b32.q8.bundle --images "$images" --runs "$runs" \
       --backends cpu --threads "${t/default/auto}" | tee /dev/stderr | line)
+    echo "== round $i, threads $t: ours, u7 activations" >&2
+    ours7[$t,$i]=$(node tests/e2e/bench.mjs --model models/bench-b32.q8.bundle --images "$images" --runs "$runs" \
+      --backends cpu --threads "${t/default/auto}" --activations u7 | tee /dev/stderr | line)
     echo "== round $i, threads $t: transformers.js q8" >&2
     theirs[$t,$i]=$(node tools/web/tjs-bench/run.mjs --model-dir "$dir/tjs" --images "$images" --runs "$runs" \
       --threads "$t" | tee /dev/stderr | line)
@@ -40,13 +44,18 @@ done
 
 # Columns (bench.mjs): backend ready_s warmup_ms image_total_ms image_tower_ms n scoring_rss_peak_mb
 col() { awk -v c="$1" '{ print $c }'; }
-tower_ratio() { awk -v o="$(col 5 <<<"${ours[$1,$2]}")" -v t="$(col 5 <<<"${theirs[$1,$2]}")" 'BEGIN { print o / t }'; }
+# ours/theirs in round $2 at setting $1, for our array $3 (ours, ours7)
+tower_ratio() {
+  local -n mine=${3:-ours}
+  awk -v o="$(col 5 <<<"${mine[$1,$2]}")" -v t="$(col 5 <<<"${theirs[$1,$2]}")" 'BEGIN { print o / t }'
+}
 echo
-echo "per round, image tower medians (ms), ours | transformers.js | ours/theirs"
+echo "per round, image tower medians (ms), ours i16 | ours u7 | transformers.js | i16/theirs | u7/theirs"
 for ((i = 1; i <= rounds; i++)); do
   for t in "${settings[@]}"; do
-    printf "round %d, threads %-7s: %6s | %6s | %.2f\n" "$i" "$t" "$(col 5 <<<"${ours[$t,$i]}")" \
-      "$(col 5 <<<"${theirs[$t,$i]}")" "$(tower_ratio "$t" "$i")"
+    printf "round %d, threads %-7s: %6s | %6s | %6s | %.2f | %.2f\n" "$i" "$t" "$(col 5 <<<"${ours[$t,$i]}")" \
+      "$(col 5 <<<"${ours7[$t,$i]}")" "$(col 5 <<<"${theirs[$t,$i]}")" "$(tower_ratio "$t" "$i")" \
+      "$(tower_ratio "$t" "$i" ours7)"
   done
 done
 summary() { # name, array name, setting: the medians of ready, warm-up, per image, tower and memory
@@ -60,12 +69,14 @@ echo "medians over $rounds rounds"
 echo "scorer                                   ready_s  warmup_ms  per_image_ms  image_tower_ms  rss_peak_mb"
 for t in "${settings[@]}"; do
   summary "deltaenergy q8, threads $t" ours "$t"
+  summary "deltaenergy q8 u7, threads $t" ours7 "$t"
   summary "transformers.js q8, threads $t" theirs "$t"
 done
 echo
 for t in "${settings[@]}"; do
-  printf "ours/theirs, image tower, threads %s (median of the rounds' ratios): %.2f\n" "$t" \
-    "$(for ((i = 1; i <= rounds; i++)); do tower_ratio "$t" "$i"; done | median)"
+  printf "ours/theirs, image tower, threads %s (median of the rounds' ratios): i16 %.2f, u7 %.2f\n" "$t" \
+    "$(for ((i = 1; i <= rounds; i++)); do tower_ratio "$t" "$i"; done | median)" \
+    "$(for ((i = 1; i <= rounds; i++)); do tower_ratio "$t" "$i" ours7; done | median)"
 done
 echo "(below 1 we are faster; rss_peak_mb: all of Chromium's processes while the images are scored;"
 echo " 'default' is min(4, ceil(cores / 2)) threads on both sides, $(( ($(nproc) + 1) / 2 > 4 ? 4 : ($(nproc) + 1) / 2 )) here)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the page needs and nothing else (no native build): the scorer compiled to
 # WebAssembly, wasm-bindgen's ES module and types in pkg/, the threaded CPU build in
-# pkg/threads/, and the static site in www/. `make web` runs it; every step prints its time.
+# pkg/threads/, both again with relaxed SIMD in pkg/relaxed/ and pkg/threads-relaxed/, and the
+# static site in www/. `make web` runs it; every step prints its time.
 # THREADS=0 skips the threaded build (the page then runs the CPU on one thread everywhere).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,6 +43,14 @@ fi
 bindgen=(wasm-bindgen --target web --remove-name-section --remove-producers-section)
 $timed "wasm-bindgen (pkg/)" "${bindgen[@]}" --out-dir pkg "$wasm"
 
+# Each build again with relaxed SIMD, for the u7 scheme's kernel (src/clip/qmatmul/simd128.rs):
+# the package loads these for `activations: 'u7'` where the browser validates relaxed SIMD
+# (pkg/builds.js). Only this crate's features differ, so every dependency built above is reused.
+rm -rf pkg/relaxed pkg/threads-relaxed
+$timed "wasm build, relaxed SIMD" \
+  cargo build --profile wasm --lib --target wasm32-unknown-unknown --features fusion,relaxed-simd
+$timed "wasm-bindgen (pkg/relaxed/)" "${bindgen[@]}" --out-dir pkg/relaxed "$wasm"
+
 # The threaded CPU build: burn-flex and the int8 kernel on a pool of workers sharing one memory
 # (src/web/pool.rs), which the package uses for the CPU on cross-origin isolated pages. Shared
 # memory needs std rebuilt with atomics, which only nightly does (-Z build-std); the toolchain is
@@ -63,14 +72,21 @@ if [ "${THREADS:-1}" != 0 ]; then
       -Z build-std=panic_abort,std --config "target.wasm32-unknown-unknown.rustflags=[$flags]"
   $timed "wasm-bindgen (pkg/threads/)" "${bindgen[@]}" --out-dir pkg/threads \
     target/threads/wasm32-unknown-unknown/wasm/deltaenergy.wasm
+  $timed "wasm build, threaded CPU, relaxed SIMD" \
+    cargo "+$nightly" build --profile wasm --lib --target wasm32-unknown-unknown \
+      --target-dir target/threads --no-default-features --features threads,relaxed-simd \
+      -Z build-std=panic_abort,std --config "target.wasm32-unknown-unknown.rustflags=[$flags]"
+  $timed "wasm-bindgen (pkg/threads-relaxed/)" "${bindgen[@]}" --out-dir pkg/threads-relaxed \
+    target/threads/wasm32-unknown-unknown/wasm/deltaenergy.wasm
 fi
 
 # The page is the package's first client: it imports pkg/index.js like any other app.
 rm -rf www/pkg && mkdir -p www/pkg && cp pkg/*.js pkg/deltaenergy*.d.ts pkg/deltaenergy_bg.wasm www/pkg/
-[ -d pkg/threads ] && cp -r pkg/threads www/pkg/
+for d in relaxed threads threads-relaxed; do [ -d "pkg/$d" ] && cp -r "pkg/$d" www/pkg/; done
 # The page's default model; replace www/models/default.bundle to serve another one.
 cp www/models/cifar-clip.q8.bundle www/models/default.bundle
-for w in pkg/deltaenergy_bg.wasm pkg/threads/deltaenergy_bg.wasm; do
+for w in pkg/deltaenergy_bg.wasm pkg/relaxed/deltaenergy_bg.wasm pkg/threads/deltaenergy_bg.wasm \
+  pkg/threads-relaxed/deltaenergy_bg.wasm; do
   [ -f "$w" ] && echo "$w: $(stat -c %s "$w") bytes raw, $(gzip -9 -c "$w" | wc -c) gzip -9"
 done
 true

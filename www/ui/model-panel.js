@@ -23,6 +23,12 @@ export function setPrecisionRequest(precision) {
   if (precision === 'f16' || precision === 'f32' || precision === 'auto') precisionRequest = precision;
 }
 
+/** The CPU's int8 scheme (`?activations=u7` in the page's URL, else i16). */
+let activationsRequest = /** @type {import('../pkg/types.js').ActivationsRequest} */ ('i16');
+export function setActivationsRequest(activations) {
+  if (activations === 'i16' || activations === 'u7') activationsRequest = activations;
+}
+
 /** Threads for the CPU path (`?threads=N` in the page's URL, else auto). */
 let threadsRequest = /** @type {'auto' | number} */ ('auto');
 export function setThreadsRequest(threads) {
@@ -60,7 +66,7 @@ export async function loadModel(source, name = undefined) {
   lastReady = null;
   try {
     if (!session.scorer) {
-      session.scorer = await createScorer({ model: source, device: deviceRequest, precision: precisionRequest, threads: threadsRequest, onProgress: onEvent });
+      session.scorer = await createScorer({ model: source, device: deviceRequest, precision: precisionRequest, threads: threadsRequest, activations: activationsRequest, onProgress: onEvent });
       $('version').textContent = `deltaenergy ${session.scorer.version}.`;
     } else {
       await session.scorer.load(source, { device: deviceRequest, precision: precisionRequest });

@@ -223,13 +223,13 @@ export async function readyChange(page, before, since) {
  * Scores the test image as `name` and holds the card to the CLI's `want` ({label,
  * delta_energy}): the same label, ΔE within TOLERANCE. Resolves to a line for the log.
  */
-export async function scoresLikeCli(page, name, want) {
+export async function scoresLikeCli(page, name, want, tolerance = TOLERANCE) {
   await scoreFiles(page, { name, mimeType: 'image/jpeg', buffer: await readFile(env.E2E_ID_IMAGE) });
   const r = await readCard(page, name);
   assert(!r.error, r.error);
   assert(r.label === want.label, `label "${r.label}", the CLI says "${want.label}"`);
   const diff = Math.abs(r.de - want.delta_energy);
-  assert(diff <= TOLERANCE, `ΔE ${r.de}, the CLI says ${want.delta_energy}`);
+  assert(diff <= tolerance, `ΔE ${r.de}, the CLI says ${want.delta_energy} (tolerance ${tolerance})`);
   return `${r.label}, ΔE ${r.de} (CLI ${want.delta_energy}, |diff| ${diff.toExponential(2)})`;
 }
 
