@@ -110,7 +110,7 @@ async function runBackend(which, server, expected) {
     await check('the engine line says what computes', async () => {
       const engine = (await page.locator('[data-testid=engine]').textContent()).trim();
       const threads = THREADS > 1 ? `${THREADS} threads` : 'one thread';
-      const want = which === 'cpu' ? new RegExp(`^burn flex on ${threads}, .*int8 matmul \\(simd128\\)`) : /^burn wgpu \(WGSL kernels, untuned\) on (a software adapter|the GPU), burn's quantized matmul/;
+      const want = which === 'cpu' ? new RegExp(`^burn flex on ${threads}, .*int8 matmul \\(simd128, i16 activations\\)`) : /^burn wgpu \(WGSL kernels, untuned\) on (a software adapter|the GPU), burn's quantized matmul/;
       assert(want.test(engine), `engine line: "${engine}"`);
       assert(await page.evaluate(() => self.crossOriginIsolated), 'the page is not cross-origin isolated');
       return engine;
