@@ -188,7 +188,11 @@ pub(super) fn engine(
     }
     let acts = crate::clip::qmatmul::activations();
     let simd = crate::clip::qmatmul::Kernel::detect(acts).name();
-    let relaxed = if cfg!(feature = "relaxed-simd") { ", relaxed" } else { "" };
+    let relaxed = if cfg!(feature = "relaxed-simd") {
+        ", relaxed"
+    } else {
+        ""
+    };
     let acts = format!("{acts:?}").to_lowercase();
     let matmul = if quantized {
         format!("{quant} weights one byte each, int8 matmul ({simd}{relaxed}, {acts} activations)")
