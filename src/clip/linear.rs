@@ -101,41 +101,60 @@ fn packed_from(from: &FlexTensor, q: &FlexQTensor) -> bool {
 }
 
 /// Layers that read the same input (attention's q, k and v) as one product on the CPU: their
-/// packed weights side by side, so the input is quantized once and the threads are woken once.
-/// Made from the layers' own packed copies, which they then give up (the memory is the same);
-/// like those, used only while the layers hold the weights it was made from.
+/// packed weights side by side (i8), or their grids (u7), so the input is quantized once and the
+/// threads are woken once. Made from what the layers made at load, which they then give up (the
+/// memory is the same); like that, used only while the layers hold the weights it was made from.
 #[derive(Debug)]
 pub struct Fused {
     from: Vec<FlexTensor>,
-    packed: Packed,
+    made: FusedMade,
+}
+
+#[derive(Debug)]
+enum FusedMade {
+    Packed(Packed),
+    Grids(Vec<Grid>),
 }
 
 impl Fused {
-    /// The layers' packed weights joined, taken from them; `None` (and the layers unchanged)
-    /// unless each has one and they join ([`Packed::concat`]).
+    /// The layers' packed weights joined, or their grids, taken from them; `None` (and the
+    /// layers unchanged) unless each has the same kind and, packed, they join
+    /// ([`Packed::concat`]).
     pub fn take(layers: &mut [&mut Linear]) -> Option<Arc<Fused>> {
         let packings: Vec<&Packing> = layers
             .iter()
             .map(|l| l.packed.as_deref())
             .collect::<Option<_>>()?;
-        let parts = packings
+        let packed: Option<Vec<&Packed>> = packings
             .iter()
             .map(|p| match &p.made {
                 Made::Packed(packed) => Some(packed),
                 Made::Grid(_) => None,
             })
-            .collect::<Option<Vec<_>>>()?;
-        let packed = Packed::concat(&parts)?;
+            .collect();
+        let grids: Option<Vec<Grid>> = packings
+            .iter()
+            .map(|p| match &p.made {
+                Made::Grid(g) => Some(g.clone()),
+                Made::Packed(_) => None,
+            })
+            .collect();
+        let made = match (packed, grids) {
+            (Some(parts), _) => FusedMade::Packed(Packed::concat(&parts)?),
+            (_, Some(grids)) => FusedMade::Grids(grids),
+            _ => return None,
+        };
         let from = packings.iter().map(|p| p.from.clone()).collect();
         for layer in layers.iter_mut() {
             layer.packed = None;
         }
-        Some(Arc::new(Fused { from, packed }))
+        Some(Arc::new(Fused { from, made }))
     }
 
     /// `[rows, in]` → `[rows, Σ out]`, the layers' outputs side by side; `None` where the
-    /// layers' weights are not those it was made from, the activations in force are not i8, or
-    /// `x` is not an f32 CPU tensor without gradients (the caller then runs them apart).
+    /// layers' weights are not those it was made from, the activations in force are not the
+    /// scheme it was made for, or `x` is not an f32 CPU tensor without gradients (the caller then
+    /// runs them apart).
     pub fn forward(&self, layers: &[&Linear], x: &Tensor<2>) -> Option<Tensor<2>> {
         self.forward_with(layers, x, qmatmul::activations())
     }
@@ -146,19 +165,28 @@ impl Fused {
         x: &Tensor<2>,
         acts: Activations,
     ) -> Option<Tensor<2>> {
-        if layers.len() != self.from.len() || acts != Activations::I8 {
+        let scheme = match self.made {
+            FusedMade::Packed(_) => Activations::I8,
+            FusedMade::Grids(_) => Activations::U7,
+        };
+        if layers.len() != self.from.len() || acts != scheme {
             return None;
         }
-        let (n, k) = (self.packed.columns(), self.packed.inputs());
-        if x.dtype() != DType::F32 || x.dims()[1] != k {
+        let k = x.dims()[1];
+        if x.dtype() != DType::F32 {
             return None;
         }
         let mut bias = Vec::new();
+        let mut weights = Vec::new();
+        let mut n = 0;
         for (layer, from) in layers.iter().zip(&self.from) {
             let w = layer.weight.val();
             let out = w.dims()[0];
+            n += out;
             match w.into_dispatch().kind {
-                DispatchTensorKind::Flex(BackendTensor::Quantized(q)) if packed_from(from, &q) => {}
+                DispatchTensorKind::Flex(BackendTensor::Quantized(q)) if packed_from(from, &q) => {
+                    weights.push(q)
+                }
                 _ => return None,
             }
             match &layer.bias {
@@ -170,8 +198,21 @@ impl Fused {
         let input = flex(x.clone())?;
         let x = input.storage::<f32>().get(..m * k)?;
         let bias = layers.iter().any(|l| l.bias.is_some()).then_some(&bias[..]);
-        let y = qmatmul::matmul_packed(x, m, &self.packed, bias, Epilogue::None).ok()?;
-        Some(Tensor::from_data(TensorData::new(y, [m, n]), &device))
+        let y = match &self.made {
+            FusedMade::Packed(p) if p.inputs() == k => {
+                qmatmul::matmul_packed(x, m, p, bias, Epilogue::None)
+            }
+            FusedMade::Grids(grids) => {
+                let parts = weights
+                    .iter()
+                    .zip(grids)
+                    .map(|(q, g)| Some((stored(q)?, g)))
+                    .collect::<Option<Vec<_>>>()?;
+                qmatmul::matmul_gridded_parts(x, m, &parts, bias)
+            }
+            _ => return None,
+        };
+        Some(Tensor::from_data(TensorData::new(y.ok()?, [m, n]), &device))
     }
 }
 
@@ -384,44 +425,47 @@ mod tests {
     }
 
     /// Layers joined give each layer's product, with its bias, in its columns (the same numbers
-    /// as apart), and keep no packed copy of their own; the joined product is refused for i16
-    /// activations and once a weight is replaced (the layers then run apart).
+    /// as apart), and keep no packed copy or grid of their own; the joined product is refused
+    /// for another scheme and once a weight is replaced (the layers then run apart). In the i8
+    /// scheme only where the CPU packs; in u7 everywhere.
     #[test]
     fn fused_layers_equal_the_layers_apart() {
-        let (m, k) = (5, 64);
-        let device = crate::device::cpu();
-        let layer = |v: i8, b: f32| {
-            let bias = Tensor::<1>::from_data(TensorData::new(vec![b; 32], [32]), &device);
-            Linear::build(weight(32, k, v), Some(bias), Activations::I8)
-        };
-        let (mut q, mut kk, mut v) = (layer(64, 1.0), layer(-32, 2.0), layer(16, 3.0));
-        let apart: Vec<Vec<f32>> = [&q, &kk, &v].iter().map(|l| product(l, m)).collect();
-        let packs = q.packed.is_some();
-        let Some(fused) = Fused::take(&mut [&mut q, &mut kk, &mut v]) else {
-            assert!(!packs, "layers with packed weights of whole groups join");
-            return;
-        };
-        assert!(q.packed.is_none() && kk.packed.is_none() && v.packed.is_none());
-        let x = Tensor::<2>::ones([m, k], &device);
-        let y = fused
-            .forward_with(&[&q, &kk, &v], &x, Activations::I8)
-            .unwrap();
-        assert_eq!(y.dims(), [m, 96]);
-        let y = crate::device::read_f32(y).unwrap();
-        for (i, (part, b)) in apart.iter().zip([1.0, 2.0, 3.0]).enumerate() {
-            for r in 0..m {
-                let got = &y[r * 96 + i * 32..][..32];
-                let want: Vec<f32> = part[r * 32..][..32].iter().map(|p| p + b).collect();
-                assert_eq!(got, &want[..], "layer {i}, row {r}");
+        for (acts, other) in [
+            (Activations::I8, Activations::I16),
+            (Activations::U7, Activations::I8),
+        ] {
+            let (m, k) = (5, 64);
+            let device = crate::device::cpu();
+            let layer = |v: i8, b: f32| {
+                let bias = Tensor::<1>::from_data(TensorData::new(vec![b; 32], [32]), &device);
+                Linear::build(weight(32, k, v), Some(bias), acts)
+            };
+            let (mut q, mut kk, mut v) = (layer(64, 1.0), layer(-32, 2.0), layer(16, 3.0));
+            let apart: Vec<Vec<f32>> = [&q, &kk, &v]
+                .iter()
+                .map(|l| product_in(l, m, acts))
+                .collect();
+            let made = q.packed.is_some();
+            let Some(fused) = Fused::take(&mut [&mut q, &mut kk, &mut v]) else {
+                assert!(!made, "{acts:?}: layers that made their copies join");
+                continue;
+            };
+            assert!(q.packed.is_none() && kk.packed.is_none() && v.packed.is_none());
+            let x = Tensor::<2>::ones([m, k], &device);
+            let y = fused.forward_with(&[&q, &kk, &v], &x, acts).unwrap();
+            assert_eq!(y.dims(), [m, 96]);
+            let y = crate::device::read_f32(y).unwrap();
+            for (i, (part, b)) in apart.iter().zip([1.0, 2.0, 3.0]).enumerate() {
+                for r in 0..m {
+                    let got = &y[r * 96 + i * 32..][..32];
+                    let want: Vec<f32> = part[r * 32..][..32].iter().map(|p| p + b).collect();
+                    assert_eq!(got, &want[..], "{acts:?}: layer {i}, row {r}");
+                }
             }
+            assert!(fused.forward_with(&[&q, &kk, &v], &x, other).is_none());
+            v.weight = Param::from_tensor(weight(32, k, 8));
+            assert!(fused.forward_with(&[&q, &kk, &v], &x, acts).is_none());
         }
-        assert!(fused
-            .forward_with(&[&q, &kk, &v], &x, Activations::I16)
-            .is_none());
-        v.weight = Param::from_tensor(weight(32, k, 8));
-        assert!(fused
-            .forward_with(&[&q, &kk, &v], &x, Activations::I8)
-            .is_none());
     }
 
     /// A layer packs its quantized weight where the CPU has the packed kernel, and reads the

@@ -34,6 +34,7 @@ pub const STEPS: i32 = 1023;
 pub(super) const WINDOW: usize = (i32::MAX / (8 * LEVELS * 128 * STEPS)) as usize;
 
 /// A block-quantized weight's scales on the grid; the values stay where they are.
+#[derive(Clone)]
 pub struct Grid {
     /// `n × k / BLOCK` steps, row-major as the scales.
     pub(super) steps: Vec<i16>,

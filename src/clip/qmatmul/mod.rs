@@ -336,6 +336,21 @@ impl Out {
         }
     }
 
+    /// The same output seen from column `offset` on: column `c` of the result is `offset + c`
+    /// of this one (a part of a product whose parts lie side by side).
+    fn shifted(self, offset: usize) -> Out {
+        Out {
+            // SAFETY: within `y` (and the bias) as long as the caller's columns are.
+            ptr: unsafe { self.ptr.add(offset) },
+            n: self.n,
+            bias: if self.bias.is_null() {
+                self.bias
+            } else {
+                unsafe { self.bias.add(offset) }
+            },
+        }
+    }
+
     /// SAFETY: `row < m`, `col < n`, and no other thread writes this column.
     #[inline(always)]
     unsafe fn set(self, row: usize, col: usize, v: f32) {
@@ -525,6 +540,77 @@ pub fn matmul_gridded(
         kernel,
         kernel.multiplies_u7(),
     )
+}
+
+/// Weights that read the same input (attention's q, k and v) as one u7 product `y[m, Σ n]`,
+/// each weight's outputs in its columns, in order: the input is quantized once and the threads
+/// are woken once. The numbers are each weight's [`matmul_gridded`].
+pub fn matmul_gridded_parts(
+    x: &[f32],
+    m: usize,
+    parts: &[(QWeight, &Grid)],
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let Some(k) = parts.first().map(|(w, _)| w.k) else {
+        return Err(Error::Input("matmul: no weights".into()));
+    };
+    for (w, g) in parts {
+        w.check()?;
+        g.fits(w)?;
+        if w.k != k {
+            return Err(Error::Input(format!(
+                "matmul: weights that share an input share its width, got {k} and {}",
+                w.k
+            )));
+        }
+    }
+    let n = parts.iter().map(|(w, _)| w.n).sum();
+    let mut y = output(x, m, k, n, bias, Epilogue::None)?;
+    let out = Out::new(&mut y, n, bias);
+    let kernel = Kernel::detect(Activations::U7);
+    // Each part's first column in `y`.
+    let starts: Vec<usize> = parts
+        .iter()
+        .scan(0, |at, (w, _)| {
+            let start = *at;
+            *at += w.n;
+            Some(start)
+        })
+        .collect();
+    // Columns `first..first + cols` of `y`, each part's share of them by `run(part, its first
+    // column, count, out shifted to the part)`.
+    let share = |first: usize, cols: usize, run: &dyn Fn(usize, usize, usize, Out)| {
+        for (p, (&start, (w, _))) in starts.iter().zip(parts).enumerate() {
+            let (lo, hi) = (first.max(start), (first + cols).min(start + w.n));
+            if lo < hi {
+                run(p, lo - start, hi - lo, out.shifted(start));
+            }
+        }
+    };
+    if kernel.multiplies_u7() {
+        let a = quantize_u7(x, m, k);
+        // SAFETY: as in `matmul_with`; each part's columns are its own.
+        columns(n, 16, |first, cols| {
+            share(first, cols, &|p, first, cols, out| unsafe {
+                let (w, g) = parts[p];
+                kernel.run_u7(&a, Gridded { w, g }, first, cols, out);
+            })
+        });
+    } else {
+        let a = quantize_i16(x, m, k, Activations::U7);
+        let scales: Vec<Vec<f32>> = parts.iter().map(|(_, g)| g.scales()).collect();
+        // SAFETY: as above.
+        columns(n, 16, |first, cols| {
+            share(first, cols, &|p, first, cols, out| unsafe {
+                let w = QWeight {
+                    scales: &scales[p],
+                    ..parts[p].0
+                };
+                kernel.run(&a, &w, first, cols, out);
+            })
+        });
+    }
+    Ok(y)
 }
 
 /// The u7 scheme through `kernel`'s own u7 product (`own`, where it has one), or through its i16

@@ -264,6 +264,54 @@ fn u7_sums_hold_at_the_extremes() {
     }
 }
 
+/// Weights side by side give each weight's own u7 product, with its bias, in its columns; widths
+/// that differ are an error.
+#[test]
+fn gridded_parts_equal_their_products() {
+    let mut rng = Rng::new(12);
+    let (m, k) = (9, 96);
+    let shapes = [5, 16, 33];
+    let made: Vec<_> = shapes.iter().map(|&n| weight(n, k, 8, &mut rng)).collect();
+    let weights: Vec<QWeight> = made
+        .iter()
+        .zip(shapes)
+        .map(|((values, scales, _), n)| QWeight {
+            values,
+            scales,
+            n,
+            k,
+        })
+        .collect();
+    let grids: Vec<Grid> = weights.iter().map(|&w| Grid::new(w).unwrap()).collect();
+    let parts: Vec<(QWeight, &Grid)> = weights.iter().copied().zip(&grids).collect();
+    let x = random(m * k, &mut rng, 2.0);
+    let total: usize = shapes.iter().sum();
+    let bias = random(total, &mut rng, 0.5);
+    let y = matmul_gridded_parts(&x, m, &parts, Some(&bias)).unwrap();
+    let mut start = 0;
+    for (w, g) in &parts {
+        let b = &bias[start..start + w.n];
+        let want = matmul_gridded(&x, m, *w, g, Some(b), Epilogue::None).unwrap();
+        for r in 0..m {
+            assert_eq!(
+                &y[r * total + start..][..w.n],
+                &want[r * w.n..][..w.n],
+                "row {r}"
+            );
+        }
+        start += w.n;
+    }
+    let narrow = QWeight {
+        values: &made[0].0[..5 * 64],
+        scales: &made[0].1[..5 * 2],
+        n: 5,
+        k: 64,
+    };
+    let g = Grid::new(narrow).unwrap();
+    assert!(matmul_gridded_parts(&x, m, &[parts[0], (narrow, &g)], None).is_err());
+    assert!(matmul_gridded_parts(&x, m, &[], None).is_err());
+}
+
 /// A grid cannot be made from a scale that is negative or not finite, nor used for a weight of
 /// another shape.
 #[test]
