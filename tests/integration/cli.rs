@@ -414,7 +414,7 @@ fn convert_inspect_and_use_a_bundle() {
     let (cos, _) = compare(&floats(&e[0]["embedding"]), &png_image(&r).embedding);
     assert!(cos > 0.999, "{cos}");
 
-    // i8 activations (W8A8) reach the kernel: other numbers, still near transformers'.
+    // i8 (W8A8) and u7 activations reach the kernel: other numbers, still near transformers'.
     let embed_with = |acts: &str| {
         run_cli(&[
             "embed",
@@ -431,7 +431,11 @@ fn convert_inspect_and_use_a_bundle() {
     assert_ne!(e8, floats(&e[0]["embedding"]));
     let (cos8, _) = compare(&e8, &png_image(&r).embedding);
     assert!(cos8 > 0.995, "{cos8}");
-    assert_clean_failure(&embed_with("i4"), "i16 or i8");
+    let e7 = floats(&json_lines(&embed_with("u7"))[0]["embedding"]);
+    assert!(e7 != e8 && e7 != floats(&e[0]["embedding"]));
+    let (cos7, _) = compare(&e7, &png_image(&r).embedding);
+    assert!(cos7 > 0.995, "{cos7}");
+    assert_clean_failure(&embed_with("i4"), "i16, i8 or u7");
 
     // A damaged bundle is a clear error.
     let mut bytes = std::fs::read(&out).unwrap();
