@@ -54,7 +54,7 @@ try {
   const seconds = (Date.now() - t0) / 1000;
   sampling = false;
   await sampler;
-  const error = await page.locator('[data-testid=error]').textContent().catch(() => null);
+  const error = await errorText(page);
   if (error) throw new Error(error);
   const status = (await page.locator('#status').textContent()).trim();
   const { size } = await stat(files[1]);
@@ -77,11 +77,17 @@ try {
       { timeout: 60 * 60_000 },
     );
     const s = (Date.now() - t1) / 1000;
-    const error = await page.locator('[data-testid=error]').textContent().catch(() => null);
+    const error = await errorText(page);
     if (error) throw new Error(error);
     console.log(`${apply}: ${s.toFixed(1)} s — ${(await page.locator('#status').textContent()).trim()}`);
   }
 } finally {
   await context.close();
   await server.close();
+}
+
+/** The page's error message, or null: a locator's textContent would wait for an element that is not there. */
+async function errorText(page) {
+  const error = page.locator('[data-testid=error]');
+  return (await error.count()) ? error.textContent() : null;
 }

@@ -462,8 +462,10 @@ async function runU7() {
       await page.goto(`${site.server.url}?${params}`);
       const ready = await check(`u7, ${threads} thread(s): the model loads on the relaxed-SIMD build`, async () => {
         await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout: READY_TIMEOUT });
-        const error = await page.locator('[data-testid=error]').textContent().catch(() => '');
-        assert(await page.locator('[data-testid=ready]').count(), `error before ready: ${error}`);
+        // Read only where it is: a locator's textContent waits for its element.
+        if (!(await page.locator('[data-testid=ready]').count())) {
+          throw new Error(`error before ready: ${await page.locator('[data-testid=error]').textContent()}`);
+        }
         const dir = threads > 1 ? 'threads-relaxed' : 'relaxed';
         assert(wasm.length === 1 && wasm[0].endsWith(`/pkg/${dir}/deltaenergy_bg.wasm`), `.wasm requested: ${wasm.join(', ')}`);
         return wasm[0];
@@ -499,8 +501,10 @@ async function runUnisolated(expected) {
     await page.goto(`${server.url}?${params}`);
     const ready = await check('without COOP/COEP: the model loads on the CPU', async () => {
       await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout: READY_TIMEOUT });
-      const error = await page.locator('[data-testid=error]').textContent().catch(() => '');
-      assert(await page.locator('[data-testid=ready]').count(), `error before ready: ${error}`);
+      // Read only where it is: a locator's textContent waits for its element.
+      if (!(await page.locator('[data-testid=ready]').count())) {
+        throw new Error(`error before ready: ${await page.locator('[data-testid=error]').textContent()}`);
+      }
       const b = (await page.locator('[data-testid=backend]').textContent()).trim();
       assert(b === 'cpu', `backend is "${b}"`);
       assert(!(await page.evaluate(() => self.crossOriginIsolated)), 'the page is cross-origin isolated');
@@ -559,7 +563,10 @@ async function extraChecks(page, shot, requests) {
     const n = requests.length;
     await page.reload();
     await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout: READY_TIMEOUT });
-    assert(await page.locator('[data-testid=ready]').count(), `no ready: ${await page.locator('[data-testid=error]').textContent().catch(() => '')}`);
+    // The message only where it fails: a locator's textContent waits for its element.
+    if (!(await page.locator('[data-testid=ready]').count())) {
+      throw new Error(`no ready: ${await page.locator('[data-testid=error]').textContent()}`);
+    }
     const gets = requests.slice(n).filter((r) => new URL(r.url).pathname.endsWith('.bundle') && r.method === 'GET');
     assert(gets.length === 0, `downloaded again: ${gets.map((r) => r.url).join(', ')}`);
     const status = (await page.locator('#status').textContent()).trim();
