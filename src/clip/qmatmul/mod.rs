@@ -491,7 +491,7 @@ pub(crate) fn matmul_with(
     if acts == Activations::U7 {
         let g = Grid::new(w)?;
         let own = kernel.multiplies_u7();
-        return gridded_with(x, m, Gridded { w, g: &g }, bias, then, kernel, own);
+        return gridded_with(x, m, &[(w, &g)], bias, then, kernel, own);
     }
     let mut y = output(x, m, w.k, w.n, bias, then)?;
     let out = Out::new(&mut y, w.n, bias);
@@ -528,18 +528,8 @@ pub fn matmul_gridded(
     bias: Option<&[f32]>,
     then: Epilogue,
 ) -> Result<Vec<f32>> {
-    w.check()?;
-    g.fits(&w)?;
     let kernel = Kernel::detect(Activations::U7);
-    gridded_with(
-        x,
-        m,
-        Gridded { w, g },
-        bias,
-        then,
-        kernel,
-        kernel.multiplies_u7(),
-    )
+    gridded_with(x, m, &[(w, g)], bias, then, kernel, kernel.multiplies_u7())
 }
 
 /// Weights that read the same input (attention's q, k and v) as one u7 product `y[m, Σ n]`,
@@ -550,6 +540,30 @@ pub fn matmul_gridded_parts(
     m: usize,
     parts: &[(QWeight, &Grid)],
     bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let kernel = Kernel::detect(Activations::U7);
+    gridded_with(
+        x,
+        m,
+        parts,
+        bias,
+        Epilogue::None,
+        kernel,
+        kernel.multiplies_u7(),
+    )
+}
+
+/// The u7 scheme on weights side by side (one, or several that read the same input), through
+/// `kernel`'s own u7 product (`own`, where it has one) or through its i16 product on `q − zero`
+/// and the grid's scales, the same sums; then `then` on every output.
+fn gridded_with(
+    x: &[f32],
+    m: usize,
+    parts: &[(QWeight, &Grid)],
+    bias: Option<&[f32]>,
+    then: Epilogue,
+    kernel: Kernel,
+    own: bool,
 ) -> Result<Vec<f32>> {
     let Some(k) = parts.first().map(|(w, _)| w.k) else {
         return Err(Error::Input("matmul: no weights".into()));
@@ -565,9 +579,8 @@ pub fn matmul_gridded_parts(
         }
     }
     let n = parts.iter().map(|(w, _)| w.n).sum();
-    let mut y = output(x, m, k, n, bias, Epilogue::None)?;
+    let mut y = output(x, m, k, n, bias, then)?;
     let out = Out::new(&mut y, n, bias);
-    let kernel = Kernel::detect(Activations::U7);
     // Each part's first column in `y`.
     let starts: Vec<usize> = parts
         .iter()
@@ -577,8 +590,8 @@ pub fn matmul_gridded_parts(
             Some(start)
         })
         .collect();
-    // Columns `first..first + cols` of `y`, each part's share of them by `run(part, its first
-    // column, count, out shifted to the part)`.
+    // Columns `first..first + cols` of `y`: each part's share of them by `run(part, its first
+    // column, count, out shifted to the part)`, then the epilogue.
     let share = |first: usize, cols: usize, run: &dyn Fn(usize, usize, usize, Out)| {
         for (p, (&start, (w, _))) in starts.iter().zip(parts).enumerate() {
             let (lo, hi) = (first.max(start), (first + cols).min(start + w.n));
@@ -586,8 +599,10 @@ pub fn matmul_gridded_parts(
                 run(p, lo - start, hi - lo, out.shifted(start));
             }
         }
+        // SAFETY: these columns are this task's, and every part has written its share of them.
+        unsafe { out.finish(m, first, cols, then) };
     };
-    if kernel.multiplies_u7() {
+    if own {
         let a = quantize_u7(x, m, k);
         // SAFETY: as in `matmul_with`; each part's columns are its own.
         columns(n, 16, |first, cols| {
@@ -608,43 +623,6 @@ pub fn matmul_gridded_parts(
                 };
                 kernel.run(&a, &w, first, cols, out);
             })
-        });
-    }
-    Ok(y)
-}
-
-/// The u7 scheme through `kernel`'s own u7 product (`own`, where it has one), or through its i16
-/// product on `q − zero` and the grid's scales, the same sums.
-fn gridded_with(
-    x: &[f32],
-    m: usize,
-    gw: Gridded,
-    bias: Option<&[f32]>,
-    then: Epilogue,
-    kernel: Kernel,
-    own: bool,
-) -> Result<Vec<f32>> {
-    let w = gw.w;
-    let mut y = output(x, m, w.k, w.n, bias, then)?;
-    let out = Out::new(&mut y, w.n, bias);
-    if own {
-        let a = quantize_u7(x, m, w.k);
-        // SAFETY: as in `matmul_with`.
-        columns(w.n, 16, |first, cols| unsafe {
-            kernel.run_u7(&a, gw, first, cols, out);
-            out.finish(m, first, cols, then);
-        });
-    } else {
-        let a = quantize_i16(x, m, w.k, Activations::U7);
-        let scales = gw.g.scales();
-        let w = QWeight {
-            scales: &scales,
-            ..w
-        };
-        // SAFETY: as above.
-        columns(w.n, 16, |first, cols| unsafe {
-            kernel.run(&a, &w, first, cols, out);
-            out.finish(m, first, cols, then);
         });
     }
     Ok(y)

@@ -215,7 +215,7 @@ fn u7_by_hand() {
     let via_i16 = gridded_with(
         &x,
         1,
-        Gridded { w, g: &grid },
+        &[(w, &grid)],
         None,
         Epilogue::None,
         Kernel::Portable,
@@ -633,7 +633,7 @@ fn epilogues_reach_every_output() {
             }
         };
         for then in [Epilogue::QuickGelu, Epilogue::Add(&residual)] {
-            for acts in [Activations::I16, Activations::I8] {
+            for acts in [Activations::I16, Activations::I8, Activations::U7] {
                 for kernel in kernels(acts) {
                     let run = |then| matmul_with(&x, m, w, Some(&bias), then, acts, kernel);
                     let (plain, got) = (run(Epilogue::None).unwrap(), run(then).unwrap());
