@@ -42,6 +42,9 @@ pub struct Grid {
     pub(super) unit: Vec<f32>,
     /// `n`: `Σ_b steps_b · Σ_{i∈b} w_i`, what the zero point multiplies.
     pub(super) offset: Vec<f32>,
+    /// `unit · steps` for the i16 kernels, made on their first product: a kernel with a u7
+    /// product never needs it.
+    scales: std::sync::OnceLock<Vec<f32>>,
     pub(super) n: usize,
     pub(super) k: usize,
 }
@@ -83,19 +86,22 @@ impl Grid {
             steps,
             unit,
             offset,
+            scales: std::sync::OnceLock::new(),
             n: w.n,
             k: w.k,
         })
     }
 
     /// The grid's block scales, `unit · steps`, for the i16 kernels.
-    pub(super) fn scales(&self) -> Vec<f32> {
-        let blocks = self.k / BLOCK;
-        self.steps
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| self.unit[i / blocks] * s as f32)
-            .collect()
+    pub(super) fn scales(&self) -> &[f32] {
+        self.scales.get_or_init(|| {
+            let blocks = self.k / BLOCK;
+            self.steps
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| self.unit[i / blocks] * s as f32)
+                .collect()
+        })
     }
 
     pub(super) fn fits(&self, w: &QWeight) -> Result<()> {

@@ -72,7 +72,7 @@ pub enum Activations {
 }
 
 impl Activations {
-    /// The largest quantized magnitude of the symmetric schemes.
+    /// The largest code: of the magnitude in the symmetric schemes, of `0..=levels` in u7.
     fn levels(self) -> f32 {
         match self {
             Activations::I16 => 32767.0,
@@ -613,12 +613,12 @@ fn gridded_with(
         });
     } else {
         let a = quantize_i16(x, m, k, Activations::U7);
-        let scales: Vec<Vec<f32>> = parts.iter().map(|(_, g)| g.scales()).collect();
+        let scales: Vec<&[f32]> = parts.iter().map(|(_, g)| g.scales()).collect();
         // SAFETY: as above.
         columns(n, 16, |first, cols| {
             share(first, cols, &|p, first, cols, out| unsafe {
                 let w = QWeight {
-                    scales: &scales[p],
+                    scales: scales[p],
                     ..parts[p].0
                 };
                 kernel.run(&a, &w, first, cols, out);
