@@ -1,4 +1,5 @@
-//! `y = x·Wᵀ + b` for block-quantized weights on the CPU, without an f32 copy of `W`.
+//! `y = x·Wᵀ + b` for block-quantized weights on the CPU, without an f32 copy of `W`; and, in
+//! [`float`], `y = x·W + b` for f32 weights, which shares the threads and epilogues.
 //!
 //! `W` is `[n, k]` one `i8` per weight (q8 values in ±127, q4 values in ±7, as burn's CPU backend
 //! holds both) with one f32 scale per block of [`BLOCK`] along `k`, the bundle's own layout, so
@@ -853,8 +854,10 @@ macro_rules! tiled {
     }};
 }
 
+pub mod float;
 pub mod grid;
 mod packed;
+pub use float::matmul_f32;
 pub use grid::Grid;
 use grid::Gridded;
 pub use packed::{matmul as matmul_packed, Packed};

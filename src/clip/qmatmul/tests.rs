@@ -380,6 +380,12 @@ fn speed() {
         };
         let f32_ms = time(&mut || drop(xt.clone().matmul(wt.clone()).into_data()));
         let mut line = format!("{m}×{n}×{k}: f32 gemm {f32_ms:.2} ms");
+        // The f32 layer's weight as the loader makes it, `[k, n]` contiguous.
+        let bt = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &dev);
+        let ms = time(&mut || drop(xt.clone().matmul(bt.clone()).into_data()));
+        line += &format!(", f32 gemm on [k, n] {ms:.2} ms");
+        let ms = time(&mut || drop(matmul_f32(&x, m, &b, k, None, Epilogue::None).unwrap()));
+        line += &format!(", f32 ours {ms:.2} ms");
         for acts in [Activations::I16, Activations::I8, Activations::U7] {
             for kernel in kernels(acts).into_iter().skip(1) {
                 let ms = time(&mut || {

@@ -1,0 +1,453 @@
+//! `y = x·W + b` for f32 weights on the CPU, `W` `[k, n]` row-major as the loader gives an f32
+//! layer, read where it lies: no packed copy, so an f32 model takes the memory it did.
+//!
+//! A tile is 6 rows × 16 columns (12 AVX2 accumulators, the two vectors of a weight row and the
+//! broadcast row value: 15 of the 16 registers). `k` goes in blocks of [`KC`]: the first row tile
+//! over a block of 16 columns copies it (16 KB) to the stack as it reads it from the weight,
+//! asking the cache for the next block meanwhile, and every other row tile reads the copy from
+//! L1 ([`Block`] says why not the weight itself). A tile starts from the output's previous block
+//! (or the bias, in the first), so the sums are written once a block and the bias costs nothing.
+//! The columns split among the threads as the int8 kernels' do, and each task's epilogue runs
+//! on its columns while they are in cache.
+//!
+//! One order of summation for every kernel (blocks of `k` in turn, within a block `k` in
+//! turn): the AVX2 and the portable kernel differ only by FMA's single rounding.
+
+use super::{columns, output, Epilogue, Out};
+use crate::error::{Error, Result};
+
+/// Rows and columns of a tile.
+const MR: usize = 6;
+const NR: usize = 16;
+/// `k` a block: 256 × 16 weights, 16 KB.
+const KC: usize = 256;
+
+/// Which tile the product runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FloatKernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl FloatKernel {
+    pub(crate) fn detect() -> FloatKernel {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return FloatKernel::Avx2;
+        }
+        FloatKernel::Portable
+    }
+}
+
+/// `y[m, n] = x[m, k] · w[k, n] (+ bias[n])`, then `then`; everything row-major.
+pub fn matmul_f32(
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    k: usize,
+    bias: Option<&[f32]>,
+    then: Epilogue,
+) -> Result<Vec<f32>> {
+    matmul_f32_with(x, m, w, k, bias, then, FloatKernel::detect())
+}
+
+/// [`matmul_f32`] on a given kernel (which must run on this CPU).
+pub(crate) fn matmul_f32_with(
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    k: usize,
+    bias: Option<&[f32]>,
+    then: Epilogue,
+    kernel: FloatKernel,
+) -> Result<Vec<f32>> {
+    if k == 0 || !w.len().is_multiple_of(k) {
+        return Err(Error::Input(format!(
+            "matmul: a weight of {} values is not {k} rows",
+            w.len()
+        )));
+    }
+    let n = w.len() / k;
+    let mut y = output(x, m, k, n, bias, then)?;
+    let out = Out::new(&mut y, n, None);
+    let b = Operands { x, w, k, n, bias };
+    columns(n.div_ceil(NR), 1, |first, panels| {
+        let j0 = first * NR;
+        let j1 = ((first + panels) * NR).min(n);
+        // SAFETY: `output` and the check above sized `x`, `w` and `y`; the task writes only its
+        // columns `j0..j1`; `kernel` runs on this CPU (its caller's promise).
+        unsafe {
+            b.columns(m, j0, j1, out, kernel);
+            out.finish(m, j0, j1 - j0, then);
+        }
+    });
+    Ok(y)
+}
+
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    k: usize,
+    n: usize,
+    bias: Option<&'a [f32]>,
+}
+
+impl Operands<'_> {
+    /// Columns `j0..j1` of every row.
+    ///
+    /// SAFETY: as [`matmul_f32_with`]'s task.
+    unsafe fn columns(self, m: usize, j0: usize, j1: usize, out: Out, kernel: FloatKernel) {
+        let full = j0 + (j1 - j0) / NR * NR;
+        let mut block = Block([0.0; KC * NR]);
+        let tiles = m.div_ceil(MR);
+        for p0 in (0..self.k).step_by(KC) {
+            let kc = KC.min(self.k - p0);
+            for j in (j0..full).step_by(NR) {
+                // The block this task reads next, to ask the cache for while packing this one.
+                let next = if j + NR < full {
+                    Some((p0, j + NR))
+                } else if p0 + KC < self.k {
+                    Some((p0 + KC, j0))
+                } else {
+                    None
+                };
+                let next =
+                    next.map(|(p, j)| (self.w.as_ptr().add(p * self.n + j), KC.min(self.k - p)));
+                // The rows spread evenly over the tiles (50 = 5·6 + 4·5, not 8·6 + 2): a tile
+                // of few rows has too few sums to hide FMA's latency.
+                let mut r0 = 0;
+                for i in 0..tiles {
+                    let rows = m / tiles + usize::from(i < m % tiles);
+                    let t = Tile {
+                        r0,
+                        j,
+                        p0,
+                        kc,
+                        next,
+                    };
+                    match kernel {
+                        #[cfg(target_arch = "x86_64")]
+                        FloatKernel::Avx2 => {
+                            avx2::tile_rows(self, &mut block, t, rows, i == 0, out)
+                        }
+                        FloatKernel::Portable => {
+                            portable_rows(self, &mut block, t, rows, i == 0, out)
+                        }
+                    }
+                    r0 += rows;
+                }
+            }
+            // The ragged edge (no CLIP layer has one), a column at a time.
+            for j in full..j1 {
+                for r in 0..m {
+                    let y = out.ptr.add(r * self.n + j);
+                    let mut s = if p0 == 0 { self.bias_at(j) } else { *y };
+                    for p in p0..p0 + kc {
+                        s += self.x[r * self.k + p] * self.w[p * self.n + j];
+                    }
+                    *y = s;
+                }
+            }
+        }
+    }
+
+    fn bias_at(self, j: usize) -> f32 {
+        self.bias.map_or(0.0, |b| b[j])
+    }
+}
+
+/// A block of a panel, packed: `kc` rows of [`NR`] columns, one after another. Read in place,
+/// a block's rows lie 4·n bytes apart, a multiple of 4 KiB for every CLIP width, so they would
+/// all share one set of the L1 cache and evict each other; packed, every tile but the first
+/// reads the block from L1. The first packs it as it reads the weight, so the weight's one
+/// pass from memory overlaps the products.
+#[repr(align(64))]
+struct Block([f32; KC * NR]);
+
+/// Rows `r0..r0 + MR` (or fewer), columns `j..j + NR`, the block of `k` at `p0`; `next`, the
+/// first weight of the block read after this one and its rows.
+#[derive(Clone, Copy)]
+struct Tile {
+    r0: usize,
+    j: usize,
+    p0: usize,
+    kc: usize,
+    // Only the AVX2 tile asks the cache.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    next: Option<(*const f32, usize)>,
+}
+
+/// Runs `$tile::<R, PACK>` for `rows.min(MR)` rows and the block packed by this tile or before
+/// it (const generics, so the accumulators stay in registers and the loop has no branch).
+macro_rules! by_rows {
+    ($tile:ident, $rows:expr, $packs:expr, $($arg:expr),*) => {
+        match ($rows.min(MR), $packs) {
+            (6, true) => $tile::<6, true>($($arg),*),
+            (5, true) => $tile::<5, true>($($arg),*),
+            (4, true) => $tile::<4, true>($($arg),*),
+            (3, true) => $tile::<3, true>($($arg),*),
+            (2, true) => $tile::<2, true>($($arg),*),
+            (_, true) => $tile::<1, true>($($arg),*),
+            (6, false) => $tile::<6, false>($($arg),*),
+            (5, false) => $tile::<5, false>($($arg),*),
+            (4, false) => $tile::<4, false>($($arg),*),
+            (3, false) => $tile::<3, false>($($arg),*),
+            (2, false) => $tile::<2, false>($($arg),*),
+            (_, false) => $tile::<1, false>($($arg),*),
+        }
+    };
+}
+
+/// SAFETY: as [`Operands::columns`]; `block` is the tile's block, packed unless `packs`.
+unsafe fn portable_rows(
+    b: Operands,
+    block: &mut Block,
+    t: Tile,
+    rows: usize,
+    packs: bool,
+    out: Out,
+) {
+    by_rows!(portable_tile, rows, packs, b, block, t, out)
+}
+
+/// The reference tile: what the AVX2 one does (but ask the cache), in arrays the compiler may
+/// vectorize.
+///
+/// SAFETY: as [`Operands::columns`], with `R` rows from `t.r0` and `NR` columns from `t.j`.
+#[inline(always)]
+unsafe fn portable_tile<const R: usize, const PACK: bool>(
+    b: Operands,
+    block: &mut Block,
+    t: Tile,
+    out: Out,
+) {
+    let mut acc = [[0f32; NR]; R];
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let y = out.ptr.add((t.r0 + r) * b.n + t.j);
+        for (c, a) in acc.iter_mut().enumerate() {
+            *a = if t.p0 == 0 {
+                b.bias_at(t.j + c)
+            } else {
+                *y.add(c)
+            };
+        }
+    }
+    for p in 0..t.kc {
+        if PACK {
+            let w = &b.w.get_unchecked((t.p0 + p) * b.n + t.j..)[..NR];
+            block.0[p * NR..][..NR].copy_from_slice(w);
+        }
+        let w = &block.0[p * NR..][..NR];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let v = *b.x.get_unchecked((t.r0 + r) * b.k + t.p0 + p);
+            for (a, w) in acc.iter_mut().zip(w) {
+                *a += v * w;
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let y = out.ptr.add((t.r0 + r) * b.n + t.j);
+        std::ptr::copy_nonoverlapping(acc.as_ptr(), y, NR);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Block, Operands, Out, Tile, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// SAFETY: as [`super::portable_rows`], on a CPU with AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_rows(
+        b: Operands,
+        block: &mut Block,
+        t: Tile,
+        rows: usize,
+        packs: bool,
+        out: Out,
+    ) {
+        by_rows!(tile, rows, packs, b, block, t, out)
+    }
+
+    /// SAFETY: as [`super::portable_tile`], on a CPU with AVX2 and FMA.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const R: usize, const PACK: bool>(
+        b: Operands,
+        block: &mut Block,
+        t: Tile,
+        out: Out,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let from = if t.p0 == 0 {
+                match b.bias {
+                    Some(bias) => bias.as_ptr().add(t.j),
+                    None => continue,
+                }
+            } else {
+                out.ptr.add((t.r0 + r) * b.n + t.j)
+            };
+            *acc = [_mm256_loadu_ps(from), _mm256_loadu_ps(from.add(8))];
+        }
+        let packed = block.0.as_mut_ptr();
+        let w = b.w.as_ptr().add(t.p0 * b.n + t.j);
+        let x = b.x.as_ptr().add(t.r0 * b.k + t.p0);
+        for p in 0..t.kc {
+            let (w0, w1) = if PACK {
+                // The weight's row, and the next block's row to L2: a block's products take
+                // longer than memory's latency, not one row's.
+                let row = w.add(p * b.n);
+                if let Some((next, rows)) = t.next {
+                    if p < rows {
+                        let ahead = next.add(p * b.n) as *const i8;
+                        _mm_prefetch::<_MM_HINT_T1>(ahead);
+                        _mm_prefetch::<_MM_HINT_T1>(ahead.add(4 * NR - 4));
+                    }
+                }
+                let (w0, w1) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+                _mm256_store_ps(packed.add(p * NR), w0);
+                _mm256_store_ps(packed.add(p * NR + 8), w1);
+                (w0, w1)
+            } else {
+                (
+                    _mm256_load_ps(packed.add(p * NR)),
+                    _mm256_load_ps(packed.add(p * NR + 8)),
+                )
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let v = _mm256_broadcast_ss(&*x.add(r * b.k + p));
+                acc[0] = _mm256_fmadd_ps(v, w0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(v, w1, acc[1]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let y = out.ptr.add((t.r0 + r) * b.n + t.j);
+            _mm256_storeu_ps(y, acc[0]);
+            _mm256_storeu_ps(y.add(8), acc[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
+        (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
+    }
+
+    fn kernels() -> Vec<FloatKernel> {
+        let mut all = vec![FloatKernel::Portable];
+        if FloatKernel::detect() != FloatKernel::Portable {
+            all.push(FloatKernel::detect());
+        }
+        all
+    }
+
+    /// `x·w + bias` in f64, and `Σ |x·w|` for each output, which bounds f32's rounding.
+    fn reference(x: &[f32], m: usize, w: &[f32], k: usize, bias: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let n = w.len() / k;
+        let (mut y, mut mag) = (vec![0f64; m * n], vec![0f64; m * n]);
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    let v = x[i * k + p] as f64 * w[p * n + j] as f64;
+                    y[i * n + j] += v;
+                    mag[i * n + j] += v.abs();
+                }
+                y[i * n + j] += bias[j] as f64;
+                mag[i * n + j] += (bias[j] as f64).abs();
+            }
+        }
+        (y, mag)
+    }
+
+    // Shapes that reach every edge: one row, rows past a tile (`MR`) and spread unevenly over
+    // the tiles, `k` past a block (`KC`) and ragged, columns past a tile (`NR`) and fewer than
+    // one, several panels a block (whose next block is asked for).
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 16),
+        (7, 300, 40),
+        (13, 513, 35),
+        (50, 64, 3),
+        (100, 257, 48),
+        (6, 768, 64),
+    ];
+
+    #[test]
+    fn equals_the_f64_product_on_every_kernel() {
+        let mut rng = Rng::new(3);
+        for (m, k, n) in SHAPES {
+            let (x, w, bias) = (
+                random(m * k, &mut rng),
+                random(k * n, &mut rng),
+                random(n, &mut rng),
+            );
+            for with_bias in [false, true] {
+                let zeros = vec![0f32; n];
+                let b = if with_bias { &bias } else { &zeros };
+                let (want, mag) = reference(&x, m, &w, k, b);
+                for kernel in kernels() {
+                    let bias = with_bias.then_some(&bias[..]);
+                    let y = matmul_f32_with(&x, m, &w, k, bias, Epilogue::None, kernel).unwrap();
+                    for (i, ((y, want), mag)) in y.iter().zip(&want).zip(&mag).enumerate() {
+                        let err = (*y as f64 - want).abs();
+                        assert!(
+                            err <= 1e-5 * mag + 1e-7,
+                            "{kernel:?} {m}×{k}×{n} bias {with_bias}, output {i}: {y} against {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn epilogues_follow_the_product() {
+        let mut rng = Rng::new(4);
+        let (m, k, n) = (9, 40, 37);
+        let (x, w, bias) = (
+            random(m * k, &mut rng),
+            random(k * n, &mut rng),
+            random(n, &mut rng),
+        );
+        let residual = random(m * n, &mut rng);
+        for kernel in kernels() {
+            let plain = matmul_f32_with(&x, m, &w, k, Some(&bias), Epilogue::None, kernel).unwrap();
+            let gelu =
+                matmul_f32_with(&x, m, &w, k, Some(&bias), Epilogue::QuickGelu, kernel).unwrap();
+            let added =
+                matmul_f32_with(&x, m, &w, k, Some(&bias), Epilogue::Add(&residual), kernel)
+                    .unwrap();
+            for i in 0..m * n {
+                let y = plain[i];
+                let g = y / (1.0 + (-1.702 * y).exp());
+                assert!(
+                    (gelu[i] - g).abs() <= 1e-6 * (1.0 + g.abs()),
+                    "{kernel:?} {i}"
+                );
+                assert_eq!(added[i], y + residual[i], "{kernel:?} {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let (x, w) = (vec![1f32; 6], vec![1f32; 12]);
+        let err = |r: Result<Vec<f32>>| r.unwrap_err().to_string();
+        assert!(err(matmul_f32(&x, 2, &w, 5, None, Epilogue::None)).contains("not 5 rows"));
+        assert!(err(matmul_f32(&x, 2, &w, 0, None, Epilogue::None)).contains("not 0 rows"));
+        assert!(err(matmul_f32(&x, 3, &w, 3, None, Epilogue::None)).contains("input"));
+        assert!(err(matmul_f32(&x, 2, &w, 3, Some(&[0.0; 3]), Epilogue::None)).contains("bias"));
+        let r = [0f32; 7];
+        assert!(err(matmul_f32(&x, 2, &w, 3, None, Epilogue::Add(&r))).contains("residual"));
+        assert_eq!(
+            matmul_f32(&x, 2, &w, 3, None, Epilogue::None).unwrap(),
+            vec![3.0; 8]
+        );
+    }
+}
