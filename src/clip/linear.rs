@@ -1,7 +1,9 @@
 //! The model's one linear path, `y = x·W + b`. The kernel follows the weight the loader gave the
 //! layer, so there is one model whatever the dtype or backend:
 //!
-//! - f32, `[in, out]`: burn's matmul, on every backend;
+//! - f32, `[in, out]`: on a CPU with AVX2, [`qmatmul::matmul_f32`], which reads the weight where
+//!   it lies (burn's matmul copies and repacks both operands on every call); burn's matmul
+//!   elsewhere (wgpu, other CPUs) and wherever gradients flow;
 //! - block-quantized on wgpu, `[in, out]` (a transposed view of the stored `[out, in]`): burn's
 //!   quantized matmul, which reads the packed weight;
 //! - block-quantized on the CPU, `[out, in]` as stored: [`crate::clip::qmatmul`], the weight one byte
@@ -25,6 +27,7 @@ use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::clip::config::Activation;
+use crate::clip::qmatmul::float::FloatKernel;
 use crate::clip::qmatmul::{self, Activations, Epilogue, Grid, Packed, QWeight};
 
 /// burn's `nn::Linear` (the same parameters under the same names, so records and exports are
@@ -263,6 +266,9 @@ pub fn forward_then(layer: &Linear, x: Tensor<2>, then: Then) -> Tensor<2> {
     let weight = layer.weight.val();
     let bias = layer.bias.as_ref().map(|b| b.val());
     if !matches!(weight.dtype(), DType::QFloat(_)) {
+        if let Some(y) = float(&weight, &x, bias.clone(), &then) {
+            return y;
+        }
         return then.apply(burn::tensor::module::linear(x, weight, bias));
     }
     // Taken apart, not cloned: cloning a quantized tensor on the CPU copies its scales.
@@ -315,8 +321,7 @@ fn stored(q: &FlexQTensor) -> Option<QWeight<'_>> {
 
 /// The CPU's product with a block-quantized weight, activations quantized to `acts`, then
 /// `then`: the int8 kernel (on the packed weight where the layer has one for these values and
-/// `acts` is i8) with `then` as its epilogue where it has one; `None` when the weight is not in
-/// the layout [`stored`] reads.
+/// `acts` is i8); `None` when the weight is not in the layout [`stored`] reads.
 fn int8(
     layer: &Linear,
     q: &FlexQTensor,
@@ -326,7 +331,60 @@ fn int8(
     acts: Activations,
 ) -> Option<Tensor<2>> {
     let weight = stored(q)?;
-    let (n, k) = (weight.n, weight.k);
+    on_cpu(
+        x,
+        weight.k,
+        weight.n,
+        bias,
+        then,
+        |x, m, bias, epilogue| match (layer.made_for(q), acts) {
+            (Some(Made::Packed(p)), Activations::I8) => {
+                qmatmul::matmul_packed(x, m, p, bias, epilogue)
+            }
+            (Some(Made::Grid(g)), Activations::U7) => {
+                qmatmul::matmul_gridded(x, m, weight, g, bias, epilogue)
+            }
+            _ => qmatmul::matmul(x, m, weight, bias, epilogue, acts),
+        },
+    )
+}
+
+/// The CPU's product with an f32 weight `[in, out]` as the loader makes it (contiguous, as
+/// [`qmatmul::matmul_f32`] reads it); `None` for any other (a view, wgpu, autodiff).
+fn float(
+    weight: &Tensor<2>,
+    x: &Tensor<2>,
+    bias: Option<Tensor<1>>,
+    then: &Then,
+) -> Option<Tensor<2>> {
+    // Only where our tile is the faster (AVX2): burn's gemm has SIMD128 and NEON kernels of its
+    // own, and the portable tile is the tests' reference, not a kernel measured against them.
+    if FloatKernel::detect() == FloatKernel::Portable {
+        return None;
+    }
+    let [k, n] = weight.dims();
+    let w = weight.clone().try_into_primitive::<Flex>().ok()?;
+    if !w.is_contiguous() || w.layout().start_offset() != 0 || w.dtype() != DType::F32 {
+        return None;
+    }
+    let w = w.storage::<f32>().get(..k * n)?;
+    on_cpu(x, k, n, bias, then, |x, m, bias, epilogue| {
+        qmatmul::matmul_f32(x, m, w, k, bias, epilogue)
+    })
+}
+
+/// `x[m, k]`'s product by a CPU kernel (`product` gets `x`'s values, `m`, the bias's values
+/// and the epilogue, and returns `[m, n]`), then `then`, with what the kernel's epilogue does
+/// not do left to burn's ops; `None` where `x`, the bias or the residual are not f32 CPU
+/// tensors of these shapes without gradients, or the kernel refuses them.
+fn on_cpu(
+    x: &Tensor<2>,
+    k: usize,
+    n: usize,
+    bias: Option<Tensor<1>>,
+    then: &Then,
+    product: impl FnOnce(&[f32], usize, Option<&[f32]>, Epilogue) -> crate::error::Result<Vec<f32>>,
+) -> Option<Tensor<2>> {
     if x.dtype() != DType::F32 || x.dims()[1] != k {
         return None;
     }
@@ -348,7 +406,6 @@ fn int8(
         }
         _ => None,
     };
-    // What the kernel does not do is left to burn's ops.
     let (epilogue, rest) = match (then, &residual) {
         (Then::Activation(Activation::QuickGelu), _) => (Epilogue::QuickGelu, Then::Nothing),
         (Then::Residual(_), Some(r)) => (
@@ -357,14 +414,8 @@ fn int8(
         ),
         (then, _) => (Epilogue::None, then.clone()),
     };
-    let y = match (layer.made_for(q), acts) {
-        (Some(Made::Packed(p)), Activations::I8) => qmatmul::matmul_packed(x, m, p, bias, epilogue),
-        (Some(Made::Grid(g)), Activations::U7) => {
-            qmatmul::matmul_gridded(x, m, weight, g, bias, epilogue)
-        }
-        _ => qmatmul::matmul(x, m, weight, bias, epilogue, acts),
-    };
-    let y = Tensor::from_data(TensorData::new(y.ok()?, [m, n]), &device);
+    let y = product(x, m, bias, epilogue).ok()?;
+    let y = Tensor::from_data(TensorData::new(y, [m, n]), &device);
     Some(rest.apply(y))
 }
 
@@ -489,6 +540,57 @@ mod tests {
             y.iter().all(|&v| (v + k as f32 / 2.0).abs() < 1e-3),
             "{y:?}"
         );
+    }
+
+    /// An f32 layer on the CPU goes through our kernel (where the CPU has AVX2) and gives burn's
+    /// numbers, with each epilogue; a weight that is a view (transposed here) is left to burn.
+    #[test]
+    fn an_f32_layer_equals_burns_linear() {
+        let device = crate::device::cpu();
+        let (m, k, n) = (7, 40, 37);
+        let values = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0) * 0.5)
+                .collect()
+        };
+        let tensor = |v: Vec<f32>, shape: [usize; 2]| {
+            Tensor::<2>::from_data(TensorData::new(v, shape), &device)
+        };
+        let x = tensor(values(m * k, 1), [m, k]);
+        let w = tensor(values(k * n, 2), [k, n]);
+        let b = Tensor::<1>::from_data(TensorData::new(values(n, 3), [n]), &device);
+        let r = tensor(values(m * n, 4), [m, n]);
+        for bias in [Some(b.clone()), None] {
+            for then in [
+                Then::Nothing,
+                Then::Activation(Activation::QuickGelu),
+                Then::Activation(Activation::Gelu),
+                Then::Residual(Box::new(r.clone())),
+            ] {
+                let Some(ours) = float(&w, &x, bias.clone(), &then) else {
+                    assert_eq!(FloatKernel::detect(), FloatKernel::Portable);
+                    return;
+                };
+                let want = then.apply(burn::tensor::module::linear(
+                    x.clone(),
+                    w.clone(),
+                    bias.clone(),
+                ));
+                let (ours, want) = (
+                    crate::device::read_f32(ours).unwrap(),
+                    crate::device::read_f32(want).unwrap(),
+                );
+                for (i, (o, e)) in ours.iter().zip(&want).enumerate() {
+                    assert!((o - e).abs() <= 1e-5 * (1.0 + e.abs()), "{i}: {o} vs {e}");
+                }
+            }
+        }
+        let view = tensor(values(n * k, 5), [n, k]).transpose();
+        assert!(float(&view, &x, None, &Then::Nothing).is_none());
+        let layer = Linear::new(view.clone(), Some(b.clone()));
+        let y = crate::device::read_f32(forward(&layer, x.clone())).unwrap();
+        let want = crate::device::read_f32(burn::tensor::module::linear(x, view, Some(b))).unwrap();
+        assert_eq!(y, want);
     }
 
     /// With u7 activations a layer keeps its weight's grid, and reads it only while the weight

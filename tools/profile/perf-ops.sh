@@ -17,9 +17,9 @@ perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null | awk '
     pct = $1; sub(/%/, "", pct); kern = ($2 == "[k]"); sym = $0; sub(/^ +[0-9.]+% +\[[^]]*\] +/, "", sym)
     op = "other"
     if (sym ~ /Out::finish|quick_gelu/) op = "epilogues (QuickGELU, residual add)"
+    else if (sym ~ /qmatmul::float|gemm|microkernel/) op = "f32 matmul"
     else if (sym ~ /qmatmul::(avx2|avx512|simd128|portable)|qmatmul::.*run/) op = "int8 matmul kernel"
     else if (sym ~ /qmatmul::(matmul|quantize|dequantize)/) op = "int8: activation quantization"
-    else if (sym ~ /gemm|microkernel/) op = "f32 matmul (gemm)"
     else if (sym ~ /expf|exp/) op = "exp (softmax, sigmoid)"
     else if (sym ~ /attention/) op = "attention (besides exp and gemm)"
     else if (sym ~ /layer_norm|layernorm|reduce|sum_dim|mean/) op = "LayerNorm and reductions"
