@@ -104,8 +104,8 @@ fn packed_from(from: &FlexTensor, q: &FlexQTensor) -> bool {
 }
 
 /// Layers that read the same input (attention's q, k and v) as one product on the CPU: their
-/// packed weights side by side (i8), or their grids (u7), so the input is quantized once and the
-/// threads are woken once. Made from what the layers made at load, which they then give up (the
+/// packed weights side by side (i8), their grids (u7), or their f32 weights as they lie, so the
+/// input is quantized once and the threads are woken once. Made from what the layers made at load, which they then give up (the
 /// memory is the same); like that, used only while the layers hold the weights it was made from.
 #[derive(Debug)]
 pub struct Fused {
@@ -117,13 +117,25 @@ pub struct Fused {
 enum FusedMade {
     Packed(Packed),
     Grids(Vec<Grid>),
+    /// f32 weights, read where they lie ([`float`]): nothing made.
+    Float,
 }
 
 impl Fused {
-    /// The layers' packed weights joined, or their grids, taken from them; `None` (and the
-    /// layers unchanged) unless each has the same kind and, packed, they join
-    /// ([`Packed::concat`]).
+    /// The layers' packed weights joined, or their grids, taken from them, or, f32 weights
+    /// that [`float`] reads, the layers' own; `None` (and the layers unchanged) unless each has
+    /// the same kind and, packed, they join ([`Packed::concat`]).
     pub fn take(layers: &mut [&mut Linear]) -> Option<Arc<Fused>> {
+        let floats: Option<Vec<FlexTensor>> = layers
+            .iter()
+            .map(|l| float_weight(&l.weight.val()))
+            .collect();
+        if let Some(from) = floats {
+            return Some(Arc::new(Fused {
+                from,
+                made: FusedMade::Float,
+            }));
+        }
         let packings: Vec<&Packing> = layers
             .iter()
             .map(|l| l.packed.as_deref())
@@ -169,10 +181,11 @@ impl Fused {
         acts: Activations,
     ) -> Option<Tensor<2>> {
         let scheme = match self.made {
-            FusedMade::Packed(_) => Activations::I8,
-            FusedMade::Grids(_) => Activations::U7,
+            FusedMade::Packed(_) => Some(Activations::I8),
+            FusedMade::Grids(_) => Some(Activations::U7),
+            FusedMade::Float => None,
         };
-        if layers.len() != self.from.len() || acts != scheme {
+        if layers.len() != self.from.len() || scheme.is_some_and(|s| s != acts) {
             return None;
         }
         let k = x.dims()[1];
@@ -180,18 +193,32 @@ impl Fused {
             return None;
         }
         let mut bias = Vec::new();
-        let mut weights = Vec::new();
+        let (mut weights, mut floats) = (Vec::new(), Vec::new());
         let mut n = 0;
         for (layer, from) in layers.iter().zip(&self.from) {
             let w = layer.weight.val();
-            let out = w.dims()[0];
-            n += out;
-            match w.into_dispatch().kind {
-                DispatchTensorKind::Flex(BackendTensor::Quantized(q)) if packed_from(from, &q) => {
-                    weights.push(q)
+            let out = match self.made {
+                FusedMade::Float => {
+                    let out = w.dims()[1];
+                    let w =
+                        float_weight(&w).filter(|w| w.bytes().as_ptr() == from.bytes().as_ptr())?;
+                    floats.push((w, out));
+                    out
                 }
-                _ => return None,
-            }
+                _ => {
+                    let out = w.dims()[0];
+                    match w.into_dispatch().kind {
+                        DispatchTensorKind::Flex(BackendTensor::Quantized(q))
+                            if packed_from(from, &q) =>
+                        {
+                            weights.push(q)
+                        }
+                        _ => return None,
+                    }
+                    out
+                }
+            };
+            n += out;
             match &layer.bias {
                 Some(b) => bias.extend_from_slice(flex(b.val())?.storage::<f32>().get(..out)?),
                 None => bias.resize(bias.len() + out, 0.0),
@@ -212,6 +239,13 @@ impl Fused {
                     .map(|(q, g)| Some((stored(q)?, g)))
                     .collect::<Option<Vec<_>>>()?;
                 qmatmul::matmul_gridded_parts(x, m, &parts, bias)
+            }
+            FusedMade::Float => {
+                let parts = floats
+                    .iter()
+                    .map(|(w, out)| w.storage::<f32>().get(..k * out))
+                    .collect::<Option<Vec<_>>>()?;
+                qmatmul::matmul_f32_parts(x, m, &parts, k, bias)
             }
             _ => return None,
         };
@@ -357,20 +391,24 @@ fn float(
     bias: Option<Tensor<1>>,
     then: &Then,
 ) -> Option<Tensor<2>> {
-    // Only where our tile is the faster (AVX2): burn's gemm has SIMD128 and NEON kernels of its
-    // own, and the portable tile is the tests' reference, not a kernel measured against them.
-    if FloatKernel::detect() == FloatKernel::Portable {
-        return None;
-    }
     let [k, n] = weight.dims();
-    let w = weight.clone().try_into_primitive::<Flex>().ok()?;
-    if !w.is_contiguous() || w.layout().start_offset() != 0 || w.dtype() != DType::F32 {
-        return None;
-    }
+    let w = float_weight(weight)?;
     let w = w.storage::<f32>().get(..k * n)?;
     on_cpu(x, k, n, bias, then, |x, m, bias, epilogue| {
         qmatmul::matmul_f32(x, m, w, k, bias, epilogue)
     })
+}
+
+/// An f32 weight as [`float`] reads it: contiguous on the CPU without gradients, where the CPU
+/// has AVX2. Only there is our tile the faster: burn's gemm has SIMD128 and NEON kernels of its
+/// own, and the portable tile is the tests' reference, not a kernel measured against them.
+fn float_weight(weight: &Tensor<2>) -> Option<FlexTensor> {
+    if FloatKernel::detect() == FloatKernel::Portable {
+        return None;
+    }
+    let w = weight.clone().try_into_primitive::<Flex>().ok()?;
+    let plain = w.is_contiguous() && w.layout().start_offset() == 0 && w.dtype() == DType::F32;
+    plain.then_some(w)
 }
 
 /// `x[m, k]`'s product by a CPU kernel (`product` gets `x`'s values, `m`, the bias's values
@@ -591,6 +629,46 @@ mod tests {
         let y = crate::device::read_f32(forward(&layer, x.clone())).unwrap();
         let want = crate::device::read_f32(burn::tensor::module::linear(x, view, Some(b))).unwrap();
         assert_eq!(y, want);
+    }
+
+    /// f32 layers join without a copy and give each layer's product in its columns, bit for
+    /// bit; once a weight is replaced the joined product is refused.
+    #[test]
+    fn fused_f32_layers_equal_the_layers_apart() {
+        let device = crate::device::cpu();
+        let (m, k, n) = (5, 64, 48);
+        let layer = |seed: usize| {
+            let w: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 31 + seed * 17) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            let b = Tensor::<1>::from_data(TensorData::new(vec![seed as f32; n], [n]), &device);
+            Linear::new(
+                Tensor::from_data(TensorData::new(w, [k, n]), &device),
+                Some(b),
+            )
+        };
+        let (mut q, mut kk, mut v) = (layer(1), layer(2), layer(3));
+        let Some(fused) = Fused::take(&mut [&mut q, &mut kk, &mut v]) else {
+            assert_eq!(FloatKernel::detect(), FloatKernel::Portable);
+            return;
+        };
+        let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 / 6.0 - 1.0).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [m, k]), &device);
+        let y = fused.forward(&[&q, &kk, &v], &x).unwrap();
+        assert_eq!(y.dims(), [m, 3 * n]);
+        let y = crate::device::read_f32(y).unwrap();
+        for (i, l) in [&q, &kk, &v].into_iter().enumerate() {
+            let apart = crate::device::read_f32(forward(l, x.clone())).unwrap();
+            for r in 0..m {
+                assert_eq!(
+                    &y[r * 3 * n + i * n..][..n],
+                    &apart[r * n..][..n],
+                    "{i}, {r}"
+                );
+            }
+        }
+        v = layer(4);
+        assert!(fused.forward(&[&q, &kk, &v], &x).is_none());
     }
 
     /// With u7 activations a layer keeps its weight's grid, and reads it only while the weight

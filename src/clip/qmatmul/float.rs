@@ -62,24 +62,73 @@ pub(crate) fn matmul_f32_with(
     then: Epilogue,
     kernel: FloatKernel,
 ) -> Result<Vec<f32>> {
-    if k == 0 || !w.len().is_multiple_of(k) {
-        return Err(Error::Input(format!(
-            "matmul: a weight of {} values is not {k} rows",
-            w.len()
-        )));
+    parts_with(x, m, &[w], k, bias, then, kernel)
+}
+
+/// `y[m, Σ nᵢ] = x · [w₁ | w₂ | …] (+ bias)`: weights `[k, nᵢ]` that read the same input (q, k
+/// and v), their outputs side by side, as one product, so the threads are woken once; `bias`
+/// holds `Σ nᵢ` values.
+pub fn matmul_f32_parts(
+    x: &[f32],
+    m: usize,
+    parts: &[&[f32]],
+    k: usize,
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    parts_with(x, m, parts, k, bias, Epilogue::None, FloatKernel::detect())
+}
+
+fn parts_with(
+    x: &[f32],
+    m: usize,
+    parts: &[&[f32]],
+    k: usize,
+    bias: Option<&[f32]>,
+    then: Epilogue,
+    kernel: FloatKernel,
+) -> Result<Vec<f32>> {
+    // Each part's first column in the output and its first panel among all the parts'.
+    let mut at = Vec::with_capacity(parts.len());
+    let (mut n, mut panels) = (0, 0);
+    for w in parts {
+        if k == 0 || !w.len().is_multiple_of(k) {
+            return Err(Error::Input(format!(
+                "matmul: a weight of {} values is not {k} rows",
+                w.len()
+            )));
+        }
+        at.push((n, panels));
+        n += w.len() / k;
+        panels += (w.len() / k).div_ceil(NR);
     }
-    let n = w.len() / k;
     let mut y = output(x, m, k, n, bias, then)?;
     let out = Out::new(&mut y, n, None);
-    let b = Operands { x, w, k, n, bias };
-    columns(n.div_ceil(NR), 1, |first, panels| {
-        let j0 = first * NR;
-        let j1 = ((first + panels) * NR).min(n);
-        // SAFETY: `output` and the check above sized `x`, `w` and `y`; the task writes only its
-        // columns `j0..j1`; `kernel` runs on this CPU (its caller's promise).
-        unsafe {
-            b.columns(m, j0, j1, out, kernel);
-            out.finish(m, j0, j1 - j0, then);
+    columns(panels, 1, |first, count| {
+        for (w, &(col, panel)) in parts.iter().zip(&at) {
+            let width = w.len() / k;
+            let (a, b) = (
+                first.max(panel),
+                (first + count).min(panel + width.div_ceil(NR)),
+            );
+            if a >= b {
+                continue;
+            }
+            let (j0, j1) = ((a - panel) * NR, ((b - panel) * NR).min(width));
+            let bias = bias.map(|b| &b[col..col + width]);
+            let b = Operands {
+                x,
+                w,
+                k,
+                n: width,
+                bias,
+            };
+            // SAFETY: `output` and the checks above sized `x`, each part and `y`; the task writes
+            // only its columns, `col + j0..col + j1` of this part; `kernel` runs on this CPU (its
+            // caller's promise).
+            unsafe {
+                b.columns(m, j0, j1, out.shifted(col), kernel);
+                out.finish(m, col + j0, j1 - j0, then);
+            }
         }
     });
     Ok(y)
@@ -142,7 +191,7 @@ impl Operands<'_> {
             // The ragged edge (no CLIP layer has one), a column at a time.
             for j in full..j1 {
                 for r in 0..m {
-                    let y = out.ptr.add(r * self.n + j);
+                    let y = out.ptr.add(r * out.n + j);
                     let mut s = if p0 == 0 { self.bias_at(j) } else { *y };
                     for p in p0..p0 + kc {
                         s += self.x[r * self.k + p] * self.w[p * self.n + j];
@@ -225,7 +274,7 @@ unsafe fn portable_tile<const R: usize, const PACK: bool>(
 ) {
     let mut acc = [[0f32; NR]; R];
     for (r, acc) in acc.iter_mut().enumerate() {
-        let y = out.ptr.add((t.r0 + r) * b.n + t.j);
+        let y = out.ptr.add((t.r0 + r) * out.n + t.j);
         for (c, a) in acc.iter_mut().enumerate() {
             *a = if t.p0 == 0 {
                 b.bias_at(t.j + c)
@@ -248,7 +297,7 @@ unsafe fn portable_tile<const R: usize, const PACK: bool>(
         }
     }
     for (r, acc) in acc.iter().enumerate() {
-        let y = out.ptr.add((t.r0 + r) * b.n + t.j);
+        let y = out.ptr.add((t.r0 + r) * out.n + t.j);
         std::ptr::copy_nonoverlapping(acc.as_ptr(), y, NR);
     }
 }
@@ -288,7 +337,7 @@ mod avx2 {
                     None => continue,
                 }
             } else {
-                out.ptr.add((t.r0 + r) * b.n + t.j)
+                out.ptr.add((t.r0 + r) * out.n + t.j)
             };
             *acc = [_mm256_loadu_ps(from), _mm256_loadu_ps(from.add(8))];
         }
@@ -324,7 +373,7 @@ mod avx2 {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            let y = out.ptr.add((t.r0 + r) * b.n + t.j);
+            let y = out.ptr.add((t.r0 + r) * out.n + t.j);
             _mm256_storeu_ps(y, acc[0]);
             _mm256_storeu_ps(y.add(8), acc[1]);
         }
@@ -433,6 +482,37 @@ mod tests {
                 assert_eq!(added[i], y + residual[i], "{kernel:?} {i}");
             }
         }
+    }
+
+    /// Weights side by side give each weight's product with its part of the bias in its
+    /// columns, bit for bit: parts a whole number of tiles wide, ragged, and narrower than one.
+    #[test]
+    fn parts_equal_their_products() {
+        let mut rng = Rng::new(5);
+        let (m, k) = (11, 300);
+        let widths = [48, 35, 7, 64];
+        let ws: Vec<Vec<f32>> = widths.iter().map(|n| random(k * n, &mut rng)).collect();
+        let n: usize = widths.iter().sum();
+        let (x, bias) = (random(m * k, &mut rng), random(n, &mut rng));
+        let parts: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
+        for kernel in kernels() {
+            let y = parts_with(&x, m, &parts, k, Some(&bias), Epilogue::None, kernel).unwrap();
+            let mut col = 0;
+            for (w, width) in ws.iter().zip(widths) {
+                let b = &bias[col..col + width];
+                let alone = matmul_f32_with(&x, m, w, k, Some(b), Epilogue::None, kernel).unwrap();
+                for r in 0..m {
+                    assert_eq!(
+                        &y[r * n + col..][..width],
+                        &alone[r * width..][..width],
+                        "{kernel:?}: part at {col}, row {r}"
+                    );
+                }
+                col += width;
+            }
+        }
+        let err = matmul_f32_parts(&x, m, &[&ws[0], &[0.0; 5]], k, None).unwrap_err();
+        assert!(err.to_string().contains("not 300 rows"));
     }
 
     #[test]

@@ -857,7 +857,7 @@ macro_rules! tiled {
 pub mod float;
 pub mod grid;
 mod packed;
-pub use float::matmul_f32;
+pub use float::{matmul_f32, matmul_f32_parts};
 pub use grid::Grid;
 use grid::Gridded;
 pub use packed::{matmul as matmul_packed, Packed};
