@@ -2,15 +2,17 @@
 # Where the CPU's time goes in one `deltaenergy bench` case, by operation: `perf record` on the
 # command, its self time grouped by symbol into the model's operations (the table in
 # docs/PERFORMANCE.md). Loading the model is sampled too and shown as its own line; the rest is
-# the forward passes.
+# the forward passes. Loading's scheduler and allocator time cannot be told from the forward's
+# by symbol: DELAY_MS, longer than loading takes, starts sampling after it.
 #
 #   tools/profile/perf-ops.sh BUNDLE TOWER BATCH [extra bench flags, e.g. --activations i8]
+#   DELAY_MS=2500 ITERS=150 tools/profile/perf-ops.sh BUNDLE TOWER BATCH
 set -euo pipefail
 bundle=${1:?usage: perf-ops.sh BUNDLE TOWER BATCH [flags]}; tower=${2:?}; batch=${3:?}; shift 3
 bin=${BIN:-target/release/deltaenergy}
 data=$(mktemp)
 trap 'rm -f "$data"' EXIT
-perf record -q -F 999 -o "$data" "$bin" bench --model "$bundle" --backends cpu --towers "$tower" \
+perf record -q -F 999 -D "${DELAY_MS:-0}" -o "$data" "$bin" bench --model "$bundle" --backends cpu --towers "$tower" \
   --batches "$batch" --iters "${ITERS:-20}" "$@" | grep '^cpu' >&2
 perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null | awk '
   /^ +[0-9.]+%/ {
@@ -24,10 +26,11 @@ perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null | awk '
     else if (sym ~ /attention/) op = "attention (besides exp and gemm)"
     else if (sym ~ /layer_norm|layernorm|reduce|sum_dim|mean/) op = "LayerNorm and reductions"
     else if (sym ~ /unary|binary|scalar_op|macerator/) op = "elementwise (flex: add, mul, GELU)"
-    else if (sym ~ /memmove|memcpy|copy|contiguous|permute|transpose|gather|cat/) op = "copies (reshape, transpose, cat)"
     # The forward takes no page faults once the model is loaded (`perf stat -e page-faults` on
-    # the q8 image tower counts the same 144,820 for 10 and 110 iterations): they are loading.
-    else if (kern && sym ~ /clear_page|page_fault|anonymous_page|mm_fault|_pages|memcg|lru/) op = "loading the model (not the forward)"
+    # the q8 image tower counts the same 144,820 for 10 and 110 iterations) and reads no file:
+    # those are loading.
+    else if (kern && sym ~ /clear_page|page_fault|anonymous_page|mm_fault|_pages|memcg|lru|copy_to_iter|filemap/) op = "loading the model (not the forward)"
+    else if (sym ~ /memmove|memcpy|copy|contiguous|permute|transpose|gather|cat/) op = "copies (reshape, transpose, cat)"
     else if (sym ~ /memset|malloc|free|alloc|page|clear_page|mmap/) op = "allocation, zeroing"
     else if (sym ~ /sha2|loader|bundle|from_iter|WeightSource|quantized|Packed::(new|pack)|Grid::new/) op = "loading the model (not the forward)"
     else if (kern || sym ~ /rayon|futex|sched_yield/) op = "threads (rayon wake-ups, kernel)"
