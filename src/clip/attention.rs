@@ -216,6 +216,10 @@ unsafe fn head_avx2(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
 /// One head of one sequence: `q`, `k`, `v` start at its first token's head columns, rows
 /// `stride` apart, and `out` likewise, rows `out_stride` apart.
 ///
+/// The keys are first laid out transposed, [`LANES`] tokens side by side, so that a query's
+/// scores for that many keys are one vector of sums over the head's columns, with no horizontal
+/// add a key; a row's output is summed in registers, [`OUT`] columns at a time.
+///
 /// SAFETY: `out` is valid for writes at `i·out_stride .. i·out_stride + head_dim` for every token
 /// `i < n`, and nothing else accesses those values meanwhile.
 #[inline(always)]
@@ -225,31 +229,96 @@ unsafe fn head(q: &[f32], k: &[f32], v: &[f32], out: *mut f32, s: Shape) {
     fn row(t: &[f32], i: usize, s: Shape) -> &[f32] {
         &t[i * s.stride..i * s.stride + s.head_dim]
     }
-    let mut p = vec![0f32; s.n];
+    // `kt[d · width + j]` is key `j`'s column `d`; the keys past `n` are zeros.
+    let width = s.n.div_ceil(LANES) * LANES;
+    let mut kt = vec![0f32; hd * width];
+    for j in 0..s.n {
+        for (d, &x) in row(k, j, s).iter().enumerate() {
+            kt[d * width + j] = x;
+        }
+    }
+    let mut p = vec![0f32; width];
     for i in 0..s.n {
         let seen = if s.causal { i + 1 } else { s.n };
-        let qi = row(q, i, s);
+        let span = seen.div_ceil(LANES) * LANES;
+        scores(row(q, i, s), &kt, width, &mut p[..span]);
+        let p = &mut p[..seen];
         let mut max = f32::NEG_INFINITY;
-        for (j, p) in p[..seen].iter_mut().enumerate() {
-            *p = dot(qi, row(k, j, s)) * scale;
+        for p in p.iter_mut() {
+            *p *= scale;
             max = max.max(*p);
         }
         // Two loops, so that the exponentials vectorize apart from the sum's dependency chain.
-        p[..seen].iter_mut().for_each(|p| *p = exp(*p - max));
-        let sum = sum(&p[..seen]);
+        p.iter_mut().for_each(|p| *p = exp(*p - max));
+        let inv = 1.0 / sum(p);
         let o = std::slice::from_raw_parts_mut(out.add(i * s.out_stride), hd);
-        o.fill(0.0);
-        for (j, &p) in p[..seen].iter().enumerate() {
-            for (o, &v) in o.iter_mut().zip(row(v, j, s)) {
-                *o += p * v;
+        for (c, o) in o.chunks_mut(OUT).enumerate() {
+            let mut acc = [[0f32; LANES]; OUT / LANES];
+            for (j, &pj) in p.iter().enumerate() {
+                let vj = &row(v, j, s)[c * OUT..][..o.len()];
+                if o.len() == OUT {
+                    for (a, v) in acc.iter_mut().zip(vj.chunks_exact(LANES)) {
+                        for l in 0..LANES {
+                            a[l] += pj * v[l];
+                        }
+                    }
+                } else {
+                    for (x, &v) in acc.as_flattened_mut().iter_mut().zip(vj) {
+                        *x += pj * v;
+                    }
+                }
+            }
+            for (o, a) in o.iter_mut().zip(acc.as_flattened()) {
+                *o = a * inv;
             }
         }
-        let inv = 1.0 / sum;
-        o.iter_mut().for_each(|o| *o *= inv);
     }
 }
 
-/// `Σ a` with eight partial sums, as [`dot`].
+/// Keys a vector of scores.
+const LANES: usize = 8;
+/// Output columns summed in registers at a time (eight AVX2 registers).
+const OUT: usize = 64;
+
+/// `p[j] = q · key j` for the keys `kt` holds transposed (`width` a column), `p.len()` of them (a
+/// multiple of [`LANES`]): four vectors of keys at a time, each with two partial sums over the
+/// columns, so that eight sums are in flight.
+#[inline(always)]
+fn scores(q: &[f32], kt: &[f32], width: usize, p: &mut [f32]) {
+    let mut j0 = 0;
+    while j0 < p.len() {
+        let group = ((p.len() - j0) / LANES).min(4);
+        let (mut even, mut odd) = ([[0f32; LANES]; 4], [[0f32; LANES]; 4]);
+        let add = |acc: &mut [[f32; LANES]; 4], qd: f32, d: usize| {
+            let from = &kt[d * width + j0..][..group * LANES];
+            for (a, k) in acc.iter_mut().zip(from.chunks_exact(LANES)) {
+                for l in 0..LANES {
+                    a[l] += qd * k[l];
+                }
+            }
+        };
+        let pairs = q.chunks_exact(2);
+        if let [last] = pairs.remainder() {
+            add(&mut odd, *last, q.len() - 1);
+        }
+        for (h, pair) in pairs.enumerate() {
+            add(&mut even, pair[0], 2 * h);
+            add(&mut odd, pair[1], 2 * h + 1);
+        }
+        let acc = [even, odd];
+        for (g, to) in p[j0..j0 + group * LANES]
+            .chunks_exact_mut(LANES)
+            .enumerate()
+        {
+            for l in 0..LANES {
+                to[l] = acc[0][g][l] + acc[1][g][l];
+            }
+        }
+        j0 += group * LANES;
+    }
+}
+
+/// `Σ a` with eight partial sums (one running sum would be one long dependency chain).
 #[inline(always)]
 fn sum(a: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
@@ -258,26 +327,6 @@ fn sum(a: &[f32]) -> f32 {
     for x in a8 {
         for l in 0..8 {
             acc[l] += x[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `a · b` with eight partial sums, which the compiler keeps in vector registers (a single
-/// running sum would be one long dependency chain).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -303,7 +352,15 @@ mod tests {
     fn one_pass_equals_burns_attention() {
         let mut rng = Rng::new(3);
         for &(b, n, d, heads, scale) in
-            &[(1, 50, 64, 4, 1.0), (3, 7, 12, 3, 3.0), (2, 77, 40, 2, 8.0)]
+            // Heads of 16, 4, 20, 64 (CLIP's: a whole block of output columns) and 80 (one and a
+            // part); sequences of fewer keys than a vector, of whole groups of them and not.
+            &[
+                (1, 50, 64, 4, 1.0),
+                (3, 7, 12, 3, 3.0),
+                (2, 77, 40, 2, 8.0),
+                (1, 77, 128, 2, 2.0),
+                (2, 33, 80, 1, 1.0),
+            ]
         {
             let (q, k, v) = (
                 random([b, n, d], &mut rng, scale),
