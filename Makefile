@@ -255,7 +255,7 @@ bench: build $(BENCH)/ours.f32.bundle $(BENCH)/ours.q8.bundle
 	tools/profile/bench-rounds.sh $(BENCH)
 	@if command -v perf >/dev/null; then for a in i16 i8 u7; do \
 	  echo "== where the q8 image tower's time goes, batch 1, activations $$a (perf)"; \
-	  ITERS=10 tools/profile/perf-ops.sh $(BENCH)/ours.q8.bundle image 1 --activations $$a; done; \
+	  tools/profile/perf-ops.sh $(BENCH)/ours.q8.bundle image 1 --activations $$a; done; \
 	else echo "perf is not installed: no per-operation breakdown"; fi
 
 # The page's CPU path against transformers.js in headless Chromium (tools/web/bench-web.sh), then

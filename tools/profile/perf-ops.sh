@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
 # Where the CPU's time goes in one `deltaenergy bench` case, by operation: `perf record` on the
 # command, its self time grouped by symbol into the model's operations (the table in
-# docs/PERFORMANCE.md). Loading the model is sampled too and shown as its own line; the rest is
-# the forward passes. Loading's scheduler and allocator time cannot be told from the forward's
-# by symbol: DELAY_MS, longer than loading takes, starts sampling after it.
+# docs/PERFORMANCE.md). Loading's scheduler and allocator time cannot be told from the forward's
+# by symbol, so sampling starts once loading is over: a first run with one iteration gives the
+# time to that point, and the recorded run waits half as long again (DELAY_MS sets it, 0
+# samples everything). What loading is still sampled is shown as its own line.
 #
 #   tools/profile/perf-ops.sh BUNDLE TOWER BATCH [extra bench flags, e.g. --activations i8]
-#   DELAY_MS=2500 ITERS=150 tools/profile/perf-ops.sh BUNDLE TOWER BATCH
+#   ITERS=150 tools/profile/perf-ops.sh BUNDLE TOWER BATCH
 set -euo pipefail
 bundle=${1:?usage: perf-ops.sh BUNDLE TOWER BATCH [flags]}; tower=${2:?}; batch=${3:?}; shift 3
 bin=${BIN:-target/release/deltaenergy}
 data=$(mktemp)
 trap 'rm -f "$data"' EXIT
-perf record -q -F 999 -D "${DELAY_MS:-0}" -o "$data" "$bin" bench --model "$bundle" --backends cpu --towers "$tower" \
-  --batches "$batch" --iters "${ITERS:-20}" "$@" | grep '^cpu' >&2
+bench=("$bin" bench --model "$bundle" --backends cpu --towers "$tower" --batches "$batch")
+if [[ -z ${DELAY_MS:-} ]]; then
+  # From the start to the end of loading and the warm-up: the whole run's time less the timed
+  # forward's.
+  start=$(date +%s%N)
+  median=$("${bench[@]}" --iters 1 --json "$@" | sed -n 's/.*"median_ms":\([0-9.]*\).*/\1/p' | head -1)
+  median=${median:-0}
+  DELAY_MS=$(( (($(date +%s%N) - start) / 1000000 - ${median%.*}) * 3 / 2 ))
+  echo "(sampling from ${DELAY_MS} ms on, after loading)" >&2
+fi
+perf record -q -F 999 -D "$DELAY_MS" -o "$data" "${bench[@]}" --iters "${ITERS:-60}" "$@" | grep '^cpu' >&2
 perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null | awk '
   /^ +[0-9.]+%/ {
     pct = $1; sub(/%/, "", pct); kern = ($2 == "[k]"); sym = $0; sub(/^ +[0-9.]+% +\[[^]]*\] +/, "", sym)
