@@ -49,20 +49,7 @@ pub fn matmul_f32(
     bias: Option<&[f32]>,
     then: Epilogue,
 ) -> Result<Vec<f32>> {
-    matmul_f32_with(x, m, w, k, bias, then, FloatKernel::detect())
-}
-
-/// [`matmul_f32`] on a given kernel (which must run on this CPU).
-pub(crate) fn matmul_f32_with(
-    x: &[f32],
-    m: usize,
-    w: &[f32],
-    k: usize,
-    bias: Option<&[f32]>,
-    then: Epilogue,
-    kernel: FloatKernel,
-) -> Result<Vec<f32>> {
-    parts_with(x, m, &[w], k, bias, then, kernel)
+    parts_with(x, m, &[w], k, bias, then, FloatKernel::detect())
 }
 
 /// `y[m, Σ nᵢ] = x · [w₁ | w₂ | …] (+ bias)`: weights `[k, nᵢ]` that read the same input (q, k
@@ -78,6 +65,7 @@ pub fn matmul_f32_parts(
     parts_with(x, m, parts, k, bias, Epilogue::None, FloatKernel::detect())
 }
 
+/// [`matmul_f32_parts`] with an epilogue, on a given kernel (which must run on this CPU).
 fn parts_with(
     x: &[f32],
     m: usize,
@@ -146,7 +134,7 @@ struct Operands<'a> {
 impl Operands<'_> {
     /// Columns `j0..j1` of every row.
     ///
-    /// SAFETY: as [`matmul_f32_with`]'s task.
+    /// SAFETY: as [`parts_with`]'s task.
     unsafe fn columns(self, m: usize, j0: usize, j1: usize, out: Out, kernel: FloatKernel) {
         let full = j0 + (j1 - j0) / NR * NR;
         let mut block = Block([0.0; KC * NR]);
@@ -442,7 +430,7 @@ mod tests {
                 let (want, mag) = reference(&x, m, &w, k, b);
                 for kernel in kernels() {
                     let bias = with_bias.then_some(&bias[..]);
-                    let y = matmul_f32_with(&x, m, &w, k, bias, Epilogue::None, kernel).unwrap();
+                    let y = parts_with(&x, m, &[&w], k, bias, Epilogue::None, kernel).unwrap();
                     for (i, ((y, want), mag)) in y.iter().zip(&want).zip(&mag).enumerate() {
                         let err = (*y as f64 - want).abs();
                         assert!(
@@ -466,12 +454,19 @@ mod tests {
         );
         let residual = random(m * n, &mut rng);
         for kernel in kernels() {
-            let plain = matmul_f32_with(&x, m, &w, k, Some(&bias), Epilogue::None, kernel).unwrap();
+            let plain = parts_with(&x, m, &[&w], k, Some(&bias), Epilogue::None, kernel).unwrap();
             let gelu =
-                matmul_f32_with(&x, m, &w, k, Some(&bias), Epilogue::QuickGelu, kernel).unwrap();
-            let added =
-                matmul_f32_with(&x, m, &w, k, Some(&bias), Epilogue::Add(&residual), kernel)
-                    .unwrap();
+                parts_with(&x, m, &[&w], k, Some(&bias), Epilogue::QuickGelu, kernel).unwrap();
+            let added = parts_with(
+                &x,
+                m,
+                &[&w],
+                k,
+                Some(&bias),
+                Epilogue::Add(&residual),
+                kernel,
+            )
+            .unwrap();
             for i in 0..m * n {
                 let y = plain[i];
                 let g = y / (1.0 + (-1.702 * y).exp());
@@ -500,7 +495,7 @@ mod tests {
             let mut col = 0;
             for (w, width) in ws.iter().zip(widths) {
                 let b = &bias[col..col + width];
-                let alone = matmul_f32_with(&x, m, w, k, Some(b), Epilogue::None, kernel).unwrap();
+                let alone = parts_with(&x, m, &[w], k, Some(b), Epilogue::None, kernel).unwrap();
                 for r in 0..m {
                     assert_eq!(
                         &y[r * n + col..][..width],
