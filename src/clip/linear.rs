@@ -97,16 +97,22 @@ impl Linear {
     }
 }
 
-/// Whether `q` holds the values a packing was made `from`: the same bytes, not equal ones, so a
-/// weight replaced since (a record loaded, a map over the parameters) is told apart.
+/// Whether `q` holds the values a packing was made `from` ([`same_values`]).
 fn packed_from(from: &FlexTensor, q: &FlexQTensor) -> bool {
-    from.bytes().as_ptr() == q.tensor().bytes().as_ptr()
+    same_values(from, q.tensor())
+}
+
+/// Whether `a` and `b` hold the same bytes, not equal ones, so that a weight replaced since
+/// something was made from it (a record loaded, a map over the parameters) is told apart.
+fn same_values(a: &FlexTensor, b: &FlexTensor) -> bool {
+    a.bytes().as_ptr() == b.bytes().as_ptr()
 }
 
 /// Layers that read the same input (attention's q, k and v) as one product on the CPU: their
 /// packed weights side by side (i8), their grids (u7), or their f32 weights as they lie, so the
-/// input is quantized once and the threads are woken once. Made from what the layers made at load, which they then give up (the
-/// memory is the same); like that, used only while the layers hold the weights it was made from.
+/// input is read (and quantized) once and the threads are woken once. Made from what the layers
+/// made at load, which they then give up (the memory is the same), or from their f32 weights,
+/// which they keep; either way, used only while the layers hold the weights it was made from.
 #[derive(Debug)]
 pub struct Fused {
     from: Vec<FlexTensor>,
@@ -200,8 +206,7 @@ impl Fused {
             let out = match self.made {
                 FusedMade::Float => {
                     let out = w.dims()[1];
-                    let w =
-                        float_weight(&w).filter(|w| w.bytes().as_ptr() == from.bytes().as_ptr())?;
+                    let w = float_weight(&w).filter(|w| same_values(w, from))?;
                     floats.push((w, out));
                     out
                 }
