@@ -305,13 +305,10 @@ fn scores(q: &[f32], kt: &[f32], width: usize, p: &mut [f32]) {
             add(&mut even, pair[0], 2 * h);
             add(&mut odd, pair[1], 2 * h + 1);
         }
-        let acc = [even, odd];
-        for (g, to) in p[j0..j0 + group * LANES]
-            .chunks_exact_mut(LANES)
-            .enumerate()
-        {
+        let to = p[j0..j0 + group * LANES].chunks_exact_mut(LANES);
+        for ((to, e), o) in to.zip(&even).zip(&odd) {
             for l in 0..LANES {
-                to[l] = acc[0][g][l] + acc[1][g][l];
+                to[l] = e[l] + o[l];
             }
         }
         j0 += group * LANES;
