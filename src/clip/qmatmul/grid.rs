@@ -15,6 +15,7 @@
 //! that often. Kernels without an 8-bit product run the i16 kernels on `q − z` with the grid's
 //! scales (`unit · steps_b`), which is the same sum.
 
+use super::packed::{self, LANES};
 use super::{QWeight, BLOCK};
 use crate::error::{Error, Result};
 
@@ -45,8 +46,27 @@ pub struct Grid {
     /// `unit · steps` for the i16 kernels, made on their first product: a kernel with a u7
     /// product never needs it.
     scales: std::sync::OnceLock<Vec<f32>>,
+    /// The weight rearranged for a kernel that reads it so (AVX2's), made with the grid.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) quads: Option<Quads>,
     pub(super) n: usize,
     pub(super) k: usize,
+}
+
+/// A weight and its grid in groups of 16 output columns ([`super::packed`]'s layout), for AVX2's
+/// u7 kernel: 8 columns a register, so a block's steps and an output's unit and offset are each
+/// one load per 8 outputs and no sum crosses lanes. A second copy of the values, 1 byte a weight:
+/// the price of the u7 scheme's speed where it runs.
+#[derive(Clone)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) struct Quads {
+    /// `[⌈n / 16⌉][k / 4][16][4]`.
+    pub values: Vec<i8>,
+    /// `[⌈n / 16⌉][k / BLOCK][16]`.
+    pub steps: Vec<i16>,
+    /// `unit` and `offset`, zeros past `n` to whole groups.
+    pub unit: Vec<f32>,
+    pub offset: Vec<f32>,
 }
 
 impl std::fmt::Debug for Grid {
@@ -82,11 +102,23 @@ impl Grid {
             }
             offset[j] = sum as f32;
         }
+        let padded = |v: &[f32]| {
+            let mut v = v.to_vec();
+            v.resize(w.n.div_ceil(LANES) * LANES, 0.0);
+            v
+        };
+        let quads = reads_quads().then(|| Quads {
+            values: packed::interleave(w.values, w.n, w.k),
+            steps: packed::by_group(&steps, w.n, blocks, 0),
+            unit: padded(&unit),
+            offset: padded(&offset),
+        });
         Ok(Grid {
             steps,
             unit,
             offset,
             scales: std::sync::OnceLock::new(),
+            quads,
             n: w.n,
             k: w.k,
         })
@@ -113,6 +145,14 @@ impl Grid {
             self.n, self.k, w.n, w.k
         )))
     }
+}
+
+/// Whether this CPU's u7 kernel reads the weight in groups ([`Quads`]).
+fn reads_quads() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::Kernel::detect(super::Activations::U7) == super::Kernel::Avx2;
+    #[allow(unreachable_code)]
+    false
 }
 
 /// A weight with its grid: what the u7 kernels read.

@@ -363,6 +363,23 @@ impl Out {
         *self.ptr.add(row * self.n + col) = v + b;
     }
 
+    /// Writes `y[row][first ..]` (`values`, the bias added).
+    ///
+    /// SAFETY: as [`Out::set`] for each of the columns.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    unsafe fn row(self, row: usize, first: usize, values: &[f32]) {
+        let y = std::slice::from_raw_parts_mut(self.ptr.add(row * self.n + first), values.len());
+        if self.bias.is_null() {
+            y.copy_from_slice(values);
+        } else {
+            let bias = std::slice::from_raw_parts(self.bias.add(first), values.len());
+            for ((y, v), b) in y.iter_mut().zip(values).zip(bias) {
+                *y = v + b;
+            }
+        }
+    }
+
     /// Applies `then` to columns `first..first + cols` of the `m` rows, once they are written.
     ///
     /// SAFETY: as [`Out::set`] for every row and column given; `then`'s operand holds `m × n`.
@@ -603,6 +620,31 @@ fn gridded_with(
         // SAFETY: these columns are this task's, and every part has written its share of them.
         unsafe { out.finish(m, first, cols, then) };
     };
+    // AVX2's kernel on the weights in groups of 16 columns, where every part has them: tasks
+    // take whole groups of one part each.
+    #[cfg(target_arch = "x86_64")]
+    if own && kernel == Kernel::Avx2 && parts.iter().all(|(_, g)| g.quads.is_some()) {
+        let a = quantize_u7(x, m, k);
+        let lanes = packed::LANES;
+        let groups: Vec<(usize, usize)> = (parts.iter().enumerate())
+            .flat_map(|(p, (w, _))| (0..w.n).step_by(lanes).map(move |first| (p, first)))
+            .collect();
+        // A task's groups are consecutive columns of `y`: its epilogue runs once, over them all.
+        columns(groups.len(), 1, |at, count| {
+            let mut width = 0;
+            for &(p, first) in &groups[at..at + count] {
+                let cols = (parts[p].0.n - first).min(lanes);
+                // SAFETY: `detect` chose Avx2 only where the CPU has it; these columns are
+                // this task's alone.
+                unsafe { avx2::run_u7_quads(&a, parts[p].1, first, cols, out.shifted(starts[p])) };
+                width += cols;
+            }
+            let (p, first) = groups[at];
+            // SAFETY: as above, and every column of the span is written.
+            unsafe { out.finish(m, starts[p] + first, width, then) };
+        });
+        return Ok(y);
+    }
     if own {
         let a = quantize_u7(x, m, k);
         // SAFETY: as in `matmul_with`; each part's columns are its own.

@@ -81,31 +81,48 @@ impl Packed {
 
     pub(super) fn pack(w: QWeight) -> Packed {
         let (n, k) = (w.n, w.k);
-        let (groups, quads, blocks) = (n.div_ceil(LANES), k / 4, k / BLOCK);
-        let mut values = vec![0i8; groups * LANES * k];
-        let mut scales = vec![0f32; groups * blocks * LANES];
-        let mut offsets = vec![0i32; groups * blocks * LANES];
-        for j in 0..n {
-            let (g, c) = (j / LANES, j % LANES);
-            let row = &w.values[j * k..(j + 1) * k];
-            for (q, four) in row.chunks_exact(4).enumerate() {
-                let at = ((g * quads + q) * LANES + c) * 4;
-                values[at..at + 4].copy_from_slice(four);
-            }
-            for (b, block) in row.chunks_exact(BLOCK).enumerate() {
-                let at = (g * blocks + b) * LANES + c;
-                scales[at] = w.scales[j * blocks + b];
-                offsets[at] = -128 * block.iter().map(|&v| v as i32).sum::<i32>();
-            }
-        }
+        let blocks = k / BLOCK;
+        let sums: Vec<i32> = w
+            .values
+            .chunks_exact(BLOCK)
+            .map(|block| -128 * block.iter().map(|&v| v as i32).sum::<i32>())
+            .collect();
         Packed {
-            values,
-            scales,
-            offsets,
+            values: interleave(w.values, n, k),
+            scales: by_group(w.scales, n, blocks, 0.0),
+            offsets: by_group(&sums, n, blocks, 0),
             n,
             k,
         }
     }
+}
+
+/// A weight's values (`n` rows of `k`) as `[⌈n / 16⌉][k / 4][16][4]`, zeros past `n`: for each
+/// group of 16 columns and run of 4 inputs, the 4 weights of column 0, then of column 1, …
+pub(super) fn interleave(values: &[i8], n: usize, k: usize) -> Vec<i8> {
+    let quads = k / 4;
+    let mut out = vec![0i8; n.div_ceil(LANES) * LANES * k];
+    for (j, row) in values.chunks_exact(k).take(n).enumerate() {
+        let (g, c) = (j / LANES, j % LANES);
+        for (q, four) in row.chunks_exact(4).enumerate() {
+            let at = ((g * quads + q) * LANES + c) * 4;
+            out[at..at + 4].copy_from_slice(four);
+        }
+    }
+    out
+}
+
+/// Something of each column's blocks (`n` rows of `blocks`) as `[⌈n / 16⌉][blocks][16]`, `fill`
+/// past `n`: a block's 16 columns in one load.
+pub(super) fn by_group<T: Copy>(per: &[T], n: usize, blocks: usize, fill: T) -> Vec<T> {
+    let mut out = vec![fill; n.div_ceil(LANES) * LANES * blocks];
+    for (j, row) in per.chunks_exact(blocks).take(n).enumerate() {
+        let (g, c) = (j / LANES, j % LANES);
+        for (b, &v) in row.iter().enumerate() {
+            out[(g * blocks + b) * LANES + c] = v;
+        }
+    }
+    out
 }
 
 /// Whether this CPU runs the packed kernel.

@@ -233,7 +233,8 @@ fn u7_by_hand() {
 /// blocks than a window holds.
 #[test]
 fn u7_sums_hold_at_the_extremes() {
-    // Four windows: AVX2's lanes add half the products a block that relaxed SIMD's do.
+    // Four windows: AVX2's lanes add half the products a block that relaxed SIMD's do (and on
+    // the weight in groups, where a lane adds a column's 32, sixteen of its windows).
     let k = BLOCK * (grid::WINDOW * 4 + 3);
     let n = 3;
     let values: Vec<i8> = (0..n * k)
@@ -270,8 +271,32 @@ fn u7_sums_hold_at_the_extremes() {
 fn gridded_parts_equal_their_products() {
     let mut rng = Rng::new(12);
     let (m, k) = (9, 96);
-    let shapes = [5, 16, 33];
-    let made: Vec<_> = shapes.iter().map(|&n| weight(n, k, 8, &mut rng)).collect();
+    // Parts that start off a group of 16 columns (AVX2 then reads them as stored) and on one.
+    for shapes in [[5, 16, 33], [16, 32, 33]] {
+        parts_equal_their_products(&mut rng, m, k, shapes);
+    }
+    let made = weight(5, 64, 8, &mut rng);
+    let narrow = QWeight {
+        values: &made.0,
+        scales: &made.1,
+        n: 5,
+        k: 64,
+    };
+    let wide = weight(5, k, 8, &mut rng);
+    let wide = QWeight {
+        values: &wide.0,
+        scales: &wide.1,
+        n: 5,
+        k,
+    };
+    let (g, gw) = (Grid::new(narrow).unwrap(), Grid::new(wide).unwrap());
+    let x = random(m * k, &mut rng, 2.0);
+    assert!(matmul_gridded_parts(&x, m, &[(wide, &gw), (narrow, &g)], None).is_err());
+    assert!(matmul_gridded_parts(&x, m, &[], None).is_err());
+}
+
+fn parts_equal_their_products(rng: &mut Rng, m: usize, k: usize, shapes: [usize; 3]) {
+    let made: Vec<_> = shapes.iter().map(|&n| weight(n, k, 8, rng)).collect();
     let weights: Vec<QWeight> = made
         .iter()
         .zip(shapes)
@@ -284,9 +309,9 @@ fn gridded_parts_equal_their_products() {
         .collect();
     let grids: Vec<Grid> = weights.iter().map(|&w| Grid::new(w).unwrap()).collect();
     let parts: Vec<(QWeight, &Grid)> = weights.iter().copied().zip(&grids).collect();
-    let x = random(m * k, &mut rng, 2.0);
+    let x = random(m * k, rng, 2.0);
     let total: usize = shapes.iter().sum();
-    let bias = random(total, &mut rng, 0.5);
+    let bias = random(total, rng, 0.5);
     let y = matmul_gridded_parts(&x, m, &parts, Some(&bias)).unwrap();
     let mut start = 0;
     for (w, g) in &parts {
@@ -301,15 +326,6 @@ fn gridded_parts_equal_their_products() {
         }
         start += w.n;
     }
-    let narrow = QWeight {
-        values: &made[0].0[..5 * 64],
-        scales: &made[0].1[..5 * 2],
-        n: 5,
-        k: 64,
-    };
-    let g = Grid::new(narrow).unwrap();
-    assert!(matmul_gridded_parts(&x, m, &[parts[0], (narrow, &g)], None).is_err());
-    assert!(matmul_gridded_parts(&x, m, &[], None).is_err());
 }
 
 /// A grid cannot be made from a scale that is negative or not finite, nor used for a weight of
@@ -358,6 +374,10 @@ fn speed() {
         (100, 3072, 768),
         (200, 3072, 768),
         (400, 768, 3072),
+        // The text tower at batch 1 and 8 (77 tokens a text, width 512).
+        (77, 512, 512),
+        (616, 2048, 512),
+        (616, 512, 2048),
     ] {
         let (values, scales, deq) = weight(n, k, 8, &mut rng);
         let x = random(m * k, &mut rng, 1.0);
