@@ -27,9 +27,14 @@ pub(super) const LEVELS: i32 = 127;
 pub const STEPS: i32 = 1023;
 
 /// Blocks whose sums stay exact in an i32 lane: each lane adds at most 8 products a block (4
-/// for AVX2's lanes, 8 for the relaxed dot's two), each within `LEVELS · 128 · STEPS`.
+/// for AVX2's lanes, 8 for the two dot products of relaxed SIMD or `sdot`), each within
+/// `LEVELS · 128 · STEPS`.
 #[cfg_attr(
-    not(any(target_arch = "x86_64", feature = "relaxed-simd")),
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        feature = "relaxed-simd"
+    )),
     allow(dead_code)
 )]
 pub(super) const WINDOW: usize = (i32::MAX / (8 * LEVELS * 128 * STEPS)) as usize;

@@ -448,7 +448,11 @@ impl Out {
 
 // Only the kernels with a u7 product of their own write through it.
 #[cfg_attr(
-    not(any(target_arch = "x86_64", feature = "relaxed-simd")),
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        feature = "relaxed-simd"
+    )),
     allow(dead_code)
 )]
 impl Out {
@@ -711,6 +715,9 @@ pub enum Kernel {
     Simd128,
     #[cfg(target_arch = "aarch64")]
     Neon,
+    /// NEON with the dot product (`sdot`), which has a u7 product of its own.
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
 }
 
 impl Kernel {
@@ -736,7 +743,11 @@ impl Kernel {
         #[cfg(target_arch = "wasm32")]
         return Kernel::Simd128;
         #[cfg(target_arch = "aarch64")]
-        return Kernel::Neon;
+        return if acts == Activations::U7 && std::arch::is_aarch64_feature_detected!("dotprod") {
+            Kernel::NeonDot
+        } else {
+            Kernel::Neon
+        };
         #[allow(unreachable_code)]
         Kernel::Portable
     }
@@ -754,6 +765,8 @@ impl Kernel {
             Kernel::Simd128 => "simd128",
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => "neon",
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDot => "neon-dotprod",
         }
     }
 
@@ -768,6 +781,8 @@ impl Kernel {
             Kernel::Avx2 => true,
             #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
             Kernel::Simd128 => true,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDot => true,
             _ => false,
         }
     }
@@ -781,6 +796,8 @@ impl Kernel {
             Kernel::Avx2 => avx2::run_u7(a, w, first, cols, out),
             #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
             Kernel::Simd128 => simd128::run_u7(a, w, first, cols, out),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDot => neon::run_u7(a, w, first, cols, out),
             _ => portable_u7(a, w, first, cols, out),
         }
     }
@@ -800,7 +817,7 @@ impl Kernel {
             #[cfg(target_arch = "wasm32")]
             Kernel::Simd128 => simd128::run(a, w, first, cols, out),
             #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => neon::run(a, w, first, cols, out),
+            Kernel::Neon | Kernel::NeonDot => neon::run(a, w, first, cols, out),
         }
     }
 }

@@ -1,3 +1,4 @@
+use super::grid::{Gridded, WINDOW};
 use super::{Out, QRows, QWeight, BLOCK, PANEL_BYTES};
 use std::arch::aarch64::*;
 
@@ -58,4 +59,74 @@ unsafe fn tile<const R: usize, const C: usize>(
         }
     }
     out.tile(&acc, &a.scales, r0, j0, |v| vaddvq_f32(v));
+}
+
+/// The u7 scheme's tile where the CPU has the dot product (`sdot`: each i32 lane adds 4 i8 × i8
+/// products; the codes, 0..=127, are i8 too): two per 32 products, then one multiply-add by the
+/// block's grid step, summed in i32 for [`WINDOW`] blocks, then in f32.
+///
+/// SAFETY: as [`run`], on a CPU with the dot product.
+#[target_feature(enable = "dotprod")]
+pub(super) unsafe fn run_u7(a: &QRows<u8>, w: Gridded, first: usize, cols: usize, out: Out) {
+    tiled!(a, w, first, cols, out, tile_u7, ROWS, COLS)
+}
+
+/// SAFETY: as [`tile`].
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn tile_u7<const R: usize, const C: usize>(
+    a: &QRows<u8>,
+    gw: Gridded,
+    j0: usize,
+    r0: usize,
+    out: Out,
+) {
+    let (w, g) = (gw.w, gw.g);
+    let k = a.k;
+    let blocks = k / BLOCK;
+    let mut total = [[vdupq_n_f32(0.0); C]; R];
+    for first in (0..blocks).step_by(WINDOW) {
+        let mut acc = [[vdupq_n_s32(0); C]; R];
+        for b in first..(first + WINDOW).min(blocks) {
+            let mut wv = [[vdupq_n_s8(0); 2]; C];
+            let mut steps = [0i32; C];
+            for c in 0..C {
+                let j = j0 + c;
+                let p = w.values.as_ptr().add(j * k + b * BLOCK);
+                wv[c] = [vld1q_s8(p), vld1q_s8(p.add(16))];
+                steps[c] = *g.steps.get_unchecked(j * blocks + b) as i32;
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let ap = a.q.as_ptr().add((r0 + r) * k + b * BLOCK) as *const i8;
+                let x = [vld1q_s8(ap), vld1q_s8(ap.add(16))];
+                for ((acc, w), &step) in acc.iter_mut().zip(&wv).zip(&steps) {
+                    let dot = sdot(sdot(vdupq_n_s32(0), x[0], w[0]), x[1], w[1]);
+                    *acc = vmlaq_n_s32(*acc, dot, step);
+                }
+            }
+        }
+        for (total, acc) in total.iter_mut().zip(&acc) {
+            for (t, v) in total.iter_mut().zip(acc) {
+                *t = vaddq_f32(*t, vcvtq_f32_s32(*v));
+            }
+        }
+    }
+    out.tile_gridded(&total, a, g, r0, j0, |v| vaddvq_f32(v));
+}
+
+/// `acc + ` each lane's 4 products of `a` and `b`. Rust's `vdotq_s32` is not stable yet; the
+/// instruction is, on every CPU with the dot product (Armv8.2 and later: Apple M1, Graviton 2,
+/// Cortex-A76).
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    std::arch::asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags),
+    );
+    acc
 }

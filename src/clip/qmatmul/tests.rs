@@ -42,6 +42,9 @@ fn kernels(acts: Activations) -> Vec<Kernel> {
             all.push(Kernel::Avx512);
         }
     }
+    // NEON's i16 product runs every scheme; with the dot product, u7 has its own.
+    #[cfg(target_arch = "aarch64")]
+    all.push(Kernel::Neon);
     let best = Kernel::detect(acts);
     if !all.contains(&best) {
         all.push(best);
