@@ -168,7 +168,6 @@ unsafe fn round(y: f32) -> i32 {
 }
 
 /// Values a task of [`quantize_rows`] takes at least.
-#[cfg(any(not(target_family = "wasm"), feature = "threads"))]
 const QUANTIZED_A_TASK: usize = 1 << 16;
 
 /// `x` (`m` rows of `k`) quantized a row at a time by `quantize`, which fills the row's codes
