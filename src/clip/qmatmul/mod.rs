@@ -167,9 +167,6 @@ unsafe fn round(y: f32) -> i32 {
     (y + 0.5f32.copysign(y)).to_int_unchecked::<i32>()
 }
 
-/// Values a task of [`quantize_rows`] takes at least.
-const QUANTIZED_A_TASK: usize = 1 << 16;
-
 /// `x` (`m` rows of `k`) quantized a row at a time by `quantize`, which fills the row's codes
 /// and gives its scale and zero point.
 fn quantize_rows<T: Copy + Send + Sync>(
@@ -185,16 +182,14 @@ fn quantize_rows<T: Copy + Send + Sync>(
     let each = |row: &[f32], out: &mut [T], scale: &mut f32, zero: &mut f32| {
         (*scale, *zero) = quantize(row, out);
     };
-    // Rows are independent: on the threads there are, as the product that follows, but only
-    // where each task has enough of them to pay for waking a thread (a batch-1 tower's rows are
-    // quantized where they are).
+    // Rows are independent: on the threads there are, as the product that follows.
     #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     {
         use rayon::prelude::*;
         x.par_chunks_exact(k)
             .zip(q.par_chunks_exact_mut(k))
             .zip(scales.par_iter_mut().zip(zeros.par_iter_mut()))
-            .with_min_len((QUANTIZED_A_TASK / k.max(1)).max(8))
+            .with_min_len(8)
             .for_each(|((row, out), (scale, zero))| each(row, out, scale, zero));
     }
     #[cfg(all(target_family = "wasm", not(feature = "threads")))]
