@@ -1,4 +1,4 @@
-use super::grid::{Grid, Gridded, Quads, LEVELS, STEPS, WINDOW};
+use super::grid::{Grid, Gridded, LEVELS, STEPS, WINDOW};
 use super::packed::LANES;
 use super::{Out, QRows, QWeight, BLOCK, PANEL_BYTES};
 use std::arch::x86_64::*;
@@ -106,7 +106,7 @@ const QUAD_ROWS: usize = 4;
 /// 32 products a block, each within `LEVELS · 128 · STEPS`.
 const QUAD_WINDOW: usize = (i32::MAX / (BLOCK as i32 * LEVELS * 128 * STEPS)) as usize;
 
-/// The u7 scheme on the weight in groups ([`Quads`]): for each run of 4 inputs, a row's 4 codes
+/// The u7 scheme on the weight in groups ([`super::grid::Quads`]): for each run of 4 inputs, a row's 4 codes
 /// broadcast against 8 columns' 4 weights (`vpmaddubsw`), by the columns' block steps
 /// (`vpmaddwd`), so every lane is one output and a tile's sums need no horizontal add.
 /// Columns `first..first + cols`, `first` a multiple of 16.
@@ -114,17 +114,16 @@ const QUAD_WINDOW: usize = (i32::MAX / (BLOCK as i32 * LEVELS * 128 * STEPS)) as
 /// SAFETY: as [`run_u7`]; `g.quads` is `Some`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn run_u7_quads(a: &QRows<u8>, g: &Grid, first: usize, cols: usize, out: Out) {
-    let p = g.quads.as_ref().unwrap_unchecked();
     for j0 in (first..first + cols).step_by(LANES) {
         let width = (first + cols - j0).min(LANES);
         let mut r0 = 0;
         while r0 < a.m {
             let rows = (a.m - r0).min(QUAD_ROWS);
             match rows {
-                1 => tile_quads::<1>(a, p, j0, width, r0, out),
-                2 => tile_quads::<2>(a, p, j0, width, r0, out),
-                3 => tile_quads::<3>(a, p, j0, width, r0, out),
-                _ => tile_quads::<QUAD_ROWS>(a, p, j0, width, r0, out),
+                1 => tile_quads::<1>(a, g, j0, width, r0, out),
+                2 => tile_quads::<2>(a, g, j0, width, r0, out),
+                3 => tile_quads::<3>(a, g, j0, width, r0, out),
+                _ => tile_quads::<QUAD_ROWS>(a, g, j0, width, r0, out),
             }
             r0 += rows;
         }
@@ -138,12 +137,13 @@ pub(super) unsafe fn run_u7_quads(a: &QRows<u8>, g: &Grid, first: usize, cols: u
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_quads<const R: usize>(
     a: &QRows<u8>,
-    p: &Quads,
+    g: &Grid,
     j0: usize,
     width: usize,
     r0: usize,
     out: Out,
 ) {
+    let p = g.quads.as_ref().unwrap_unchecked();
     let k = a.k;
     let blocks = k / BLOCK;
     let group = j0 / LANES;
@@ -179,8 +179,12 @@ unsafe fn tile_quads<const R: usize>(
             }
         }
     }
-    // `(Σ − zero · offset) · unit · row scale`, as `Out::tile_gridded`, 8 outputs at a time.
-    let (unit, offset) = (p.unit.as_ptr().add(j0), p.offset.as_ptr().add(j0));
+    // `(Σ − zero · offset) · unit · row scale`, as `Out::tile_gridded`, 8 outputs at a time; a
+    // ragged last group's columns past `n` get zeros.
+    let (mut unit, mut offset) = ([0f32; LANES], [0f32; LANES]);
+    unit[..width].copy_from_slice(g.unit.get_unchecked(j0..j0 + width));
+    offset[..width].copy_from_slice(g.offset.get_unchecked(j0..j0 + width));
+    let (unit, offset) = (unit.as_ptr(), offset.as_ptr());
     for (r, total) in total.iter().enumerate() {
         let (xs, zero) = (
             _mm256_set1_ps(*a.scales.get_unchecked(r0 + r)),

@@ -15,7 +15,7 @@
 //! that often. Kernels without an 8-bit product run the i16 kernels on `q − z` with the grid's
 //! scales (`unit · steps_b`), which is the same sum.
 
-use super::packed::{self, LANES};
+use super::packed;
 use super::{QWeight, BLOCK};
 use crate::error::{Error, Result};
 
@@ -58,10 +58,10 @@ pub struct Grid {
     pub(super) k: usize,
 }
 
-/// A weight and its grid in groups of 16 output columns ([`super::packed`]'s layout), for AVX2's
-/// u7 kernel: 8 columns a register, so a block's steps and an output's unit and offset are each
-/// one load per 8 outputs and no sum crosses lanes. A second copy of the values, 1 byte a weight:
-/// the price of the u7 scheme's speed where it runs.
+/// A weight's values and grid steps in groups of 16 output columns ([`super::packed`]'s layout),
+/// for AVX2's u7 kernel: 8 columns a register, so a block's steps are one load per 8 outputs and
+/// no sum crosses lanes. A second copy of the values, 1 byte a weight: the price of the u7
+/// scheme's speed where it runs.
 #[derive(Clone)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct Quads {
@@ -69,9 +69,6 @@ pub(super) struct Quads {
     pub values: Vec<i8>,
     /// `[⌈n / 16⌉][k / BLOCK][16]`.
     pub steps: Vec<i16>,
-    /// `unit` and `offset`, zeros past `n` to whole groups.
-    pub unit: Vec<f32>,
-    pub offset: Vec<f32>,
 }
 
 impl std::fmt::Debug for Grid {
@@ -107,16 +104,9 @@ impl Grid {
             }
             offset[j] = sum as f32;
         }
-        let padded = |v: &[f32]| {
-            let mut v = v.to_vec();
-            v.resize(w.n.div_ceil(LANES) * LANES, 0.0);
-            v
-        };
         let quads = reads_quads().then(|| Quads {
             values: packed::interleave(w.values, w.n, w.k),
             steps: packed::by_group(&steps, w.n, blocks, 0),
-            unit: padded(&unit),
-            offset: padded(&offset),
         });
         Ok(Grid {
             steps,
