@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm};
-use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::clip::attention::{attention, attention_qkv};
 use crate::clip::config::{Activation, ClipConfig};
@@ -65,6 +65,15 @@ impl SelfAttention {
 
     /// `residual + out_proj(attention(x))`.
     pub fn forward(&self, x: Tensor<3>, causal: bool, residual: Tensor<3>) -> Tensor<3> {
+        linear3(
+            &self.out_proj,
+            self.mix(x, causal),
+            Then::residual(residual),
+        )
+    }
+
+    /// Attention's output before the out projection, `[B, N, D]`.
+    fn mix(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let layers = [&self.q_proj, &self.k_proj, &self.v_proj];
         let fused = self.qkv.as_deref().and_then(|f| {
@@ -72,7 +81,7 @@ impl SelfAttention {
             let width = qkv.dims()[1];
             Some(qkv.reshape([b, n, width]))
         });
-        let out = match fused {
+        match fused {
             Some(qkv) => attention_qkv(qkv, self.n_heads, causal),
             None => {
                 let q = linear3(&self.q_proj, x.clone(), Then::Nothing);
@@ -80,8 +89,7 @@ impl SelfAttention {
                 let v = linear3(&self.v_proj, x, Then::Nothing);
                 attention(q, k, v, self.n_heads, causal)
             }
-        };
-        linear3(&self.out_proj, out, Then::residual(residual))
+        }
     }
 }
 
@@ -101,6 +109,61 @@ impl EncoderLayer {
             .forward(self.layer_norm1.forward(x.clone()), causal, x);
         self.mlp.forward(self.layer_norm2.forward(x.clone()), x)
     }
+
+    /// [`Self::forward`], then the rows `rows` of its `[B·N, D]` output, as `[rows, D]`. Past
+    /// attention every token is its own (the out projection, LayerNorm, the MLP, the adds), so
+    /// only those rows go on: a tower's last layer need not finish the tokens it does not pool.
+    pub fn forward_rows(&self, x: Tensor<3>, causal: bool, rows: Tensor<1, Int>) -> Tensor<2> {
+        let [b, n, d] = x.dims();
+        let picked = rows.dims()[0];
+        let pick = |t: Tensor<3>| {
+            t.reshape([b * n, d])
+                .select(0, rows.clone())
+                .reshape([picked, 1, d])
+        };
+        let mixed = self
+            .self_attn
+            .mix(self.layer_norm1.forward(x.clone()), causal);
+        let x = linear3(
+            &self.self_attn.out_proj,
+            pick(mixed),
+            Then::residual(pick(x)),
+        );
+        let x = self.mlp.forward(self.layer_norm2.forward(x.clone()), x);
+        x.reshape([picked, d])
+    }
+}
+
+/// Runs `layers` on `x` `[B, N, D]` and gives the rows `rows` of the result (indices into
+/// `[B·N]`), the last layer finishing only those ([`EncoderLayer::forward_rows`]).
+fn pooled(
+    layers: &[EncoderLayer],
+    mut x: Tensor<3>,
+    causal: bool,
+    rows: Tensor<1, Int>,
+) -> Tensor<2> {
+    let Some((last, first)) = layers.split_last() else {
+        let [b, n, d] = x.dims();
+        return x.reshape([b * n, d]).select(0, rows);
+    };
+    for layer in first {
+        x = layer.forward(x, causal);
+    }
+    last.forward_rows(x, causal, rows)
+}
+
+/// `[B·N]` indices of each sequence's token at `positions[i]`.
+fn rows(
+    positions: impl ExactSizeIterator<Item = usize>,
+    n: usize,
+    device: &Device,
+) -> Tensor<1, Int> {
+    let rows: Vec<i64> = positions
+        .enumerate()
+        .map(|(i, p)| (i * n + p) as i64)
+        .collect();
+    let len = rows.len();
+    Tensor::<1, Int>::from_data(TensorData::new(rows, [len]), device)
 }
 
 #[derive(Module, Debug)]
@@ -142,11 +205,9 @@ impl VisionTransformer {
             .val()
             .narrow(0, 0, n + 1)
             .unsqueeze_dim::<3>(0);
-        let mut x = self.pre_layernorm.forward(x);
-        for layer in &self.layers {
-            x = layer.forward(x, false);
-        }
-        let pooled = x.slice([0..b, 0..1]).reshape([b, d]);
+        let x = self.pre_layernorm.forward(x);
+        let class_tokens = rows(std::iter::repeat_n(0, b), n + 1, &x.device());
+        let pooled = pooled(&self.layers, x, false, class_tokens);
         linear(&self.projection, self.post_layernorm.forward(pooled))
     }
 }
@@ -180,26 +241,17 @@ impl TextTransformer {
     /// Runs the causal transformer on token embeddings and returns the projected features at
     /// each sequence's EOT position: `[B, L, D]` → `[B, projection_dim]`.
     pub fn forward_embeddings(&self, embeddings: Tensor<3>, eot_positions: &[usize]) -> Tensor<2> {
-        let [b, l, d] = embeddings.dims();
+        let [b, l, _] = embeddings.dims();
         assert_eq!(eot_positions.len(), b, "one EOT position per sequence");
-        let mut x = embeddings
+        let x = embeddings
             + self
                 .position_embedding
                 .val()
                 .narrow(0, 0, l)
                 .unsqueeze_dim::<3>(0);
-        for layer in &self.layers {
-            x = layer.forward(x, true);
-        }
-        // Causal attention means nothing after EOT reaches it, and LayerNorm is per token, so
-        // gathering first and normalising one row per sequence is exact and cheaper.
-        let rows: Vec<i64> = eot_positions
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| (i * l + p) as i64)
-            .collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &x.device());
-        let pooled = x.reshape([b * l, d]).select(0, index);
+        // LayerNorm is per token, so normalising only the EOT rows is exact.
+        let eot = rows(eot_positions.iter().copied(), l, &x.device());
+        let pooled = pooled(&self.layers, x, true, eot);
         linear(&self.projection, self.final_layer_norm.forward(pooled))
     }
 
