@@ -284,8 +284,8 @@ pub enum Epilogue<'a> {
     Add(&'a [f32]),
 }
 
-/// The zeroed output `y[m, n]` of a product, once the input `x` (`m × k`), the bias (`n`) and
-/// the epilogue's operand (`m × n`) are seen to fit.
+/// The output `y[m, n]` of a product, once the input `x` (`m × k`), the bias (`n`) and the
+/// epilogue's operand (`m × n`) are seen to fit.
 fn output(
     x: &[f32],
     m: usize,
@@ -293,7 +293,7 @@ fn output(
     n: usize,
     bias: Option<&[f32]>,
     then: Epilogue,
-) -> Result<Vec<f32>> {
+) -> Result<Output> {
     if let Epilogue::Add(r) = then {
         if r.len() != m * n {
             return Err(Error::Input(format!(
@@ -311,7 +311,40 @@ fn output(
     if bias.is_some_and(|b| b.len() != n) {
         return Err(Error::Input(format!("matmul: bias is not of length {n}")));
     }
-    Ok(vec![0f32; m * n])
+    Ok(Output::new(m * n))
+}
+
+/// A product's storage, not zeroed: every kernel writes each output before its epilogue or a
+/// later block reads it, and zeroing first was a pass of its own (2.4% of the f32 text tower).
+/// The unit tests fill it with NaN instead, so an output that no kernel writes shows.
+struct Output {
+    y: Vec<f32>,
+    len: usize,
+}
+
+impl Output {
+    fn new(len: usize) -> Output {
+        #[allow(unused_mut)]
+        let mut y = Vec::with_capacity(len);
+        #[cfg(test)]
+        y.resize(len, f32::NAN);
+        Output { y, len }
+    }
+
+    /// Where the kernels write: `n` outputs a row, `bias` added as they do.
+    fn out(&mut self, n: usize, bias: Option<&[f32]>) -> Out {
+        Out {
+            ptr: self.y.as_mut_ptr(),
+            n,
+            bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+        }
+    }
+
+    /// SAFETY: every output has been written through [`Output::out`].
+    unsafe fn filled(mut self) -> Vec<f32> {
+        self.y.set_len(self.len);
+        self.y
+    }
 }
 
 /// The output `y[m, n]`, row-major, shared by the threads that fill disjoint column ranges; the
@@ -328,15 +361,6 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
-    /// `y` (`n` a row) for the kernels to fill, `bias` added as they write.
-    fn new(y: &mut [f32], n: usize, bias: Option<&[f32]>) -> Out {
-        Out {
-            ptr: y.as_mut_ptr(),
-            n,
-            bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
-        }
-    }
-
     /// The same output seen from column `offset` on: column `c` of the result is `offset + c`
     /// of this one (a part of a product whose parts lie side by side).
     fn shifted(self, offset: usize) -> Out {
@@ -369,13 +393,14 @@ impl Out {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     #[inline(always)]
     unsafe fn row(self, row: usize, first: usize, values: &[f32]) {
-        let y = std::slice::from_raw_parts_mut(self.ptr.add(row * self.n + first), values.len());
+        // Written through the pointer: no slice over outputs not yet written.
+        let y = self.ptr.add(row * self.n + first);
         if self.bias.is_null() {
-            y.copy_from_slice(values);
+            std::ptr::copy_nonoverlapping(values.as_ptr(), y, values.len());
         } else {
             let bias = std::slice::from_raw_parts(self.bias.add(first), values.len());
-            for ((y, v), b) in y.iter_mut().zip(values).zip(bias) {
-                *y = v + b;
+            for (c, (v, b)) in values.iter().zip(bias).enumerate() {
+                y.add(c).write(v + b);
             }
         }
     }
@@ -516,7 +541,7 @@ pub(crate) fn matmul_with(
         return gridded_with(x, m, &[(w, &g)], bias, then, kernel, own);
     }
     let mut y = output(x, m, w.k, w.n, bias, then)?;
-    let out = Out::new(&mut y, w.n, bias);
+    let out = y.out(w.n, bias);
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Vnni512 => {
@@ -537,7 +562,8 @@ pub(crate) fn matmul_with(
             });
         }
     }
-    Ok(y)
+    // SAFETY: the tasks covered every column of every row.
+    Ok(unsafe { y.filled() })
 }
 
 /// `y[m, n] = x[m, k] · Wᵀ (+ bias[n])`, then `then`, in the u7 scheme on `w`'s grid `g`
@@ -602,7 +628,7 @@ fn gridded_with(
     }
     let n = parts.iter().map(|(w, _)| w.n).sum();
     let mut y = output(x, m, k, n, bias, then)?;
-    let out = Out::new(&mut y, n, bias);
+    let out = y.out(n, bias);
     // Each part's first column in `y`.
     let starts: Vec<usize> = parts
         .iter()
@@ -647,7 +673,8 @@ fn gridded_with(
             // SAFETY: as above, and every column of the span is written.
             unsafe { out.finish(m, starts[p] + first, width, then) };
         });
-        return Ok(y);
+        // SAFETY: the groups covered every column of every part.
+        return Ok(unsafe { y.filled() });
     }
     if own {
         let a = quantize_u7(x, m, k);
@@ -672,7 +699,8 @@ fn gridded_with(
             })
         });
     }
-    Ok(y)
+    // SAFETY: the tasks covered every column of every part.
+    Ok(unsafe { y.filled() })
 }
 
 /// Runs `task(first, count)` over disjoint ranges covering `0..n` (columns, or groups of them),

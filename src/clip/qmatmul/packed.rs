@@ -141,16 +141,16 @@ pub fn matmul(
     bias: Option<&[f32]>,
     then: Epilogue,
 ) -> Result<Vec<f32>> {
-    let y = super::output(x, m, p.k, p.n, bias, then)?;
+    #[allow(unused_mut)]
+    let mut y = super::output(x, m, p.k, p.n, bias, then)?;
     if !packs() {
         return Err(Error::Input(
             "this CPU has no kernel for packed weights".into(),
         ));
     }
     #[cfg(target_arch = "x86_64")]
-    let y = {
-        let mut y = y;
-        let out = super::Out::new(&mut y, p.n, bias);
+    {
+        let out = y.out(p.n, bias);
         let a = super::quantize_u8(x, m, p.k);
         let groups = p.n.div_ceil(LANES);
         // SAFETY: `packs` checked the CPU; tasks get disjoint groups, so disjoint columns.
@@ -160,7 +160,7 @@ pub fn matmul(
             let cols = (count * LANES).min(p.n - g0 * LANES);
             out.finish(m, g0 * LANES, cols, then);
         });
-        y
-    };
-    Ok(y)
+    }
+    // SAFETY: the groups covered every column (and `packs` is false on other CPUs).
+    Ok(unsafe { y.filled() })
 }
