@@ -5,8 +5,11 @@
 //! broadcast row value: 15 of the 16 registers). `k` goes in blocks of [`KC`]: the first row tile
 //! over a block of 16 columns copies it (16 KB) to the stack as it reads it from the weight,
 //! asking the cache for the next block meanwhile, and every other row tile reads the copy from
-//! L1 ([`Block`] says why not the weight itself). A tile starts from the output's previous block
-//! (or the bias, in the first), so the sums are written once a block and the bias costs nothing.
+//! L1 ([`Block`] says why not the weight itself). From [`WIDE`] rows on, a task packs [`NC`]
+//! columns' blocks first and each row tile runs over all of them, so a tile's rows of `x` come
+//! from L1 rather than again for every panel ([`Operands::wide`]). A tile starts from the
+//! output's previous block (or the bias, in the first), so the sums are written once a block and
+//! the bias costs nothing.
 //! The columns split among the threads as the int8 kernels' do, and each task's epilogue runs
 //! on its columns while they are in cache.
 //!
@@ -21,6 +24,11 @@ const MR: usize = 6;
 const NR: usize = 16;
 /// `k` a block: 256 × 16 weights, 16 KB.
 const KC: usize = 256;
+/// Rows from which a product packs [`NC`] columns' blocks before it multiplies
+/// ([`Operands::wide`]).
+const WIDE: usize = 200;
+/// Columns packed at once for many rows: 8 blocks, 128 KB, for L2.
+const NC: usize = 8 * NR;
 
 /// Which tile the product runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +146,19 @@ impl Operands<'_> {
     /// SAFETY: as [`parts_with`]'s task.
     unsafe fn columns(self, m: usize, j0: usize, j1: usize, out: Out, kernel: FloatKernel) {
         let full = j0 + (j1 - j0) / NR * NR;
+        if m >= WIDE {
+            self.wide(m, j0, full, out, kernel);
+        } else {
+            self.narrow(m, j0, full, out, kernel);
+        }
+        self.edge(m, full, j1, out);
+    }
+
+    /// Few rows: the weight is read once, a block a panel, each block packed by the first row
+    /// tile as it reads it and read from L1 by the others.
+    ///
+    /// SAFETY: as [`Self::columns`], `full - j0` a multiple of [`NR`].
+    unsafe fn narrow(self, m: usize, j0: usize, full: usize, out: Out, kernel: FloatKernel) {
         let mut block = Block([0.0; KC * NR]);
         let tiles = m.div_ceil(MR);
         for p0 in (0..self.k).step_by(KC) {
@@ -165,34 +186,87 @@ impl Operands<'_> {
                         kc,
                         next,
                     };
-                    match kernel {
-                        #[cfg(target_arch = "x86_64")]
-                        FloatKernel::Avx2 => {
-                            avx2::tile_rows(self, &mut block, t, rows, i == 0, out)
-                        }
-                        FloatKernel::Portable => {
-                            portable_rows(self, &mut block, t, rows, i == 0, out)
-                        }
+                    tile_rows(kernel, self, &mut block, t, rows, i == 0, out);
+                    r0 += rows;
+                }
+            }
+        }
+    }
+
+    /// Many rows: a block of [`NC`] columns packed first, then each row tile runs over all its
+    /// panels, so the tile's rows of `x` stay in L1 and the packed block in L2. (Read panel by
+    /// panel instead, each panel would read every row of `x` again, from beyond L2.)
+    ///
+    /// SAFETY: as [`Self::narrow`].
+    unsafe fn wide(self, m: usize, j0: usize, full: usize, out: Out, kernel: FloatKernel) {
+        let mut panels: Vec<Block> = (0..NC / NR).map(|_| Block([0.0; KC * NR])).collect();
+        let tiles = m.div_ceil(MR);
+        for jc in (j0..full).step_by(NC) {
+            let jn = NC.min(full - jc);
+            for p0 in (0..self.k).step_by(KC) {
+                let kc = KC.min(self.k - p0);
+                for (block, j) in panels.iter_mut().zip((jc..jc + jn).step_by(NR)) {
+                    for p in 0..kc {
+                        let w = self.w.get_unchecked((p0 + p) * self.n + j..);
+                        block.0[p * NR..][..NR].copy_from_slice(&w[..NR]);
+                    }
+                }
+                let mut r0 = 0;
+                for i in 0..tiles {
+                    let rows = m / tiles + usize::from(i < m % tiles);
+                    for (block, j) in panels.iter_mut().zip((jc..jc + jn).step_by(NR)) {
+                        let t = Tile {
+                            r0,
+                            j,
+                            p0,
+                            kc,
+                            next: None,
+                        };
+                        tile_rows(kernel, self, block, t, rows, false, out);
                     }
                     r0 += rows;
                 }
             }
-            // The ragged edge (no CLIP layer has one), a column at a time.
-            for j in full..j1 {
-                for r in 0..m {
-                    let y = out.ptr.add(r * out.n + j);
-                    let mut s = if p0 == 0 { self.bias_at(j) } else { *y };
-                    for p in p0..p0 + kc {
-                        s += self.x[r * self.k + p] * self.w[p * self.n + j];
-                    }
-                    *y = s;
+        }
+    }
+
+    /// The ragged edge, columns `full..j1` (no CLIP layer has one), a column at a time, in the
+    /// tiles' order of summation.
+    ///
+    /// SAFETY: as [`Self::columns`].
+    unsafe fn edge(self, m: usize, full: usize, j1: usize, out: Out) {
+        for j in full..j1 {
+            for r in 0..m {
+                let mut s = self.bias_at(j);
+                for p in 0..self.k {
+                    s += self.x[r * self.k + p] * self.w[p * self.n + j];
                 }
+                out.ptr.add(r * out.n + j).write(s);
             }
         }
     }
 
     fn bias_at(self, j: usize) -> f32 {
         self.bias.map_or(0.0, |b| b[j])
+    }
+}
+
+/// A tile on `kernel`.
+///
+/// SAFETY: as [`portable_rows`], `kernel` running on this CPU.
+unsafe fn tile_rows(
+    kernel: FloatKernel,
+    b: Operands,
+    block: &mut Block,
+    t: Tile,
+    rows: usize,
+    packs: bool,
+    out: Out,
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        FloatKernel::Avx2 => avx2::tile_rows(b, block, t, rows, packs, out),
+        FloatKernel::Portable => portable_rows(b, block, t, rows, packs, out),
     }
 }
 
@@ -406,14 +480,16 @@ mod tests {
 
     // Shapes that reach every edge: one row, rows past a tile (`MR`) and spread unevenly over
     // the tiles, `k` past a block (`KC`) and ragged, columns past a tile (`NR`) and fewer than
-    // one, several panels a block (whose next block is asked for).
-    const SHAPES: [(usize, usize, usize); 6] = [
+    // one, several panels a block (whose next block is asked for); rows enough for the wide
+    // order ([`WIDE`]) with columns past its block ([`NC`]) and ragged.
+    const SHAPES: [(usize, usize, usize); 7] = [
         (1, 1, 16),
         (7, 300, 40),
         (13, 513, 35),
         (50, 64, 3),
         (100, 257, 48),
         (6, 768, 64),
+        (WIDE + 3, 300, NC + 22),
     ];
 
     #[test]
@@ -484,8 +560,14 @@ mod tests {
     /// columns, bit for bit: parts a whole number of tiles wide, ragged, and narrower than one.
     #[test]
     fn parts_equal_their_products() {
+        for m in [11, WIDE + 1] {
+            parts_equal_their_products_at(m);
+        }
+    }
+
+    fn parts_equal_their_products_at(m: usize) {
         let mut rng = Rng::new(5);
-        let (m, k) = (11, 300);
+        let k = 300;
         let widths = [48, 35, 7, 64];
         let ws: Vec<Vec<f32>> = widths.iter().map(|n| random(k * n, &mut rng)).collect();
         let n: usize = widths.iter().sum();
