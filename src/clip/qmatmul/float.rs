@@ -251,25 +251,6 @@ impl Operands<'_> {
     }
 }
 
-/// A tile on `kernel`.
-///
-/// SAFETY: as [`portable_rows`], `kernel` running on this CPU.
-unsafe fn tile_rows(
-    kernel: FloatKernel,
-    b: Operands,
-    block: &mut Block,
-    t: Tile,
-    rows: usize,
-    packs: bool,
-    out: Out,
-) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        FloatKernel::Avx2 => avx2::tile_rows(b, block, t, rows, packs, out),
-        FloatKernel::Portable => portable_rows(b, block, t, rows, packs, out),
-    }
-}
-
 /// A block of a panel, packed: `kc` rows of [`NR`] columns, one after another. Read in place,
 /// a block's rows lie 4·n bytes apart, a multiple of 4 KiB for every CLIP width, so they would
 /// all share one set of the L1 cache and evict each other; packed, every tile but the first
@@ -312,8 +293,12 @@ macro_rules! by_rows {
     };
 }
 
-/// SAFETY: as [`Operands::columns`]; `block` is the tile's block, packed unless `packs`.
-unsafe fn portable_rows(
+/// A tile on `kernel`.
+///
+/// SAFETY: as [`Operands::columns`], `kernel` running on this CPU; `block` is the tile's block,
+/// packed unless `packs`.
+unsafe fn tile_rows(
+    kernel: FloatKernel,
     b: Operands,
     block: &mut Block,
     t: Tile,
@@ -321,7 +306,11 @@ unsafe fn portable_rows(
     packs: bool,
     out: Out,
 ) {
-    by_rows!(portable_tile, rows, packs, b, block, t, out)
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        FloatKernel::Avx2 => avx2::tile_rows(b, block, t, rows, packs, out),
+        FloatKernel::Portable => by_rows!(portable_tile, rows, packs, b, block, t, out),
+    }
 }
 
 /// The reference tile: what the AVX2 one does (but ask the cache), in arrays the compiler may
@@ -370,7 +359,7 @@ mod avx2 {
     use super::{Block, Operands, Out, Tile, MR, NR};
     use std::arch::x86_64::*;
 
-    /// SAFETY: as [`super::portable_rows`], on a CPU with AVX2 and FMA.
+    /// SAFETY: as [`super::tile_rows`], on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile_rows(
         b: Operands,
