@@ -63,15 +63,6 @@ impl SelfAttention {
         }
     }
 
-    /// `residual + out_proj(attention(x))`.
-    pub fn forward(&self, x: Tensor<3>, causal: bool, residual: Tensor<3>) -> Tensor<3> {
-        linear3(
-            &self.out_proj,
-            self.mix(x, causal),
-            Then::residual(residual),
-        )
-    }
-
     /// Attention's output before the out projection, `[B, N, D]`.
     fn mix(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let [b, n, d] = x.dims();
@@ -104,10 +95,8 @@ pub struct EncoderLayer {
 
 impl EncoderLayer {
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let x = self
-            .self_attn
-            .forward(self.layer_norm1.forward(x.clone()), causal, x);
-        self.mlp.forward(self.layer_norm2.forward(x.clone()), x)
+        let mixed = self.mix(x.clone(), causal);
+        self.finish(mixed, x)
     }
 
     /// [`Self::forward`], then the rows `rows` of its `[B·N, D]` output, as `[rows, D]`. Past
@@ -121,16 +110,19 @@ impl EncoderLayer {
                 .select(0, rows.clone())
                 .reshape([picked, 1, d])
         };
-        let mixed = self
-            .self_attn
-            .mix(self.layer_norm1.forward(x.clone()), causal);
-        let x = linear3(
-            &self.self_attn.out_proj,
-            pick(mixed),
-            Then::residual(pick(x)),
-        );
-        let x = self.mlp.forward(self.layer_norm2.forward(x.clone()), x);
-        x.reshape([picked, d])
+        let mixed = self.mix(x.clone(), causal);
+        self.finish(pick(mixed), pick(x)).reshape([picked, d])
+    }
+
+    /// Attention over the normalised input, before the out projection.
+    fn mix(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        self.self_attn.mix(self.layer_norm1.forward(x), causal)
+    }
+
+    /// What follows attention, token by token: `x + out_proj(mixed)`, then the MLP block.
+    fn finish(&self, mixed: Tensor<3>, x: Tensor<3>) -> Tensor<3> {
+        let x = linear3(&self.self_attn.out_proj, mixed, Then::residual(x));
+        self.mlp.forward(self.layer_norm2.forward(x.clone()), x)
     }
 }
 
