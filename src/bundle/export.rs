@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::nn::LayerNorm;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
 use crate::clip::linear::Linear;
 use crate::clip::loader::{Init, WeightSource};
@@ -23,6 +23,12 @@ pub struct HfTensors {
 impl HfTensors {
     fn put<const D: usize>(&mut self, key: String, t: Tensor<D>) -> Result<()> {
         let shape = t.dims().to_vec();
+        // The token table stays quantized on the CPU (`clip::token_table`).
+        let t = if matches!(t.dtype(), DType::QFloat(_)) {
+            t.dequantize()
+        } else {
+            t
+        };
         self.tensors.insert(key, (shape, read_f32(t)?));
         Ok(())
     }

@@ -345,6 +345,10 @@ impl<'a, B: BundleBytes<'a>> crate::clip::loader::WeightSource for BundleSource<
         Ok(values)
     }
 
+    fn take_table(&mut self, key: &str, shape: &[usize]) -> Result<crate::clip::loader::Weight> {
+        self.take_linear(key, shape)
+    }
+
     fn take_linear(&mut self, key: &str, shape: &[usize]) -> Result<crate::clip::loader::Weight> {
         let t = self.entry(key, shape)?;
         if t.dtype.is_quantized() {

@@ -336,7 +336,7 @@ pub fn forward_then(layer: &Linear, x: Tensor<2>, then: Then) -> Tensor<2> {
 
 /// The weight as the CPU backend holds it, if it is `[out, in]` in blocks of
 /// [`qmatmul::BLOCK`] along `in`, one contiguous i8 a value (the layout the loader makes).
-fn stored(q: &FlexQTensor) -> Option<QWeight<'_>> {
+pub(crate) fn stored(q: &FlexQTensor) -> Option<QWeight<'_>> {
     use burn::backend::TensorMetadata;
     let DType::QFloat(scheme) = q.dtype() else {
         return None;

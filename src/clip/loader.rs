@@ -52,6 +52,12 @@ pub trait WeightSource {
     fn take_linear(&mut self, key: &str, shape: &[usize]) -> Result<Weight> {
         Ok(Weight::F32(self.take(key, shape, Init::Normal(0.02))?))
     }
+
+    /// The token table `[vocab, width]`, which a source may also hand over quantized (blocks
+    /// along the width).
+    fn take_table(&mut self, key: &str, shape: &[usize]) -> Result<Weight> {
+        Ok(Weight::F32(self.take(key, shape, Init::Normal(0.02))?))
+    }
 }
 
 /// Every weight source's shape check: `found` (as stored) must be the `expected` shape the
@@ -308,11 +314,14 @@ fn build_text(
     let t = &config.text_config;
     let d = t.hidden_size;
     let prefix = "text_model";
-    let tokens = src.take(
-        &format!("{prefix}.embeddings.token_embedding.weight"),
-        &[t.vocab_size, d],
-        Init::Normal(0.02),
-    )?;
+    let tokens = token_table(
+        src.take_table(
+            &format!("{prefix}.embeddings.token_embedding.weight"),
+            &[t.vocab_size, d],
+        )?,
+        [t.vocab_size, d],
+        device,
+    );
     let pos = src.take(
         &format!("{prefix}.embeddings.position_embedding.weight"),
         &[t.max_position_embeddings, d],
@@ -332,9 +341,7 @@ fn build_text(
         )?);
     }
     Ok(TextTransformer {
-        token_embedding: Embedding {
-            weight: param(tokens, [t.vocab_size, d], device),
-        },
+        token_embedding: tokens,
         position_embedding: param(pos, [t.max_position_embeddings, d], device),
         layers,
         final_layer_norm: layer_norm(
@@ -453,7 +460,7 @@ fn linear_from(
 /// A burn quantized tensor `[d_out, d_in]` (Q8S/Q4S, f32 scales per block along `d_in`,
 /// values packed into little-endian u32 words, lowest bits first), built from the converter's
 /// values without an f32 copy of the weight.
-fn quantized_weight(
+pub(crate) fn quantized_weight(
     q: &[i8],
     scales: &[f32],
     d_out: usize,
@@ -504,6 +511,32 @@ fn linear(
         None
     };
     Ok(linear_from(w, d_in, d_out, b, device))
+}
+
+/// A quantized table stays so on the CPU ([`crate::clip::token_table`]); anywhere else it is
+/// dequantized here.
+fn token_table(w: Weight, shape: [usize; 2], device: &Device) -> Embedding {
+    match w {
+        Weight::F32(values) => crate::clip::token_table::table(None, || values, shape, device),
+        Weight::Quantized {
+            values,
+            scales,
+            bits,
+            block,
+        } => {
+            let on_cpu =
+                crate::device::is_cpu(device) && crate::device::runs_quantized_matmul(device);
+            let q = on_cpu.then(|| {
+                quantized_weight(&values, &scales, shape[0], shape[1], bits, block, device)
+            });
+            crate::clip::token_table::table(
+                q,
+                || crate::bundle::quant::dequantize(&values, &scales, block),
+                shape,
+                device,
+            )
+        }
+    }
 }
 
 fn layer_norm(

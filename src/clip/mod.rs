@@ -15,4 +15,5 @@ pub mod preprocess;
 pub mod prompt;
 pub mod qmatmul;
 pub mod specs;
+pub mod token_table;
 pub mod tokenizer;

@@ -227,7 +227,7 @@ impl TextTransformer {
     /// Token embeddings `[B, L]` → `[B, L, D]`, before position embeddings. Prompt tuning
     /// splices learned context vectors into this before calling [`Self::forward_embeddings`].
     pub fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        self.token_embedding.forward(ids)
+        crate::clip::token_table::rows(&self.token_embedding, ids)
     }
 
     /// Runs the causal transformer on token embeddings and returns the projected features at
