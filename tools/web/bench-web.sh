@@ -28,17 +28,19 @@ settings=(${SETTINGS:-1 default 2})
 # running every setting of both sides one after the other, and each ratio taken within a round.
 rounds=${ROUNDS:-3}
 declare -A ours ours7 theirs
+# Each run's lines go to stderr as they come, through `tee >(cat >&2)`: `tee /dev/stderr` would
+# reopen a log file that stderr points at, and truncate it.
 for ((i = 1; i <= rounds; i++)); do
   for t in "${settings[@]}"; do
     echo "== round $i, threads $t: ours (q8 bundle, CPU in wasm)" >&2
     ours[$t,$i]=$(node tests/e2e/bench.mjs --model models/bench-b32.q8.bundle --images "$images" --runs "$runs" \
-      --backends cpu --threads "${t/default/auto}" | tee /dev/stderr | line)
+      --backends cpu --threads "${t/default/auto}" | tee >(cat >&2) | line)
     echo "== round $i, threads $t: ours, u7 activations" >&2
     ours7[$t,$i]=$(node tests/e2e/bench.mjs --model models/bench-b32.q8.bundle --images "$images" --runs "$runs" \
-      --backends cpu --threads "${t/default/auto}" --activations u7 | tee /dev/stderr | line)
+      --backends cpu --threads "${t/default/auto}" --activations u7 | tee >(cat >&2) | line)
     echo "== round $i, threads $t: transformers.js q8" >&2
     theirs[$t,$i]=$(node tools/web/tjs-bench/run.mjs --model-dir "$dir/tjs" --images "$images" --runs "$runs" \
-      --threads "$t" | tee /dev/stderr | line)
+      --threads "$t" | tee >(cat >&2) | line)
   done
 done
 
