@@ -8,7 +8,7 @@
 //! holds the file plus one tensor in flight, not two models.
 
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::Dtype;
 
@@ -314,7 +314,7 @@ fn build_text(
     let t = &config.text_config;
     let d = t.hidden_size;
     let prefix = "text_model";
-    let tokens = token_table(
+    let tokens = crate::clip::token_table::table(
         src.take_table(
             &format!("{prefix}.embeddings.token_embedding.weight"),
             &[t.vocab_size, d],
@@ -511,32 +511,6 @@ fn linear(
         None
     };
     Ok(linear_from(w, d_in, d_out, b, device))
-}
-
-/// A quantized table stays so on the CPU ([`crate::clip::token_table`]); anywhere else it is
-/// dequantized here.
-fn token_table(w: Weight, shape: [usize; 2], device: &Device) -> Embedding {
-    match w {
-        Weight::F32(values) => crate::clip::token_table::table(None, || values, shape, device),
-        Weight::Quantized {
-            values,
-            scales,
-            bits,
-            block,
-        } => {
-            let on_cpu =
-                crate::device::is_cpu(device) && crate::device::runs_quantized_matmul(device);
-            let q = on_cpu.then(|| {
-                quantized_weight(&values, &scales, shape[0], shape[1], bits, block, device)
-            });
-            crate::clip::token_table::table(
-                q,
-                || crate::bundle::quant::dequantize(&values, &scales, block),
-                shape,
-                device,
-            )
-        }
-    }
 }
 
 fn layer_norm(

@@ -12,20 +12,34 @@ use burn::module::Param;
 use burn::nn::Embedding;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
+use crate::bundle::quant::dequantize;
 use crate::clip::linear::stored;
+use crate::clip::loader::{quantized_weight, Weight};
 use crate::clip::qmatmul::BLOCK;
 
-/// The table as the loader builds it on `device`: `quantized` (a block-quantized tensor `[vocab,
-/// width]`, blocks along the width) where the CPU reads it in place, else the values in f32.
-pub(crate) fn table(
-    quantized: Option<Tensor<2>>,
-    f32_values: impl FnOnce() -> Vec<f32>,
-    shape: [usize; 2],
-    device: &Device,
-) -> Embedding {
-    let weight = match quantized {
-        Some(q) if reads_in_place(&q) => q,
-        _ => Tensor::from_data(TensorData::new(f32_values(), shape), device),
+/// The table `[vocab, width]` as the loader builds it on `device`: a quantized one stays so
+/// where the CPU reads it in place (blocks along the width), and is dequantized anywhere else.
+pub(crate) fn table(w: Weight, shape: [usize; 2], device: &Device) -> Embedding {
+    let weight = match w {
+        Weight::F32(values) => Tensor::from_data(TensorData::new(values, shape), device),
+        Weight::Quantized {
+            values,
+            scales,
+            bits,
+            block,
+        } => {
+            let on_cpu =
+                crate::device::is_cpu(device) && crate::device::runs_quantized_matmul(device);
+            match on_cpu.then(|| {
+                quantized_weight(&values, &scales, shape[0], shape[1], bits, block, device)
+            }) {
+                Some(q) if reads_in_place(&q) => q,
+                _ => Tensor::from_data(
+                    TensorData::new(dequantize(&values, &scales, block), shape),
+                    device,
+                ),
+            }
+        }
     };
     Embedding {
         weight: Param::from_tensor(weight),
@@ -54,19 +68,20 @@ pub(crate) fn rows(table: &Embedding, ids: Tensor<2, Int>) -> Tensor<3> {
             let device = ids.device();
             let ids = ids.into_data().convert::<i64>();
             let ids = ids.as_slice::<i64>().expect("i64 after convert");
-            let mut out = Vec::with_capacity(b * l * w.k);
+            let (mut values, mut scales) = (
+                Vec::with_capacity(b * l * w.k),
+                Vec::with_capacity(b * l * w.k / BLOCK),
+            );
             for &id in ids {
                 let id = usize::try_from(id)
                     .ok()
                     .filter(|&i| i < w.n)
                     .unwrap_or_else(|| panic!("token id {id} outside the table of {} rows", w.n));
-                let values = &w.values[id * w.k..][..w.k];
-                let scales = &w.scales[id * w.k / BLOCK..][..w.k / BLOCK];
-                for (block, &s) in values.chunks(BLOCK).zip(scales) {
-                    out.extend(block.iter().map(|&v| v as f32 * s));
-                }
+                values.extend_from_slice(&w.values[id * w.k..][..w.k]);
+                scales.extend_from_slice(&w.scales[id * w.k / BLOCK..][..w.k / BLOCK]);
             }
-            return Tensor::from_data(TensorData::new(out, [b, l, w.k]), &device);
+            let rows = dequantize(&values, &scales, BLOCK);
+            return Tensor::from_data(TensorData::new(rows, [b, l, w.k]), &device);
         }
     }
     // A layout the loader does not make: the same numbers through burn.
@@ -92,17 +107,18 @@ mod tests {
             .map(|_| rng.uniform() / 64.0)
             .collect();
         let device = crate::device::cpu();
-        let q = crate::clip::loader::quantized_weight(
-            &values, &scales, vocab, width, 8, BLOCK, &device,
-        );
-        let f32_values = crate::bundle::quant::dequantize(&values, &scales, BLOCK);
+        let f32_values = dequantize(&values, &scales, BLOCK);
         let quantized = table(
-            Some(q),
-            || unreachable!("read in place"),
+            Weight::Quantized {
+                values,
+                scales,
+                bits: 8,
+                block: BLOCK,
+            },
             [vocab, width],
             &device,
         );
-        let plain = table(None, || f32_values, [vocab, width], &device);
+        let plain = table(Weight::F32(f32_values), [vocab, width], &device);
         (quantized, plain)
     }
 
