@@ -1,7 +1,8 @@
 // Bundles by URL, in the worker: downloaded with progress, kept in Cache Storage under a
 // versioned name and revalidated against the server's validators (ETag, Last-Modified, length),
 // used from the cache when offline. A bundle is cached only after it loaded, so a damaged
-// download is never kept.
+// download is never kept. Its bytes are freed as soon as the model holds its weights
+// (`releaseBundle`).
 
 import { ScorerError, describe } from './errors.js';
 
@@ -63,33 +64,42 @@ async function cachedIsFresh(href, cached) {
   return Boolean(length && cachedLength);
 }
 
-/** Reads a response body with progress reports at most every 100 ms. */
-async function readBody(response, total, onProgress) {
-  if (!response.body) return new Uint8Array(await response.arrayBuffer());
-  const reader = response.body.getReader();
-  const chunks = [];
+/**
+ * Reads a response body into one buffer of our own, with progress reports at most every 100 ms.
+ * Each chunk is copied in as it comes, into a buffer sized by `total` when it is right: the chunks
+ * are garbage at once rather than all held to the end, and the result is never a buffer the
+ * browser made (one it made, like `arrayBuffer()`'s, is freed only by a full collection, even once
+ * `releaseBundle` detached it).
+ * @param {Response} response
+ * @param {number} total the expected length, 0 when unknown
+ * @param {boolean} cached reported with the progress
+ * @param {(p: ProgressEvent) => void} onProgress
+ */
+async function readBody(response, total, cached, onProgress) {
+  if (!response.body) return new Uint8Array(0);
+  const reader = /** @type {ReadableStream<Uint8Array>} */ (response.body).getReader();
+  let bytes = new Uint8Array(total);
   let loaded = 0;
   let last = 0;
-  onProgress({ status: 'download', loaded: 0, total, cached: false });
+  onProgress({ status: 'download', loaded: 0, total, cached });
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
+    if (loaded + value.length > bytes.length) {
+      const grown = new Uint8Array(Math.max(loaded + value.length, 2 * bytes.length));
+      grown.set(bytes.subarray(0, loaded));
+      bytes = grown;
+    }
+    bytes.set(value, loaded);
     loaded += value.length;
     const now = performance.now();
     if (now - last > 100) {
       last = now;
-      onProgress({ status: 'download', loaded, total, cached: false });
+      onProgress({ status: 'download', loaded, total, cached });
     }
   }
-  const bytes = new Uint8Array(loaded);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.length;
-  }
-  onProgress({ status: 'download', loaded, total: total || loaded, cached: false });
-  return bytes;
+  onProgress({ status: 'download', loaded, total: total || loaded, cached });
+  return loaded === bytes.length ? bytes : bytes.slice(0, loaded);
 }
 
 /**
@@ -113,8 +123,7 @@ export async function fetchBundle(url, onProgress) {
   if (cache && hit) {
     onProgress({ status: 'check' });
     if (await cachedIsFresh(href, hit)) {
-      const bytes = new Uint8Array(await hit.arrayBuffer());
-      onProgress({ status: 'download', loaded: bytes.length, total: bytes.length, cached: true });
+      const bytes = await readBody(hit, Number(hit.headers.get('x-bundle-length')) || 0, true, onProgress);
       return { bytes, href, cached: true, validators: null };
     }
     await cache.delete(href).catch(() => {});
@@ -134,7 +143,7 @@ export async function fetchBundle(url, onProgress) {
     'x-bundle-etag': response.headers.get('etag') ?? '',
     'x-bundle-last-modified': response.headers.get('last-modified') ?? '',
   };
-  const bytes = await readBody(response, total, onProgress);
+  const bytes = await readBody(response, total, false, onProgress);
   validators['x-bundle-length'] = String(bytes.length);
   return { bytes, href, cached: false, validators };
 }
@@ -150,14 +159,44 @@ export async function keepBundle(fetched, onProgress) {
   if (!cache) return;
   try {
     const headers = { 'content-type': 'application/octet-stream', ...fetched.validators };
-    await cache.put(fetched.href, new Response(/** @type {BodyInit} */ (/** @type {unknown} */ (fetched.bytes)), { headers }));
+    await cache.put(fetched.href, new Response(slices(fetched.bytes), { headers }));
   } catch (e) {
     onProgress({ status: 'note', message: `The model could not be cached for next time (${describe(e).message}).` });
   }
+}
+
+/**
+ * `bytes` as a stream of slices of them. A `Response` made from the bytes themselves holds a copy
+ * of them, which, like any large buffer, stays resident until a full collection (the whole bundle
+ * again while the page scores); a stream hands the cache views of the bytes we keep anyway.
+ * @param {Uint8Array} bytes
+ */
+function slices(bytes, size = 4 << 20) {
+  let at = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (at >= bytes.length) return controller.close();
+      controller.enqueue(bytes.slice(at, at + size));
+      at += size;
+    },
+  });
 }
 
 /** Drops a cached bundle that failed to load. @param {string} href */
 export async function forgetBundle(href) {
   const cache = await openCache();
   if (cache) await cache.delete(href).catch(() => {});
+}
+
+/**
+ * Frees a bundle's bytes now, once nothing will read them again. V8 frees a large buffer only in a
+ * full collection, which a worker that spends its time in wasm may not run for minutes: a dead
+ * bundle (162 MB for ViT-B/32 q8) stayed resident while the page scored. Detaching the buffer
+ * (`ArrayBuffer.prototype.transfer`, Chrome 114, Firefox 122, Safari 17.4) frees it at once;
+ * where there is no `transfer` it waits for the collector as before.
+ * @param {Uint8Array | undefined} bytes a view on a buffer this worker owns alone
+ */
+export function releaseBundle(bytes) {
+  const buffer = /** @type {any} */ (bytes?.buffer);
+  if (buffer && !buffer.detached && typeof buffer.transfer === 'function') buffer.transfer(0);
 }

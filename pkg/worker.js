@@ -5,7 +5,7 @@
 // a GPU failure. A GPU failure while loading falls back to the CPU here, since it needs no state.
 
 import { ScorerError, describe, isGpuFailure } from './errors.js';
-import { checkUrl, fetchBundle, forgetBundle, keepBundle } from './bundles.js';
+import { checkUrl, fetchBundle, forgetBundle, keepBundle, releaseBundle } from './bundles.js';
 import { convert as convertCheckpoint, fromFiles, fromHub } from './checkpoint.js';
 import { browserMayDecode, bitmapPixels, decodeInBrowser } from './decode.js';
 import { isCommit, revisionInfo } from './hub.js';
@@ -147,17 +147,22 @@ async function load(msg, progress) {
   let started;
   let reason = null;
   try {
-    started = await start(bytes, device, progress, threads, msg.precision ?? 'auto', msg.activations ?? 'i16');
-  } catch (e) {
-    if (fetched?.cached) await forgetBundle(fetched.href);
-    // WebGPU came up but could not run the model: the CPU before giving up.
-    if (device === 'cpu' || !isGpuFailure(explain(e))) throw e;
-    reason = { code: 'webgpu-failed', message: 'WebGPU failed while loading the model, so the model now runs on the CPU.', detail: explain(e).message };
-    started = await start(bytes, 'cpu', progress, threads, 'auto', msg.activations ?? 'i16');
+    try {
+      started = await start(bytes, device, progress, threads, msg.precision ?? 'auto', msg.activations ?? 'i16');
+    } catch (e) {
+      if (fetched?.cached) await forgetBundle(fetched.href);
+      // WebGPU came up but could not run the model: the CPU before giving up.
+      if (device === 'cpu' || !isGpuFailure(explain(e))) throw e;
+      reason = { code: 'webgpu-failed', message: 'WebGPU failed while loading the model, so the model now runs on the CPU.', detail: explain(e).message };
+      started = await start(bytes, 'cpu', progress, threads, 'auto', msg.activations ?? 'i16');
+    }
+    if (current && current !== started.scorer) current.free();
+    current = started.scorer;
+    if (fetched) await keepBundle(fetched, progress);
+  } finally {
+    // The model holds its weights; the bundle is read no more.
+    releaseBundle(bytes);
   }
-  if (current && current !== started.scorer) current.free();
-  current = started.scorer;
-  if (fetched) await keepBundle(fetched, progress);
   const s = started.scorer;
   const ready = {
     status: 'ready',
@@ -383,6 +388,7 @@ async function tune(msg, progress) {
     throw e;
   } finally {
     if (tuning === job) tuning = null;
+    releaseBundle(bytes);
   }
   if (msg.keep !== false) {
     const { report, bundle } = result;
