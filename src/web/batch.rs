@@ -12,7 +12,7 @@ use crate::ood::score::cosine_similarities;
 
 use super::dto::{JsThreshold, Output, Timings};
 use super::scorer::State;
-use super::{js, now_ms, to_js};
+use super::{js, now_ms, on_pool, to_js};
 
 pub(super) async fn run(
     state: Rc<RefCell<State>>,
@@ -59,7 +59,7 @@ pub(super) async fn score_batch(
     let mut features = Vec::with_capacity(pixels.len());
     for chunk in pixels.chunks(batch.max(1)) {
         let t = now_ms();
-        let f = read_f32_async(model.embed_pixels(chunk)?).await?;
+        let f = read_f32_async(on_pool(|| model.embed_pixels(chunk))?).await?;
         let share = (now_ms() - t) / chunk.len() as f64;
         features.extend(rows(f, dim).into_iter().map(|r| (r, chunk.len(), share)));
     }

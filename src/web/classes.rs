@@ -8,7 +8,7 @@ use crate::clip::prompt::{ClassFeatures, Prompt};
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::device::read_f32_async;
 
-use super::js;
+use super::{js, on_pool};
 
 /// Classes per text-tower batch: small enough for the progress bar to move on 1000 classes,
 /// large enough for the matmuls to stay efficient.
@@ -25,7 +25,7 @@ pub(super) async fn text_features(
     progress: Option<&js_sys::Function>,
 ) -> Result<Vec<Vec<f32>>, JsValue> {
     let mut job = ClassFeatures::new(model.config.projection_dim, classes, prompt, TEXT_CHUNK)?;
-    while let Some(t) = job.next(model, tok)? {
+    while let Some(t) = on_pool(|| job.next(model, tok))? {
         job.push(&read_f32_async(t).await?)?;
         if let Some(f) = progress {
             let (done, total) = job.progress();

@@ -13,6 +13,15 @@ mod dto;
 mod import;
 #[cfg(feature = "threads")]
 mod pool;
+#[cfg(feature = "threads")]
+use pool::on_pool;
+
+/// Runs a model's synchronous work: on the CPU pool's threads in the threaded build
+/// (`pool::on_pool`), here in the others.
+#[cfg(not(feature = "threads"))]
+fn on_pool<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
 mod scorer;
 mod tune;
 

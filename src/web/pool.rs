@@ -91,6 +91,19 @@ pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
+/// Runs `f`, a model's synchronous work, on one of the pool's threads while the calling worker
+/// sleeps until it is done (the threaded build's [`super::on_pool`]). Called from outside the
+/// pool, every parallel step in `f` (each product, each of flex's parallel ops) would be a job
+/// injected into rayon's queue, woken to, and waited for across workers; from a pool thread it is
+/// a split that the other threads steal, and the steps between run there too. A `join` with
+/// nothing on its other side is how a thread outside the pool gets the global pool to run `f`.
+pub(super) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if threads() == 0 {
+        return f();
+    }
+    rayon::join(f, || ()).0
+}
+
 /// This module, for the pool workers to instantiate.
 #[wasm_bindgen(js_name = poolModule)]
 pub fn pool_module() -> JsValue {

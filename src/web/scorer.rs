@@ -21,7 +21,7 @@ use super::batch::{run, score_batch};
 use super::classes::{prompt_for, templates_of, text_features};
 use super::device::{engine, pick_activations, pick_device, pick_precision, DeviceReason};
 use super::dto::{scores_of, Info, ItemError, ItemErrorBody, JsScoreSettings, JsThreshold};
-use super::{js, now_ms, to_js};
+use super::{js, now_ms, on_pool, to_js};
 
 pub(super) struct State {
     pub(super) model: Clip,
@@ -323,7 +323,7 @@ impl Scorer {
             let model = state.borrow().model.clone();
             let s = model.image_size();
             let pixels = vec![vec![0.0f32; 3 * s * s]];
-            let t = model.embed_pixels(&pixels)?;
+            let t = on_pool(|| model.embed_pixels(&pixels))?;
             read_f32_async(t).await?;
             Ok(JsValue::from_f64(now_ms() - t0))
         })

@@ -20,7 +20,7 @@ use crate::Error;
 use super::classes::{next_task, text_features};
 use super::dto::{JsHeld, JsTuneOptions, JsTuneProgress, JsTuneReport};
 use super::scorer::{info, JsBytes, Scorer};
-use super::{js, now_ms, to_js};
+use super::{js, now_ms, on_pool, to_js};
 
 /// Pictures through the image tower at a time.
 const IMAGE_BATCH: usize = 16;
@@ -133,7 +133,10 @@ async fn features(
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(IMAGE_BATCH) {
         let pixels: Vec<Vec<f32>> = chunk.iter().map(|i| to_tensor_chw(i, &cfg)).collect();
-        for mut row in rows(read_f32_async(model.embed_pixels(&pixels)?).await?, dim) {
+        for mut row in rows(
+            read_f32_async(on_pool(|| model.embed_pixels(&pixels))?).await?,
+            dim,
+        ) {
             crate::clip::embed::l2_normalise(&mut row);
             out.push(row);
         }
@@ -269,9 +272,10 @@ impl Scorer {
                 &opts,
             )?;
             let mut epochs = Vec::with_capacity(opts.epochs);
-            while let Some(text) = tuner.forward(&model, &tok)? {
-                let grad = tuner.backward(&read_f32_async(text).await?)?;
-                let stepped = tuner.update(&read_f32_async(grad).await?)?;
+            while let Some(text) = on_pool(|| tuner.forward(&model, &tok))? {
+                let text = read_f32_async(text).await?;
+                let grad = read_f32_async(on_pool(|| tuner.backward(&text))?).await?;
+                let stepped = on_pool(|| tuner.update(&grad))?;
                 if let Some((_, mean)) = stepped.epoch {
                     epochs.push(mean);
                 }
