@@ -1,5 +1,6 @@
 // Browser figures for the closing notes: time to ready (download + load + warm-up), the warm-up
-// itself, and per-image latency, for a bundle on WebGPU (SwiftShader here) and on the CPU.
+// itself, per-image latency, and Chromium's peak memory while scoring and over the whole visit,
+// for a bundle on WebGPU (SwiftShader here) and on the CPU.
 //
 //   node tests/e2e/bench.mjs --model models/b32.bundle --images a.jpg,b.jpg [--runs 3] [--backends webgpu,cpu]
 //                            [--threads auto|N] [--activations i16|u7]
@@ -28,12 +29,14 @@ const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 const server = await startServer({ root: path.join(here, '../../www'), port: 0 });
 console.log(`model ${model}; ${images.length} images × ${runs} runs; medians`);
-console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n  scoring_rss_peak_mb');
+console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n  scoring_rss_peak_mb  visit_rss_peak_mb');
 try {
   for (const which of backends) {
     const { context, userDataDir } = await launchChromium(which);
     try {
       const page = context.pages()[0] ?? (await context.newPage());
+      // Chromium's resident memory (all its processes) over the visit: download, load, scoring.
+      const visit = sampleRss();
       const t0 = Date.now();
       await page.goto(`${server.url}?${new URLSearchParams({ model, backend: 'auto', threads, activations })}`);
       await page.locator('[data-testid=ready], [data-testid=error]').first().waitFor({ timeout });
@@ -57,7 +60,7 @@ try {
       console.log(
         `${backend.padEnd(8)} ${readyS.toFixed(1).padStart(7)} ${warmup.toFixed(0).padStart(10)} ` +
           `${median(totals).toFixed(0).padStart(15)} ${median(towers).toFixed(0).padStart(15)} ${String(totals.length).padStart(3)} ` +
-          `${String(Math.round((await rss.stop()) / 1e6)).padStart(8)}`,
+          `${String(Math.round((await rss.stop()) / 1e6)).padStart(8)} ${String(Math.round((await visit.stop()) / 1e6)).padStart(8)}`,
       );
     } finally {
       await context.close();

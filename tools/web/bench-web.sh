@@ -45,6 +45,7 @@ for ((i = 1; i <= rounds; i++)); do
 done
 
 # Columns (bench.mjs): backend ready_s warmup_ms image_total_ms image_tower_ms n scoring_rss_peak_mb
+# visit_rss_peak_mb
 col() { awk -v c="$1" '{ print $c }'; }
 # ours/theirs in round $2 at setting $1, for our array $3 (ours, ours7)
 tower_ratio() {
@@ -63,12 +64,12 @@ done
 summary() { # name, array name, setting: the medians of ready, warm-up, per image, tower and memory
   local -n rows=$2
   local c i medians=()
-  for c in 2 3 4 5 7; do medians+=("$(for ((i = 1; i <= rounds; i++)); do col "$c" <<<"${rows[$3,$i]}"; done | median)"); done
-  printf "%-40s %7s %10s %13s %15s %12s\n" "$1" "${medians[@]}"
+  for c in 2 3 4 5 7 8; do medians+=("$(for ((i = 1; i <= rounds; i++)); do col "$c" <<<"${rows[$3,$i]}"; done | median)"); done
+  printf "%-40s %7s %10s %13s %15s %15s %13s\n" "$1" "${medians[@]}"
 }
 echo
 echo "medians over $rounds rounds"
-echo "scorer                                   ready_s  warmup_ms  per_image_ms  image_tower_ms  rss_peak_mb"
+echo "scorer                                   ready_s  warmup_ms  per_image_ms  image_tower_ms  scoring_peak_mb  visit_peak_mb"
 for t in "${settings[@]}"; do
   summary "deltaenergy q8, threads $t" ours "$t"
   summary "deltaenergy q8 u7, threads $t" ours7 "$t"
@@ -80,5 +81,6 @@ for t in "${settings[@]}"; do
     "$(for ((i = 1; i <= rounds; i++)); do tower_ratio "$t" "$i"; done | median)" \
     "$(for ((i = 1; i <= rounds; i++)); do tower_ratio "$t" "$i" ours7; done | median)"
 done
-echo "(below 1 we are faster; rss_peak_mb: all of Chromium's processes while the images are scored;"
+echo "(below 1 we are faster; peak_mb: all of Chromium's processes while the images are scored, and over"
+echo " the whole visit: download, load and scoring;"
 echo " 'default' is min(4, ceil(cores / 2)) threads on both sides, $(( ($(nproc) + 1) / 2 > 4 ? 4 : ($(nproc) + 1) / 2 )) here)"

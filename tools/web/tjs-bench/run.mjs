@@ -74,6 +74,7 @@ try {
     page.on('console', (m) => console.log(`[page] ${m.type()}: ${m.text()}`));
     page.on('response', (r) => r.status() >= 400 && console.log(`[page] ${r.status()} ${r.url()}`));
   }
+  const visit = sampleRss(); // over the visit: download, load, scoring, as tests/e2e/bench.mjs
   const t0 = Date.now();
   await page.goto(`${server.url}?${query}`);
   await page.locator('body[data-state=ready], body[data-state=error]').waitFor({ timeout, state: 'attached' });
@@ -104,11 +105,12 @@ try {
       `last label ${label}`,
   );
   const rssPeak = await rss.stop();
-  console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n  scoring_rss_peak_mb');
+  const visitPeak = await visit.stop();
+  console.log('backend  ready_s  warmup_ms  image_total_ms  image_tower_ms  n  scoring_rss_peak_mb  visit_rss_peak_mb');
   console.log(
     `${'transformers.js-wasm'.padEnd(8)} ${readyS.toFixed(1).padStart(7)} ${Number(data.warmupMs).toFixed(0).padStart(10)} ` +
       `${median(totals).toFixed(0).padStart(15)} ${median(towers).toFixed(0).padStart(15)} ${String(totals.length).padStart(3)} ` +
-      `${String(Math.round(rssPeak / 1e6)).padStart(8)}`,
+      `${String(Math.round(rssPeak / 1e6)).padStart(8)} ${String(Math.round(visitPeak / 1e6)).padStart(8)}`,
   );
   if (verbose) console.log(`per image total_ms ${totals.map((x) => x.toFixed(1)).join(' ')}; tower_ms ${towers.map((x) => x.toFixed(1)).join(' ')}`);
 } finally {
