@@ -1,9 +1,10 @@
 //! `y = x·W + b` for f32 weights on the CPU, `W` `[k, n]` row-major as the loader gives an f32
 //! layer, read where it lies: no packed copy, so an f32 model takes the memory it did.
 //!
-//! A tile is 6 rows × 16 columns (12 AVX2 accumulators, the two vectors of a weight row and the
-//! broadcast row value: 15 of the 16 registers). `k` goes in blocks of [`KC`]: the first row tile
-//! over a block of 16 columns copies it (16 KB) to the stack as it reads it from the weight,
+//! A tile is 6 rows × 16 columns with AVX2 (12 accumulators, the two vectors of a weight row and
+//! the broadcast row value: 15 of the 16 registers), 12 rows × 32 columns with AVX-512 (24 of its
+//! 32 registers; two FMAs for each row value read). `k` goes in blocks of [`KC`]: the first row
+//! tile over a block of 16 columns copies it (16 KB) aside as it reads it from the weight,
 //! asking the cache for the next block meanwhile, and every other row tile reads the copy from
 //! L1 ([`Block`] says why not the weight itself). From [`WIDE`] rows on, a task packs [`NC`]
 //! columns' blocks first and each row tile runs over all of them, so a tile's rows of `x` come
@@ -14,13 +15,13 @@
 //! on its columns while they are in cache.
 //!
 //! One order of summation for every kernel (blocks of `k` in turn, within a block `k` in
-//! turn): the AVX2 and the portable kernel differ only by FMA's single rounding.
+//! turn): the SIMD kernels agree bit for bit and differ from the portable one only by FMA's
+//! single rounding.
 
 use super::{columns, output, Epilogue, Out};
 use crate::error::{Error, Result};
 
-/// Rows and columns of a tile.
-const MR: usize = 6;
+/// Columns of a tile (its rows: [`FloatKernel::rows`]).
 const NR: usize = 16;
 /// `k` a block: 256 × 16 weights, 16 KB.
 const KC: usize = 256;
@@ -36,15 +37,45 @@ pub(crate) enum FloatKernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl FloatKernel {
     pub(crate) fn detect() -> FloatKernel {
+        Self::available().pop().unwrap_or(FloatKernel::Portable)
+    }
+
+    /// The kernels this CPU runs, the fastest last.
+    fn available() -> Vec<FloatKernel> {
+        #[allow(unused_mut)]
+        let mut all = vec![FloatKernel::Portable];
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            return FloatKernel::Avx2;
+            all.push(FloatKernel::Avx2);
+            if std::is_x86_feature_detected!("avx512f") {
+                all.push(FloatKernel::Avx512);
+            }
         }
-        FloatKernel::Portable
+        all
+    }
+
+    /// Rows of its tile.
+    fn rows(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            FloatKernel::Avx512 => 12,
+            _ => 6,
+        }
+    }
+
+    /// Panels of [`NR`] columns its tile spans.
+    fn panels(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            FloatKernel::Avx512 => 2,
+            _ => 1,
+        }
     }
 }
 
@@ -159,14 +190,18 @@ impl Operands<'_> {
     ///
     /// SAFETY: as [`Self::columns`], `full - j0` a multiple of [`NR`].
     unsafe fn narrow(self, m: usize, j0: usize, full: usize, out: Out, kernel: FloatKernel) {
-        let mut block = Block([0.0; KC * NR]);
-        let tiles = m.div_ceil(MR);
+        let mut blocks: Vec<Block> = (0..kernel.panels())
+            .map(|_| Block([0.0; KC * NR]))
+            .collect();
+        let tiles = m.div_ceil(kernel.rows());
+        let step = NR * kernel.panels();
         for p0 in (0..self.k).step_by(KC) {
             let kc = KC.min(self.k - p0);
-            for j in (j0..full).step_by(NR) {
+            for j in (j0..full).step_by(step) {
+                let span = step.min(full - j);
                 // The block this task reads next, to ask the cache for while packing this one.
-                let next = if j + NR < full {
-                    Some((p0, j + NR))
+                let next = if j + span < full {
+                    Some((p0, j + span))
                 } else if p0 + KC < self.k {
                     Some((p0 + KC, j0))
                 } else {
@@ -186,7 +221,7 @@ impl Operands<'_> {
                         kc,
                         next,
                     };
-                    tile_rows(kernel, self, &mut block, t, rows, i == 0, out);
+                    tile_rows(kernel, self, &mut blocks[..span / NR], t, rows, i == 0, out);
                     r0 += rows;
                 }
             }
@@ -200,7 +235,7 @@ impl Operands<'_> {
     /// SAFETY: as [`Self::narrow`].
     unsafe fn wide(self, m: usize, j0: usize, full: usize, out: Out, kernel: FloatKernel) {
         let mut panels: Vec<Block> = (0..NC / NR).map(|_| Block([0.0; KC * NR])).collect();
-        let tiles = m.div_ceil(MR);
+        let tiles = m.div_ceil(kernel.rows());
         for jc in (j0..full).step_by(NC) {
             let jn = NC.min(full - jc);
             for p0 in (0..self.k).step_by(KC) {
@@ -212,9 +247,10 @@ impl Operands<'_> {
                     }
                 }
                 let mut r0 = 0;
+                let step = NR * kernel.panels();
                 for i in 0..tiles {
                     let rows = m / tiles + usize::from(i < m % tiles);
-                    for (block, j) in panels.iter_mut().zip((jc..jc + jn).step_by(NR)) {
+                    for j in (jc..jc + jn).step_by(step) {
                         let t = Tile {
                             r0,
                             j,
@@ -222,7 +258,9 @@ impl Operands<'_> {
                             kc,
                             next: None,
                         };
-                        tile_rows(kernel, self, block, t, rows, false, out);
+                        let first = (j - jc) / NR;
+                        let blocks = &mut panels[first..first + step.min(jc + jn - j) / NR];
+                        tile_rows(kernel, self, blocks, t, rows, false, out);
                     }
                     r0 += rows;
                 }
@@ -259,8 +297,9 @@ impl Operands<'_> {
 #[repr(align(64))]
 struct Block([f32; KC * NR]);
 
-/// Rows `r0..r0 + MR` (or fewer), columns `j..j + NR`, the block of `k` at `p0`; `next`, the
-/// first weight of the block read after this one and its rows.
+/// Rows from `r0` (as many as the kernel's tile has, or fewer), columns from `j` (a panel's or
+/// two's), the block of `k` at `p0`; `next`, the first weight of the block read after this one
+/// and its rows.
 #[derive(Clone, Copy)]
 struct Tile {
     r0: usize,
@@ -272,11 +311,11 @@ struct Tile {
     next: Option<(*const f32, usize)>,
 }
 
-/// Runs `$tile::<R, PACK>` for `rows.min(MR)` rows and the block packed by this tile or before
+/// Runs `$tile::<R, PACK>` for `rows.min(6)` rows and the block packed by this tile or before
 /// it (const generics, so the accumulators stay in registers and the loop has no branch).
 macro_rules! by_rows {
     ($tile:ident, $rows:expr, $packs:expr, $($arg:expr),*) => {
-        match ($rows.min(MR), $packs) {
+        match ($rows.min(6), $packs) {
             (6, true) => $tile::<6, true>($($arg),*),
             (5, true) => $tile::<5, true>($($arg),*),
             (4, true) => $tile::<4, true>($($arg),*),
@@ -295,12 +334,12 @@ macro_rules! by_rows {
 
 /// A tile on `kernel`.
 ///
-/// SAFETY: as [`Operands::columns`], `kernel` running on this CPU; `block` is the tile's block,
-/// packed unless `packs`.
+/// SAFETY: as [`Operands::columns`], `kernel` running on this CPU; `blocks` are the blocks of
+/// the tile's panels (one, or as many as [`FloatKernel::panels`]), packed unless `packs`.
 unsafe fn tile_rows(
     kernel: FloatKernel,
     b: Operands,
-    block: &mut Block,
+    blocks: &mut [Block],
     t: Tile,
     rows: usize,
     packs: bool,
@@ -308,8 +347,10 @@ unsafe fn tile_rows(
 ) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        FloatKernel::Avx2 => avx2::tile_rows(b, block, t, rows, packs, out),
-        FloatKernel::Portable => by_rows!(portable_tile, rows, packs, b, block, t, out),
+        FloatKernel::Avx512 => avx512::tile_rows(b, blocks, t, rows, packs, out),
+        #[cfg(target_arch = "x86_64")]
+        FloatKernel::Avx2 => avx2::tile_rows(b, &mut blocks[0], t, rows, packs, out),
+        FloatKernel::Portable => by_rows!(portable_tile, rows, packs, b, &mut blocks[0], t, out),
     }
 }
 
@@ -356,7 +397,7 @@ unsafe fn portable_tile<const R: usize, const PACK: bool>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Block, Operands, Out, Tile, MR, NR};
+    use super::{Block, Operands, Out, Tile, NR};
     use std::arch::x86_64::*;
 
     /// SAFETY: as [`super::tile_rows`], on a CPU with AVX2 and FMA.
@@ -432,6 +473,103 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Block, Operands, Out, Tile, NR};
+    use std::arch::x86_64::*;
+
+    /// SAFETY: as [`super::tile_rows`], on a CPU with AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_rows(
+        b: Operands,
+        blocks: &mut [Block],
+        t: Tile,
+        rows: usize,
+        packs: bool,
+        out: Out,
+    ) {
+        let (wide, blocks) = (blocks.len() > 1, blocks.as_mut_ptr());
+        macro_rules! rows {
+            ($($r:literal)*) => {
+                match (rows, packs, wide) {
+                    $(($r, true, false) => tile::<$r, true, 1>(b, blocks, t, out),
+                      ($r, false, false) => tile::<$r, false, 1>(b, blocks, t, out),
+                      ($r, true, true) => tile::<$r, true, 2>(b, blocks, t, out),
+                      ($r, false, true) => tile::<$r, false, 2>(b, blocks, t, out),)*
+                    (_, true, false) => tile::<12, true, 1>(b, blocks, t, out),
+                    (_, false, false) => tile::<12, false, 1>(b, blocks, t, out),
+                    (_, true, true) => tile::<12, true, 2>(b, blocks, t, out),
+                    (_, false, true) => tile::<12, false, 2>(b, blocks, t, out),
+                }
+            };
+        }
+        rows!(1 2 3 4 5 6 7 8 9 10 11)
+    }
+
+    /// The AVX2 tile's steps, `W` panels wide, a vector a panel.
+    ///
+    /// SAFETY: as [`super::portable_tile`], on a CPU with AVX-512F, with `R` rows and the `W`
+    /// blocks from `blocks`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize, const PACK: bool, const W: usize>(
+        b: Operands,
+        blocks: *mut Block,
+        t: Tile,
+        out: Out,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); W]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let from = if t.p0 == 0 {
+                match b.bias {
+                    Some(bias) => bias.as_ptr().add(t.j),
+                    None => continue,
+                }
+            } else {
+                out.ptr.add((t.r0 + r) * out.n + t.j)
+            };
+            for (c, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_loadu_ps(from.add(c * NR));
+            }
+        }
+        let packed: [*mut f32; W] = std::array::from_fn(|c| (*blocks.add(c)).0.as_mut_ptr());
+        let w = b.w.as_ptr().add(t.p0 * b.n + t.j);
+        let x = b.x.as_ptr().add(t.r0 * b.k + t.p0);
+        for p in 0..t.kc {
+            let mut v = [_mm512_setzero_ps(); W];
+            for (c, v) in v.iter_mut().enumerate() {
+                *v = if PACK {
+                    if let Some((next, rows)) = t.next {
+                        if p < rows {
+                            // Wrapping: the next tile may be a panel narrower than this one.
+                            let ahead = next.wrapping_add(p * b.n + c * NR) as *const i8;
+                            _mm_prefetch::<_MM_HINT_T1>(ahead);
+                            _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(4 * NR - 4));
+                        }
+                    }
+                    let v = _mm512_loadu_ps(w.add(p * b.n + c * NR));
+                    _mm512_store_ps(packed[c].add(p * NR), v);
+                    v
+                } else {
+                    _mm512_load_ps(packed[c].add(p * NR))
+                };
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*x.add(r * b.k + p));
+                for (acc, v) in acc.iter_mut().zip(v) {
+                    *acc = _mm512_fmadd_ps(x, v, *acc);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let y = out.ptr.add((t.r0 + r) * out.n + t.j);
+            for (c, acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(y.add(c * NR), *acc);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,11 +580,7 @@ mod tests {
     }
 
     fn kernels() -> Vec<FloatKernel> {
-        let mut all = vec![FloatKernel::Portable];
-        if FloatKernel::detect() != FloatKernel::Portable {
-            all.push(FloatKernel::detect());
-        }
-        all
+        FloatKernel::available()
     }
 
     /// `x·w + bias` in f64, and `Σ |x·w|` for each output, which bounds f32's rounding.
@@ -467,7 +601,7 @@ mod tests {
         (y, mag)
     }
 
-    // Shapes that reach every edge: one row, rows past a tile (`MR`) and spread unevenly over
+    // Shapes that reach every edge: one row, rows past a tile (6 or 12) and spread unevenly over
     // the tiles, `k` past a block (`KC`) and ragged, columns past a tile (`NR`) and fewer than
     // one, several panels a block (whose next block is asked for); rows enough for the wide
     // order ([`WIDE`]) with columns past its block ([`NC`]) and ragged.
@@ -505,6 +639,32 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The SIMD tiles sum in one order with FMA, whatever their rows: equal bit for bit.
+    #[test]
+    fn simd_kernels_agree_bit_for_bit() {
+        let simd: Vec<FloatKernel> = kernels()
+            .into_iter()
+            .filter(|k| *k != FloatKernel::Portable)
+            .collect();
+        let mut rng = Rng::new(6);
+        for (m, k, n) in SHAPES {
+            let (x, w, bias) = (
+                random(m * k, &mut rng),
+                random(k * n, &mut rng),
+                random(n, &mut rng),
+            );
+            let ys: Vec<Vec<f32>> = simd
+                .iter()
+                .map(|&kernel| {
+                    parts_with(&x, m, &[&w], k, Some(&bias), Epilogue::None, kernel).unwrap()
+                })
+                .collect();
+            for (kernel, y) in simd.iter().zip(&ys).skip(1) {
+                assert_eq!(y, &ys[0], "{kernel:?} against {:?}, {m}×{k}×{n}", simd[0]);
             }
         }
     }
