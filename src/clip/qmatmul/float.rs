@@ -43,17 +43,29 @@ pub(crate) enum FloatKernel {
 
 impl FloatKernel {
     pub(crate) fn detect() -> FloatKernel {
-        Self::available().pop().unwrap_or(FloatKernel::Portable)
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return if std::is_x86_feature_detected!("avx512f") {
+                FloatKernel::Avx512
+            } else {
+                FloatKernel::Avx2
+            };
+        }
+        FloatKernel::Portable
     }
 
     /// The kernels this CPU runs, the fastest last.
+    #[cfg(test)]
     fn available() -> Vec<FloatKernel> {
         #[allow(unused_mut)]
         let mut all = vec![FloatKernel::Portable];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            all.push(FloatKernel::Avx2);
-            if std::is_x86_feature_detected!("avx512f") {
+        {
+            let best = Self::detect();
+            if best != FloatKernel::Portable {
+                all.push(FloatKernel::Avx2);
+            }
+            if best == FloatKernel::Avx512 {
                 all.push(FloatKernel::Avx512);
             }
         }
