@@ -323,6 +323,23 @@ struct Tile {
     next: Option<(*const f32, usize)>,
 }
 
+// The SIMD tiles'.
+#[cfg(target_arch = "x86_64")]
+impl Tile {
+    /// Where the sums of the tile's row `r` start: the bias in `k`'s first block (none: zeros),
+    /// then the output's previous block.
+    ///
+    /// SAFETY: as [`Operands::columns`], for a row and columns of this tile.
+    #[inline(always)]
+    unsafe fn start(self, b: Operands, out: Out, r: usize) -> Option<*const f32> {
+        if self.p0 == 0 {
+            b.bias.map(|bias| bias.as_ptr().add(self.j))
+        } else {
+            Some(out.ptr.add((self.r0 + r) * out.n + self.j).cast_const())
+        }
+    }
+}
+
 /// Runs `$tile::<R, PACK>` for `rows.min(6)` rows and the block packed by this tile or before
 /// it (const generics, so the accumulators stay in registers and the loop has no branch).
 macro_rules! by_rows {
@@ -436,15 +453,9 @@ mod avx2 {
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (r, acc) in acc.iter_mut().enumerate() {
-            let from = if t.p0 == 0 {
-                match b.bias {
-                    Some(bias) => bias.as_ptr().add(t.j),
-                    None => continue,
-                }
-            } else {
-                out.ptr.add((t.r0 + r) * out.n + t.j)
-            };
-            *acc = [_mm256_loadu_ps(from), _mm256_loadu_ps(from.add(8))];
+            if let Some(from) = t.start(b, out, r) {
+                *acc = [_mm256_loadu_ps(from), _mm256_loadu_ps(from.add(8))];
+            }
         }
         let packed = block.0.as_mut_ptr();
         let w = b.w.as_ptr().add(t.p0 * b.n + t.j);
@@ -532,16 +543,10 @@ mod avx512 {
     ) {
         let mut acc = [[_mm512_setzero_ps(); W]; R];
         for (r, acc) in acc.iter_mut().enumerate() {
-            let from = if t.p0 == 0 {
-                match b.bias {
-                    Some(bias) => bias.as_ptr().add(t.j),
-                    None => continue,
+            if let Some(from) = t.start(b, out, r) {
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_loadu_ps(from.add(c * NR));
                 }
-            } else {
-                out.ptr.add((t.r0 + r) * out.n + t.j)
-            };
-            for (c, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm512_loadu_ps(from.add(c * NR));
             }
         }
         let packed: [*mut f32; W] = std::array::from_fn(|c| (*blocks.add(c)).0.as_mut_ptr());
