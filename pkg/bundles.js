@@ -166,9 +166,10 @@ export async function keepBundle(fetched, onProgress) {
 }
 
 /**
- * `bytes` as a stream of slices of them. A `Response` made from the bytes themselves holds a copy
+ * `bytes` as a stream of 4 MiB copies. A `Response` made from the bytes themselves holds a copy
  * of them, which, like any large buffer, stays resident until a full collection (the whole bundle
- * again while the page scores); a stream hands the cache views of the bytes we keep anyway.
+ * again while the page scores); views of the bytes instead let the browser wrap the buffer, which
+ * it then held as long. Copies this small are freed by the collections that allocations start.
  * @param {Uint8Array} bytes
  */
 function slices(bytes, size = 4 << 20) {
