@@ -248,6 +248,7 @@ impl Operands<'_> {
     unsafe fn wide(self, m: usize, j0: usize, full: usize, out: Out, kernel: FloatKernel) {
         let mut panels: Vec<Block> = (0..NC / NR).map(|_| Block([0.0; KC * NR])).collect();
         let tiles = m.div_ceil(kernel.rows());
+        let step = NR * kernel.panels();
         for jc in (j0..full).step_by(NC) {
             let jn = NC.min(full - jc);
             for p0 in (0..self.k).step_by(KC) {
@@ -259,7 +260,6 @@ impl Operands<'_> {
                     }
                 }
                 let mut r0 = 0;
-                let step = NR * kernel.panels();
                 for i in 0..tiles {
                     let rows = m / tiles + usize::from(i < m % tiles);
                     for j in (jc..jc + jn).step_by(step) {
@@ -323,7 +323,7 @@ struct Tile {
     next: Option<(*const f32, usize)>,
 }
 
-// The SIMD tiles'.
+// Only the SIMD tiles start from memory; the portable one reads the bias column by column.
 #[cfg(target_arch = "x86_64")]
 impl Tile {
     /// Where the sums of the tile's row `r` start: the bias in `k`'s first block (none: zeros),
